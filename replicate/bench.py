@@ -1,0 +1,153 @@
+"""Benchmark of the hot paths: exact nearest-code search, one atomic-setting training step of each quantizer,
+and a whole-set (E, U, C) evaluation, each against the naive full-matrix reference timed in the same run.
+
+  python -m replicate bench                 # a table
+  python -m replicate bench --json          # one JSON object per line: name, method, K, N, d, seconds_per_step, peak_mb
+
+Peak memory is the rise of the process's peak resident set (CPU; reset through /proc/self/clear_refs) or of
+torch's peak allocation (CUDA) above the level before the call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from replicate.errors import ConfigError
+from replicate.metrics.codebook import evaluate_codebook
+from replicate.quantize import QUANTIZERS, nearest_code
+from replicate.train.atomic import atomic_quantizer, atomic_step
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument("--K", default="1024,16384,100000", help="codebook sizes (comma-separated)")
+    parser.add_argument("--N", type=int, default=50_000, help="feature vectors per step")
+    parser.add_argument("--d", type=int, default=8, help="dimension")
+    parser.add_argument("--methods", default=",".join(QUANTIZERS), help="quantizers to time (comma-separated)")
+    parser.add_argument("--eval-N", type=int, default=200_000, help="vectors in the (E, U, C) evaluation case")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repetitions (median reported)")
+    parser.add_argument("--naive-limit-gb", type=float, default=8.0,
+                        help="skip a naive reference whose N x K distance matrix would exceed this")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+
+
+def main(args: argparse.Namespace) -> int:
+    sizes = [int(k) for k in str(args.K).split(",") if k]
+    methods = [m for m in args.methods.split(",") if m]
+    for method in methods:
+        if method not in QUANTIZERS:
+            raise ConfigError(f"unknown method {method!r}; valid: {', '.join(QUANTIZERS)}")
+    if min([*sizes, args.N, args.d, args.eval_N, args.repeats]) < 1:
+        raise ConfigError("K, N, d, eval-N and repeats must all be >= 1")
+    device = torch.device(args.device)
+    emit = _json_line if args.json else _table_line
+    if not args.json:
+        print(f"device: {device} ({torch.get_num_threads()} CPU threads), N={args.N}, d={args.d}")
+        print(f"{'name':<22}{'method':<13}{'K':>8}{'s/step':>11}{'vectors/s':>13}{'peak MB':>10}  note")
+    for K in sizes:
+        naive_gb = args.N * K * 4 / 2**30
+        naive_skip = f"skipped: N x K matrix {naive_gb:.1f} GB > {args.naive_limit_gb:g} GB" if naive_gb > args.naive_limit_gb else ""
+        features = torch.randn(args.N, args.d, device=device)
+        codes = torch.randn(K, args.d, device=device)
+        for backend in ("auto", "naive"):
+            note = naive_skip if backend == "naive" else ""
+            record = _measure(lambda b=backend: nearest_code(features, codes, backend=b), args.repeats, device, note)
+            emit({"name": f"search/{'fast' if backend == 'auto' else 'naive'}", "method": "-", "K": K,
+                  "N": args.N, "d": args.d, **record})
+        for method in methods:
+            for backend in ("auto", "naive"):
+                note = naive_skip if backend == "naive" else ""
+                record = _measure(_step_runner(method, K, args.N, args.d, backend, device), args.repeats, device, note)
+                emit({"name": f"step/{'fast' if backend == 'auto' else 'naive'}", "method": method, "K": K,
+                      "N": args.N, "d": args.d, **record})
+    eval_K = 16384
+    features = torch.randn(args.eval_N, args.d, device=device)
+    codes = torch.randn(eval_K, args.d, device=device)
+    record = _measure(lambda: evaluate_codebook(features, codes), args.repeats, device, "")
+    emit({"name": "evaluate_EUC", "method": "-", "K": eval_K, "N": args.eval_N, "d": args.d, **record})
+    return 0
+
+
+def _step_runner(method: str, K: int, N: int, d: int, backend: str, device: torch.device) -> Callable[[], object]:
+    torch.manual_seed(0)
+    quantizer, optimizer = atomic_quantizer(method, K, d, init="normal", init_scale=1.0, device=device)
+    quantizer.search_backend = backend
+    return lambda: atomic_step(quantizer, optimizer, torch.randn(N, d, device=device) + 1.0)
+
+
+def _measure(call: Callable[[], object], repeats: int, device: torch.device, skip: str) -> dict:
+    if skip:
+        return {"seconds_per_step": None, "peak_mb": None, "note": skip}
+    call()  # warm-up: allocator, faiss and BLAS initialisation
+    _reset_peak(device)
+    baseline = _current_mb(device)
+    times = []
+    for _ in range(repeats):
+        _synchronize(device)
+        started = time.perf_counter()
+        call()
+        _synchronize(device)
+        times.append(time.perf_counter() - started)
+    peak = _peak_mb(device)
+    seconds = statistics.median(times)
+    return {"seconds_per_step": seconds, "peak_mb": None if peak is None else max(0.0, peak - baseline), "note": ""}
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise OSError(field)
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # Linux: reset the peak RSS to the current RSS
+    except OSError:
+        pass
+
+
+def _current_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.memory_allocated(device) / 2**20
+    try:
+        return _status_mb("VmRSS")
+    except OSError:
+        return 0.0
+
+
+def _peak_mb(device: torch.device) -> float | None:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        return _status_mb("VmHWM")
+    except OSError:
+        return None
+
+
+def _json_line(record: dict) -> None:
+    print(json.dumps({k: record[k] for k in ("name", "method", "K", "N", "d", "seconds_per_step", "peak_mb")}
+                     | ({"note": record["note"]} if record["note"] else {})), flush=True)
+
+
+def _table_line(record: dict) -> None:
+    seconds = record["seconds_per_step"]
+    rate = f"{record['N'] / seconds:>13.3g}" if seconds else f"{'-':>13}"
+    peak = f"{record['peak_mb']:>10.0f}" if record["peak_mb"] is not None else f"{'-':>10}"
+    timing = f"{seconds:>11.4f}" if seconds else f"{'-':>11}"
+    print(f"{record['name']:<22}{record['method']:<13}{record['K']:>8}{timing}{rate}{peak}  {record['note']}", flush=True)

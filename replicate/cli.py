@@ -1,0 +1,139 @@
+"""Command line: python -m replicate {list,run,report,figures,bench}.
+
+  python -m replicate list
+  python -m replicate run [EXPERIMENT ...] [--only A,B] [--scale smoke|cpu|paper] [--force] [--set key=value]
+  python -m replicate report EXPERIMENT [--scale S]      # comparison with the paper, from the CSVs
+  python -m replicate figures EXPERIMENT [--scale S]     # figures, from the CSVs
+  python -m replicate bench [--json]                     # nearest-code search and atomic training steps
+Bad input ends with one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+
+import torch
+
+from replicate.errors import ReplicateError, unknown_name
+from replicate.experiments import EXPERIMENTS, SCALES
+from replicate.results import ROOT
+from replicate.runner import Outcome, parse_overrides, resolve_configs, run_experiment, write_figures, write_report
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line instead of usage + message
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def default_scale() -> str:
+    """paper where CUDA is present, otherwise cpu (the largest scale that finishes on a 2-core CPU)."""
+    return "paper" if torch.cuda.is_available() else "cpu"
+
+
+def select(names: list[str], only: str | None) -> list[str]:
+    chosen = [n for group in [*names, *(only.split(",") if only else [])] for n in group.split(",") if n]
+    for name in chosen:
+        if name not in EXPERIMENTS:
+            raise unknown_name("experiment", name, EXPERIMENTS)
+    return chosen or list(EXPERIMENTS)
+
+
+def command_list(args) -> int:
+    for name, experiment in EXPERIMENTS.items():
+        print(f"{name:<18} {experiment.title}  [{experiment.source}]")
+    return 0
+
+
+def command_run(args) -> int:
+    scale = args.scale or default_scale()
+    names = select(args.experiments, args.only)
+    overrides = parse_overrides(args.set)
+    for name in names:  # validate everything before anything runs or writes
+        resolve_configs(EXPERIMENTS[name], scale, overrides)
+    outcomes = []
+    for name in names:
+        try:
+            outcomes.append(run_experiment(EXPERIMENTS[name], scale, force=args.force, overrides=overrides))
+        except ReplicateError:
+            raise
+        except Exception as error:  # a bug in one experiment must not stop the others
+            traceback.print_exc()
+            outcomes.append(Outcome(name, "failed", f"{type(error).__name__}: {error}"))
+    print_summary(outcomes, scale)
+    return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+def print_summary(outcomes: list[Outcome], scale: str) -> None:
+    print(f"\nSummary (scale {scale}):")
+    for outcome in outcomes:
+        if outcome.status == "ran":
+            detail = f"{outcome.new_rows} new configuration(s), {outcome.seconds:.1f} s"
+        else:
+            detail = outcome.reason
+        print(f"  {outcome.status:<8} {outcome.experiment:<18} {detail}")
+        for path in outcome.outputs:
+            print(f"           -> {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+
+
+def command_report(args) -> int:
+    for name in select(args.experiments, None):
+        for path in write_report(EXPERIMENTS[name], args.scale or default_scale()):
+            print(path)
+    return 0
+
+
+def command_figures(args) -> int:
+    for name in select(args.experiments, None):
+        for path in write_figures(EXPERIMENTS[name], args.scale or default_scale()):
+            print(path)
+    return 0
+
+
+def command_bench(args) -> int:
+    from replicate import bench
+
+    return bench.main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m replicate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands.add_parser("list", help="list the registered experiments").set_defaults(handler=command_list)
+
+    run = commands.add_parser("run", help="run experiments and write tables/ and figures/")
+    run.add_argument("experiments", nargs="*", help="experiment names (default: all)")
+    run.add_argument("--only", help="comma-separated experiment names")
+    run.add_argument("--scale", choices=SCALES, help="default: paper with CUDA, else cpu")
+    run.add_argument("--force", action="store_true", help="rerun configurations already in the result table")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a configuration field in every configuration (repeatable)")
+    run.set_defaults(handler=command_run)
+
+    for name, handler, text in (("report", command_report, "write the comparison with the paper from the CSVs"),
+                                ("figures", command_figures, "draw the figures from the CSVs")):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("experiments", nargs="*", help="experiment names (default: all)")
+        sub.add_argument("--scale", choices=SCALES, help="default: paper with CUDA, else cpu")
+        sub.set_defaults(handler=handler)
+
+    from replicate.bench import add_arguments
+
+    bench = commands.add_parser("bench", help="benchmark nearest-code search and atomic training steps")
+    add_arguments(bench)
+    bench.set_defaults(handler=command_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except ReplicateError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished configurations are saved; rerun the same command to resume", file=sys.stderr)
+        return 130

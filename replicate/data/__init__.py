@@ -1,0 +1,1 @@
+"""Data: synthetic distributions (synthetic.py); image datasets arrive with the image pipeline."""

@@ -1,0 +1,23 @@
+"""Synthetic feature and code distributions of the Wasserstein VQ simulations (App. F-H)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from replicate.errors import ConfigError
+
+DISTRIBUTIONS = ("gaussian", "uniform")
+
+
+def sample(
+    distribution: str, n: int, d: int, *, center: float = 0.0, spread: float = 1.0, generator: torch.Generator | None = None
+) -> Tensor:
+    """n vectors in R^d: "gaussian" = N(center 1, spread^2 I); "uniform" = U(center - spread, center + spread)^d."""
+    if n < 1 or d < 1:
+        raise ConfigError(f"need n >= 1 and d >= 1, got n={n}, d={d}")
+    if distribution == "gaussian":
+        return center + spread * torch.randn(n, d, generator=generator)
+    if distribution == "uniform":
+        return center + spread * (2 * torch.rand(n, d, generator=generator) - 1)
+    raise ConfigError(f"unknown distribution {distribution!r}; valid: {', '.join(DISTRIBUTIONS)}")

@@ -1,0 +1,10 @@
+"""The registry: experiment name -> Experiment. run_all.sh, the command line and the tests iterate over it."""
+
+from __future__ import annotations
+
+from replicate.experiments import wvq_table4
+from replicate.experiments.spec import SCALES, Experiment
+
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (wvq_table4.EXPERIMENT,)}
+
+__all__ = ["EXPERIMENTS", "SCALES", "Experiment"]

@@ -1,0 +1,78 @@
+"""What an experiment is: its configurations at each scale, how one configuration runs, and how its results
+are compared with the paper (published file, matching keys, tolerances, qualitative claims, figures)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+SCALES = ("smoke", "cpu", "paper")
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How far a reproduced mean may be from the published value: relative ("rel") or absolute ("abs")."""
+
+    kind: str
+    value: float
+
+    def allows(self, reproduced: float, published: float) -> bool:
+        if self.kind == "rel":
+            return abs(reproduced - published) <= self.value * abs(published)
+        return abs(reproduced - published) <= self.value
+
+    def __str__(self) -> str:
+        return f"within {self.value:.0%}" if self.kind == "rel" else f"within +-{self.value:g}"
+
+
+def relative(fraction: float) -> Tolerance:
+    return Tolerance("rel", fraction)
+
+
+def absolute(amount: float) -> Tolerance:
+    return Tolerance("abs", amount)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A qualitative statement of the paper, checked on our results: holds is None when it cannot be checked."""
+
+    text: str
+    holds: bool | None
+    detail: str = ""
+
+
+@dataclass
+class RunResult:
+    """What one configuration produces: its metrics (one result row) and optional per-step or per-epoch rows."""
+
+    metrics: dict[str, Any]
+    curves: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str  # e.g. "wvq_table4"; also the stem of every output file
+    title: str
+    source: str  # paper, version and artifact it reproduces
+    configs: Callable[[str], list]  # scale -> frozen configuration dataclasses (one result row each)
+    run: Callable[[Any, torch.device], RunResult]
+    data: Callable[[Any], str]  # provenance label of the data a configuration uses
+    published: str | None = None  # file under data/published/
+    keys: tuple[str, ...] = ()  # configuration columns that identify a published row
+    tolerances: dict[str, Tolerance] = field(default_factory=dict)
+    comparable_scales: tuple[str, ...] = ("paper",)  # scales whose configuration is the published one
+    notes: str = ""  # caveats printed beside the comparison
+    claims: Callable[[pd.DataFrame], list[Claim]] | None = None
+    figures: Callable[[pd.DataFrame, pd.DataFrame | None, str, Path], list[Path]] | None = None
+    missing: Callable[[str], str | None] | None = None  # scale -> why the data or weights are unavailable
+
+    def config_fields(self, scale: str) -> list[str]:
+        configs = self.configs(scale)
+        return [f.name for f in dataclasses.fields(configs[0])] if configs else []

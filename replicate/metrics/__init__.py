@@ -1,0 +1,1 @@
+"""Metrics: codebook statistics (codebook.py); image metrics arrive with the image pipeline."""

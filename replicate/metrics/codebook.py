@@ -1,0 +1,86 @@
+"""Codebook metrics over a whole evaluation set (Wasserstein VQ paper, Sec. 2.2, Criteria 1-3) and the
+codebook-spread diagnostics of the Deferred Quantization paper (Sec. 6).
+
+E (quant_error): mean over feature vectors of the squared L2 distance to the assigned code.
+U (utilization): fraction of the K codes assigned at least once (normalised by K, as the official code does).
+C (perplexity):  exp of the entropy (natural log) of the code-usage distribution; at most K.
+Usage is accumulated as one histogram over the whole set, never averaged over batches.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from replicate.quantize.base import DEFAULT_MEMORY_BUDGET, check_finite, nearest_code
+
+
+def utilization(counts: Tensor) -> float:
+    """Fraction of codes with a non-zero count."""
+    return float((counts > 0).double().mean())
+
+
+def perplexity(counts: Tensor) -> float:
+    """exp(-sum_k p_k log p_k) with p_k = counts_k / sum(counts); unused codes contribute 0."""
+    probabilities = counts.double() / counts.sum()
+    return float(torch.exp(-torch.special.xlogy(probabilities, probabilities).sum()))
+
+
+class CodebookUsage:
+    """Streamed (E, U, C): add batches of (features, assigned codes, indices), read the totals at the end."""
+
+    def __init__(self, num_codes: int, device: torch.device | str = "cpu") -> None:
+        self.counts = torch.zeros(num_codes, dtype=torch.long, device=device)
+        self.squared_error = torch.zeros((), dtype=torch.float64, device=device)
+        self.vectors = 0
+
+    @torch.no_grad()
+    def add(self, features: Tensor, codes: Tensor, indices: Tensor) -> None:
+        features, codes = features.reshape(-1, features.shape[-1]), codes.reshape(-1, codes.shape[-1])
+        self.squared_error += (features.double() - codes.double()).square().sum()
+        self.counts += torch.bincount(indices.reshape(-1), minlength=len(self.counts)).to(self.counts.device)
+        self.vectors += features.shape[0]
+
+    def result(self) -> dict[str, float]:
+        return {
+            "quant_error": float(self.squared_error) / max(self.vectors, 1),
+            "utilization": utilization(self.counts),
+            "perplexity": perplexity(self.counts),
+        }
+
+
+@torch.no_grad()
+def evaluate_codebook(features: Tensor, codebook: Tensor, *, batch_size: int = 262144) -> dict[str, float]:
+    """E, U and C of assigning every feature vector (N, d) to its nearest code (K, d)."""
+    usage = CodebookUsage(codebook.shape[0], device=codebook.device)
+    for start in range(0, features.shape[0], batch_size):
+        batch = features[start : start + batch_size]
+        indices = nearest_code(batch, codebook)
+        usage.add(batch, codebook[indices], indices)
+    return usage.result()
+
+
+@torch.no_grad()
+def codebook_distances(codebook: Tensor, *, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> dict[str, float]:
+    """Average pairwise Euclidean and cosine distance over all pairs i != j of code vectors (exact).
+
+    Euclidean: chunked over rows, only blocks on or above the diagonal (each pair once), accumulated in float64.
+    Cosine: 1 - mean_{i != j} <u_i, u_j> with u = c / ||c||, in closed form from sum_i u_i; a zero code has
+    cosine similarity 0 with every other code.
+    """
+    check_finite(codebook, "codes")
+    codes = codebook.detach().double()
+    num_codes = codes.shape[0]
+    if num_codes < 2:
+        return {"code_dist_euclid": 0.0, "code_dist_cosine": 0.0}
+    pairs = num_codes * (num_codes - 1) / 2
+    rows = max(1, memory_budget // (num_codes * codes.element_size()))
+    total = torch.zeros((), dtype=torch.float64, device=codes.device)
+    for start in range(0, num_codes, rows):
+        block = codes[start : start + rows]
+        distances = torch.cdist(block, codes[start:], compute_mode="donot_use_mm_for_euclid_dist")
+        total += distances.triu(diagonal=1).sum()  # block row i vs columns start + j: keep j > i
+    unit = codes / codes.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    summed = unit.sum(0)
+    off_diagonal_similarity = (summed.dot(summed) - unit.square().sum()) / (num_codes * (num_codes - 1))
+    return {"code_dist_euclid": float(total / pairs), "code_dist_cosine": float(1 - off_diagonal_similarity)}

@@ -1,0 +1,82 @@
+"""Wasserstein VQ (Fang et al. 2025, "Enhancing Vector Quantization with Distributional Matching",
+arXiv 2506.15078, Sec. 3.2): vanilla VQ losses plus gamma * W2 between Gaussian fits of the feature and codebook
+distributions (Lemma 3), which pulls the codebook distribution onto the feature distribution.
+
+Official VQ-VAE estimator (code/VQVAE/model/wasserstein_quantizer.py), none of it in the paper's text: feature
+statistics come from a FIFO queue of the last 65,536 feature vectors; features and codes are divided by the
+largest per-dimension feature std; covariances are unbiased; the codebook has its own learning rate 0.02.
+The atomic simulations (App. H) instead use the current batch, no scaling and biased covariances.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from replicate.errors import ConfigError
+from replicate.quantize.base import Quantizer, QuantizerConfig, QuantizerOutput, init_codebook, vq_losses
+from replicate.quantize.gaussian import gaussian_fit, gaussian_w2
+
+
+@dataclass(frozen=True)
+class WassersteinConfig(QuantizerConfig):
+    beta: float = 0.1  # commitment weight; official scripts: --beta 0.1 ("lets the W term dominate")
+    alpha: float = 1.0  # codebook-loss weight (official --alpha 1.0)
+    gamma: float = 0.5  # W2 weight (official --gamma 0.5 for every VQ-VAE run)
+    queue_size: int | None = 65536  # feature FIFO for the statistics; None: use the current batch only
+    queue_init_std: float = 0.01  # official queue starts as N(0, 0.01^2) noise
+    normalize_scale: bool = True  # divide features and codes by the max per-dimension feature std (official)
+    unbiased_covariance: bool = True  # official VQ-VAE: divide by n - 1; atomic simulations: by n
+    codebook_lr: float | None = 0.02  # official: codebook in its own Adam group at a constant 0.02
+    init: str = "normal"  # official: normal_(0, 0.01)
+    init_scale: float = 0.01
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.queue_size is not None and self.queue_size < 2:
+            raise ConfigError(f"queue_size must be >= 2 or None, got {self.queue_size!r}")
+
+
+class WassersteinVQ(Quantizer):
+    def __init__(self, config: WassersteinConfig) -> None:
+        super().__init__(config)
+        self.weight = nn.Parameter(init_codebook(config.num_codes, config.dim, config.init, config.init_scale))
+        if config.queue_size is not None:
+            self.register_buffer("queue", torch.randn(config.queue_size, config.dim) * config.queue_init_std)
+            self.register_buffer("queue_next", torch.zeros((), dtype=torch.long))
+
+    def codebook(self) -> Tensor:
+        return self.weight
+
+    def forward(self, z: Tensor) -> QuantizerOutput:
+        flat, indices, codes = self.lookup(z)
+        if self.training and self.config.queue_size is not None:
+            self._enqueue(flat.detach())
+            reference = self.queue
+        else:  # evaluation (and the atomic setting) use the current features, as the official code does
+            reference = flat
+        losses = vq_losses(flat, codes, alpha=self.config.alpha, beta=self.config.beta)
+        losses["wasserstein"] = self.config.gamma * self.wasserstein_distance(reference)
+        return self.output(z, flat, indices, codes, losses)
+
+    def wasserstein_distance(self, features: Tensor) -> Tensor:
+        """The estimator's W2 between (detached) features and the codebook, gradient to the codebook only."""
+        features, codes = features.detach(), self.codebook()
+        if self.config.normalize_scale:
+            scale = features.std(0).max() + 1e-8  # official: max per-dimension std (unbiased), + 1e-8
+            features, codes = features / scale, codes / scale
+        unbiased = self.config.unbiased_covariance
+        return gaussian_w2(*gaussian_fit(features, unbiased=unbiased), *gaussian_fit(codes, unbiased=unbiased))
+
+    def param_groups(self, lr: float) -> list[dict]:
+        return [{"params": [self.weight], "lr": lr if self.config.codebook_lr is None else self.config.codebook_lr}]
+
+    @torch.no_grad()
+    def _enqueue(self, features: Tensor) -> None:
+        size = self.queue.shape[0]
+        features = features[-size:].to(self.queue.dtype)
+        positions = (self.queue_next + torch.arange(len(features), device=features.device)) % size
+        self.queue[positions] = features
+        self.queue_next.copy_((self.queue_next + len(features)) % size)

@@ -1,0 +1,96 @@
+"""Reproduced beside published: per-row deltas and verdicts against stated tolerances, the paper's qualitative
+claims checked on our results, rendered as tables/E_S.md (and tables/E_S_comparison.csv)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from replicate.experiments.spec import Claim, Experiment
+from replicate.results import PUBLISHED
+
+PASS, FAIL, NOT_RUN, NOT_COMPARABLE, LISTED = "pass", "FAIL", "not run at this scale", "not comparable", "listed"
+
+
+def load_published(experiment: Experiment) -> pd.DataFrame | None:
+    return pd.read_csv(PUBLISHED / experiment.published) if experiment.published else None
+
+
+def summarize(results: pd.DataFrame, keys: tuple[str, ...], metrics: list[str]) -> pd.DataFrame:
+    """Mean, std (ddof 1) and number of seeds of each metric per published key, in long form."""
+    present = [m for m in metrics if m in results.columns]
+    long = results.melt(id_vars=list(keys), value_vars=present, var_name="metric", value_name="value")
+    long["value"] = pd.to_numeric(long["value"], errors="coerce")
+    grouped = long.dropna(subset=["value"]).groupby([*keys, "metric"])["value"]
+    return grouped.agg(reproduced="mean", reproduced_std="std", seeds="count").reset_index()
+
+
+def compare(experiment: Experiment, results: pd.DataFrame | None, scale: str) -> pd.DataFrame:
+    """One row per published number: reproduced mean +- std, delta, tolerance and verdict."""
+    published = load_published(experiment)
+    if published is None:
+        return pd.DataFrame()
+    keys = experiment.keys
+    table = published[[*keys, "metric", "value", "unit", "source"]].rename(columns={"value": "published"})
+    if results is not None and len(results):
+        summary = summarize(results, keys, list(table["metric"].unique()))
+        table = table.merge(summary, on=[*keys, "metric"], how="left")
+    else:
+        table["reproduced"], table["reproduced_std"], table["seeds"] = float("nan"), float("nan"), 0
+    table["delta"] = table["reproduced"] - table["published"]
+    table["delta_rel"] = table["delta"] / table["published"].abs()
+    table["tolerance"] = [str(experiment.tolerances.get(m, "")) for m in table["metric"]]
+    table["verdict"] = [_verdict(experiment, scale, row) for row in table.itertuples()]
+    return table
+
+
+def _verdict(experiment: Experiment, scale: str, row) -> str:
+    if pd.isna(row.reproduced):
+        return NOT_RUN
+    if scale not in experiment.comparable_scales:
+        return NOT_COMPARABLE
+    tolerance = experiment.tolerances.get(row.metric)
+    if tolerance is None:
+        return LISTED
+    return PASS if tolerance.allows(row.reproduced, row.published) else FAIL
+
+
+def render(experiment: Experiment, scale: str, results: pd.DataFrame | None, comparison: pd.DataFrame,
+           claims: list[Claim]) -> str:
+    """The Markdown comparison: provenance, caveats, every published number beside ours, claims pass/fail."""
+    lines = [f"# {experiment.name} at scale `{scale}`: {experiment.title}", "", f"Source: {experiment.source}.", ""]
+    if results is not None and len(results):
+        labels = sorted(results["data"].astype(str).unique())
+        more = f" (and {len(labels) - 3} more)" if len(labels) > 3 else ""
+        lines += [f"- Data: {'; '.join(labels[:3])}{more}",
+                  f"- Code revision(s): {', '.join(sorted(results['git_rev'].astype(str).unique()))}; "
+                  f"device: {', '.join(sorted(results['device'].astype(str).unique()))}",
+                  f"- Result rows: {len(results)} (one per configuration and seed), in `tables/{experiment.name}_{scale}.csv`"]
+    if scale not in experiment.comparable_scales:
+        lines.append(f"- **Scale `{scale}` is reduced: its configuration differs from the paper's, so no number "
+                     "below is a replication of the published one.**")
+    if experiment.notes:
+        lines.append(f"- {experiment.notes}")
+    if len(comparison):
+        verdicts = comparison["verdict"].value_counts()
+        lines += ["", "## Published vs reproduced", "",
+                  "Summary: " + ", ".join(f"{n} {v}" for v, n in verdicts.items()), ""]
+        keys = list(experiment.keys)
+        header = [*keys, "metric", "published", "reproduced (mean +- std, seeds)", "delta", "tolerance", "verdict"]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for row in comparison.itertuples():
+            values = [str(getattr(row, k)) for k in keys]
+            reproduced = "" if pd.isna(row.reproduced) else (
+                f"{row.reproduced:.4g} +- {0 if pd.isna(row.reproduced_std) else row.reproduced_std:.2g} ({int(row.seeds)})")
+            delta = "" if pd.isna(row.delta) else f"{row.delta:+.3g} ({row.delta_rel:+.1%})"
+            lines.append("| " + " | ".join([*values, row.metric, f"{row.published:.4g}", reproduced, delta,
+                                            row.tolerance, row.verdict]) + " |")
+    if claims:
+        lines += ["", "## Qualitative claims of the paper, checked on these results", ""]
+        for claim in claims:
+            mark = "n/a" if claim.holds is None else ("PASS" if claim.holds else "FAIL")
+            lines.append(f"- **{mark}**: {claim.text}" + (f" ({claim.detail})" if claim.detail else ""))
+    failures = [] if not len(comparison) else comparison[comparison["verdict"] == FAIL]
+    if len(failures):
+        lines += ["", f"**Disagreement with the paper: {len(failures)} published number(s) are outside tolerance "
+                  "(rows marked FAIL above).**"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,153 @@
+"""Run an experiment at a scale: resolve and validate its configurations, skip those already in
+tables/E_S.csv (unless forced), run the rest with a progress bar, and after each configuration rewrite the
+result CSVs atomically, so an interrupted run loses at most the configuration in progress. Then write the
+comparison with the published numbers and the figures."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from replicate.errors import ConfigError, MissingDataError
+from replicate.experiments.spec import SCALES, Experiment
+from replicate.report.compare import compare, render
+from replicate.results import FIGURES, TABLES, config_id, provenance, read_csv, write_atomic, write_csv
+
+
+@dataclass
+class Outcome:
+    experiment: str
+    status: str  # "ran", "skipped" or "failed"
+    reason: str = ""
+    new_rows: int = 0
+    outputs: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, str]:
+    """["K=1024", "seed=3"] -> {"K": "1024", "seed": "3"}."""
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def resolve_configs(experiment: Experiment, scale: str, overrides: dict[str, str] | None = None) -> list:
+    """The experiment's configurations at `scale`, with overrides applied to every one and validated."""
+    if scale not in SCALES:
+        raise ConfigError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
+    configs = experiment.configs(scale)
+    if not overrides:
+        return configs
+    fields = {f.name: f for f in dataclasses.fields(configs[0])}
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown configuration field(s) {unknown} for {experiment.name}; valid: {sorted(fields)}")
+    hints = typing.get_type_hints(type(configs[0]))
+    changes = {key: _parse(key, value, hints[key]) for key, value in overrides.items()}
+    resolved = list({config_id(c): c for c in (dataclasses.replace(c, **changes) for c in configs)}.values())
+    return resolved
+
+
+def _parse(key: str, text: str, hint) -> object:
+    kind = hint if isinstance(hint, type) else next((a for a in typing.get_args(hint) if a is not type(None)), str)
+    try:
+        if kind is bool:
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(text)
+            return text.lower() in ("true", "1")
+        return kind(text)
+    except ValueError:
+        raise ConfigError(f"{key}={text!r} is not a valid {kind.__name__}") from None
+
+
+def result_paths(experiment: Experiment, scale: str, tables: Path = TABLES) -> tuple[Path, Path]:
+    return tables / f"{experiment.name}_{scale}.csv", tables / f"{experiment.name}_{scale}_curves.csv"
+
+
+def run_experiment(
+    experiment: Experiment,
+    scale: str,
+    *,
+    force: bool = False,
+    overrides: dict[str, str] | None = None,
+    device: torch.device | None = None,
+    tables: Path = TABLES,
+    figures: Path = FIGURES,
+) -> Outcome:
+    """Run every configuration not yet in the result table, then write the comparison and the figures."""
+    started = time.time()
+    configs = resolve_configs(experiment, scale, overrides)
+    reason = experiment.missing(scale) if experiment.missing else None
+    if reason:
+        return Outcome(experiment.name, "skipped", reason)
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    results_path, curves_path = result_paths(experiment, scale, tables)
+    results, curves = read_csv(results_path), read_csv(curves_path)
+    done = set() if force or results is None else set(results["config_id"])
+    todo = [c for c in configs if config_id(c) not in done]
+    new_rows = 0
+    for config in tqdm(todo, desc=f"{experiment.name} [{scale}]", unit="config", disable=not todo):
+        config_started = time.time()
+        try:
+            result = experiment.run(config, device)
+        except MissingDataError as error:
+            return Outcome(experiment.name, "skipped", str(error), new_rows, seconds=time.time() - started)
+        identity = {"experiment": experiment.name, "scale": scale, "config_id": config_id(config),
+                    **dataclasses.asdict(config), "data": experiment.data(config)}
+        row = {**identity, **result.metrics, **provenance(device), "seconds": round(time.time() - config_started, 3)}
+        results = _replace_rows(results, pd.DataFrame([row]), row["config_id"])
+        write_csv(results_path, results)
+        if result.curves:
+            curve_rows = pd.DataFrame([{**identity, **r} for r in result.curves])
+            curves = _replace_rows(curves, curve_rows, row["config_id"])
+            write_csv(curves_path, curves)
+        new_rows += 1
+    outputs = [p for p in (results_path, curves_path) if p.exists()]
+    outputs += write_outputs(experiment, scale, tables=tables, figures=figures)
+    return Outcome(experiment.name, "ran", "", new_rows, outputs, time.time() - started)
+
+
+def _replace_rows(table: pd.DataFrame | None, rows: pd.DataFrame, identity: str) -> pd.DataFrame:
+    """Drop a configuration's old rows (a forced rerun) and append its new ones."""
+    if table is None:
+        return rows
+    return pd.concat([table[table["config_id"] != identity], rows], ignore_index=True)
+
+
+def write_outputs(experiment: Experiment, scale: str, *, tables: Path = TABLES, figures: Path = FIGURES) -> list[Path]:
+    """Everything downstream of the result CSVs: the comparison and the figures."""
+    return write_report(experiment, scale, tables) + write_figures(experiment, scale, tables, figures)
+
+
+def write_report(experiment: Experiment, scale: str, tables: Path = TABLES) -> list[Path]:
+    """tables/E_S.md and tables/E_S_comparison.csv from the result CSV; never trains."""
+    results = read_csv(result_paths(experiment, scale, tables)[0])
+    comparison = compare(experiment, results, scale)
+    claims = experiment.claims(results) if experiment.claims and results is not None else []
+    report_path = tables / f"{experiment.name}_{scale}.md"
+    write_atomic(report_path, render(experiment, scale, results, comparison, claims))
+    outputs = [report_path]
+    if len(comparison):
+        outputs.append(tables / f"{experiment.name}_{scale}_comparison.csv")
+        write_csv(outputs[-1], comparison)
+    return outputs
+
+
+def write_figures(experiment: Experiment, scale: str, tables: Path = TABLES, figures: Path = FIGURES) -> list[Path]:
+    """figures/E*_S.png from the result CSVs; never trains."""
+    results_path, curves_path = result_paths(experiment, scale, tables)
+    results, curves = read_csv(results_path), read_csv(curves_path)
+    if experiment.figures is None or results is None:
+        return []
+    return experiment.figures(results, curves, scale, figures)
