@@ -33,8 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods", default=",".join(QUANTIZERS), help="quantizers to time (comma-separated)")
     parser.add_argument("--eval-N", type=int, default=200_000, help="vectors in the (E, U, C) evaluation case")
     parser.add_argument("--repeats", type=int, default=5, help="timed repetitions (median reported)")
-    parser.add_argument("--naive-limit-gb", type=float, default=8.0,
-                        help="skip a naive reference whose N x K distance matrix would exceed this")
+    parser.add_argument(
+        "--naive-limit-gb",
+        type=float,
+        default=8.0,
+        help="skip a naive reference whose N x K distance matrix would exceed this",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -48,31 +52,34 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("K, N, d, eval-N and repeats must all be >= 1")
     device = torch.device(args.device)
     emit = _json_line if args.json else _table_line
+
+    def report(name: str, method: str, K: int, N: int, call: Callable[[], object], skip: str = "") -> None:
+        emit(
+            {"name": name, "method": method, "K": K, "N": N, "d": args.d, **_measure(call, args.repeats, device, skip)}
+        )
+
     if not args.json:
         print(f"device: {device} ({torch.get_num_threads()} CPU threads), N={args.N}, d={args.d}")
         print(f"{'name':<22}{'method':<13}{'K':>8}{'s/step':>11}{'vectors/s':>13}{'peak MB':>10}  note")
     for K in sizes:
         naive_gb = args.N * K * 4 / 2**30
-        naive_skip = f"skipped: N x K matrix {naive_gb:.1f} GB > {args.naive_limit_gb:g} GB" if naive_gb > args.naive_limit_gb else ""
-        features = torch.randn(args.N, args.d, device=device)
-        codes = torch.randn(K, args.d, device=device)
-        for backend in ("auto", "naive"):
-            note = naive_skip if backend == "naive" else ""
-            record = _measure(lambda b=backend: nearest_code(features, codes, backend=b), args.repeats, device, note)
-            emit({"name": f"search/{'fast' if backend == 'auto' else 'naive'}", "method": "-", "K": K,
-                  "N": args.N, "d": args.d, **record})
+        too_big = naive_gb > args.naive_limit_gb
+        skip = {"auto": "", "naive": f"skipped: N x K matrix {naive_gb:.1f} GB > {args.naive_limit_gb:g} GB" * too_big}
+        features, codes = torch.randn(args.N, args.d, device=device), torch.randn(K, args.d, device=device)
+        for backend, label in (("auto", "fast"), ("naive", "naive")):
+            report(f"search/{label}", "-", K, args.N, _search_runner(features, codes, backend), skip[backend])
         for method in methods:
-            for backend in ("auto", "naive"):
-                note = naive_skip if backend == "naive" else ""
-                record = _measure(_step_runner(method, K, args.N, args.d, backend, device), args.repeats, device, note)
-                emit({"name": f"step/{'fast' if backend == 'auto' else 'naive'}", "method": method, "K": K,
-                      "N": args.N, "d": args.d, **record})
+            for backend, label in (("auto", "fast"), ("naive", "naive")):
+                step = _step_runner(method, K, args.N, args.d, backend, device)
+                report(f"step/{label}", method, K, args.N, step, skip[backend])
     eval_K = 16384
-    features = torch.randn(args.eval_N, args.d, device=device)
-    codes = torch.randn(eval_K, args.d, device=device)
-    record = _measure(lambda: evaluate_codebook(features, codes), args.repeats, device, "")
-    emit({"name": "evaluate_EUC", "method": "-", "K": eval_K, "N": args.eval_N, "d": args.d, **record})
+    features, codes = torch.randn(args.eval_N, args.d, device=device), torch.randn(eval_K, args.d, device=device)
+    report("evaluate_EUC", "-", eval_K, args.eval_N, lambda: evaluate_codebook(features, codes))
     return 0
+
+
+def _search_runner(features: torch.Tensor, codes: torch.Tensor, backend: str) -> Callable[[], object]:
+    return lambda: nearest_code(features, codes, backend=backend)
 
 
 def _step_runner(method: str, K: int, N: int, d: int, backend: str, device: torch.device) -> Callable[[], object]:
@@ -97,7 +104,11 @@ def _measure(call: Callable[[], object], repeats: int, device: torch.device, ski
         times.append(time.perf_counter() - started)
     peak = _peak_mb(device)
     seconds = statistics.median(times)
-    return {"seconds_per_step": seconds, "peak_mb": None if peak is None else max(0.0, peak - baseline), "note": ""}
+    return {
+        "seconds_per_step": seconds,
+        "peak_mb": None if peak is None else max(0.0, peak - baseline),
+        "note": "",
+    }
 
 
 def _synchronize(device: torch.device) -> None:
@@ -141,8 +152,13 @@ def _peak_mb(device: torch.device) -> float | None:
 
 
 def _json_line(record: dict) -> None:
-    print(json.dumps({k: record[k] for k in ("name", "method", "K", "N", "d", "seconds_per_step", "peak_mb")}
-                     | ({"note": record["note"]} if record["note"] else {})), flush=True)
+    print(
+        json.dumps(
+            {k: record[k] for k in ("name", "method", "K", "N", "d", "seconds_per_step", "peak_mb")}
+            | ({"note": record["note"]} if record["note"] else {})
+        ),
+        flush=True,
+    )
 
 
 def _table_line(record: dict) -> None:
@@ -150,4 +166,7 @@ def _table_line(record: dict) -> None:
     rate = f"{record['N'] / seconds:>13.3g}" if seconds else f"{'-':>13}"
     peak = f"{record['peak_mb']:>10.0f}" if record["peak_mb"] is not None else f"{'-':>10}"
     timing = f"{seconds:>11.4f}" if seconds else f"{'-':>11}"
-    print(f"{record['name']:<22}{record['method']:<13}{record['K']:>8}{timing}{rate}{peak}  {record['note']}", flush=True)
+    print(
+        f"{record['name']:<22}{record['method']:<13}{record['K']:>8}{timing}{rate}{peak}  {record['note']}",
+        flush=True,
+    )

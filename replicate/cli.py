@@ -13,13 +13,21 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
+from pathlib import Path
 
 import torch
 
 from replicate.errors import ReplicateError, unknown_name
 from replicate.experiments import EXPERIMENTS, SCALES
 from replicate.results import ROOT
-from replicate.runner import Outcome, parse_overrides, resolve_configs, run_experiment, write_figures, write_report
+from replicate.runner import (
+    Outcome,
+    parse_overrides,
+    resolve_configs,
+    run_experiment,
+    write_figures,
+    write_report,
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -56,7 +64,16 @@ def command_run(args) -> int:
     outcomes = []
     for name in names:
         try:
-            outcomes.append(run_experiment(EXPERIMENTS[name], scale, force=args.force, overrides=overrides))
+            outcomes.append(
+                run_experiment(
+                    EXPERIMENTS[name],
+                    scale,
+                    force=args.force,
+                    overrides=overrides,
+                    tables=args.out / "tables",
+                    figures=args.out / "figures",
+                )
+            )
         except ReplicateError:
             raise
         except Exception as error:  # a bug in one experiment must not stop the others
@@ -76,18 +93,20 @@ def print_summary(outcomes: list[Outcome], scale: str) -> None:
         print(f"  {outcome.status:<8} {outcome.experiment:<18} {detail}")
         for path in outcome.outputs:
             print(f"           -> {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+    print("Comparisons with the papers: tables/*_" + scale + ".md; figures: figures/*_" + scale + ".png")
 
 
 def command_report(args) -> int:
     for name in select(args.experiments, None):
-        for path in write_report(EXPERIMENTS[name], args.scale or default_scale()):
+        for path in write_report(EXPERIMENTS[name], args.scale or default_scale(), args.out / "tables"):
             print(path)
     return 0
 
 
 def command_figures(args) -> int:
     for name in select(args.experiments, None):
-        for path in write_figures(EXPERIMENTS[name], args.scale or default_scale()):
+        scale = args.scale or default_scale()
+        for path in write_figures(EXPERIMENTS[name], scale, args.out / "tables", args.out / "figures"):
             print(path)
     return 0
 
@@ -99,7 +118,9 @@ def command_bench(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m replicate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(
+        prog="python -m replicate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     commands.add_parser("list", help="list the registered experiments").set_defaults(handler=command_list)
 
@@ -108,15 +129,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--only", help="comma-separated experiment names")
     run.add_argument("--scale", choices=SCALES, help="default: paper with CUDA, else cpu")
     run.add_argument("--force", action="store_true", help="rerun configurations already in the result table")
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a configuration field in every configuration (repeatable)")
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a configuration field in every configuration (repeatable)",
+    )
+    run.add_argument("--out", type=Path, default=ROOT, help="folder for tables/ and figures/ (default: the repo)")
     run.set_defaults(handler=command_run)
 
-    for name, handler, text in (("report", command_report, "write the comparison with the paper from the CSVs"),
-                                ("figures", command_figures, "draw the figures from the CSVs")):
+    for name, handler, text in (
+        ("report", command_report, "write the comparison with the paper from the CSVs"),
+        ("figures", command_figures, "draw the figures from the CSVs"),
+    ):
         sub = commands.add_parser(name, help=text)
         sub.add_argument("experiments", nargs="*", help="experiment names (default: all)")
         sub.add_argument("--scale", choices=SCALES, help="default: paper with CUDA, else cpu")
+        sub.add_argument("--out", type=Path, default=ROOT, help="folder holding tables/ and figures/ (default: repo)")
         sub.set_defaults(handler=handler)
 
     from replicate.bench import add_arguments
@@ -135,5 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: finished configurations are saved; rerun the same command to resume", file=sys.stderr)
+        print(
+            "interrupted: finished configurations are saved; rerun the same command to resume",
+            file=sys.stderr,
+        )
         return 130

@@ -103,9 +103,19 @@ def run_experiment(
             result = experiment.run(config, device)
         except MissingDataError as error:
             return Outcome(experiment.name, "skipped", str(error), new_rows, seconds=time.time() - started)
-        identity = {"experiment": experiment.name, "scale": scale, "config_id": config_id(config),
-                    **dataclasses.asdict(config), "data": experiment.data(config)}
-        row = {**identity, **result.metrics, **provenance(device), "seconds": round(time.time() - config_started, 3)}
+        identity = {
+            "experiment": experiment.name,
+            "scale": scale,
+            "config_id": config_id(config),
+            **dataclasses.asdict(config),
+            "data": experiment.data(config),
+        }
+        row = {
+            **identity,
+            **result.metrics,
+            **provenance(device),
+            "seconds": round(time.time() - config_started, 3),
+        }
         results = _replace_rows(results, pd.DataFrame([row]), row["config_id"])
         write_csv(results_path, results)
         if result.curves:

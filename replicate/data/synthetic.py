@@ -11,7 +11,13 @@ DISTRIBUTIONS = ("gaussian", "uniform")
 
 
 def sample(
-    distribution: str, n: int, d: int, *, center: float = 0.0, spread: float = 1.0, generator: torch.Generator | None = None
+    distribution: str,
+    n: int,
+    d: int,
+    *,
+    center: float = 0.0,
+    spread: float = 1.0,
+    generator: torch.Generator | None = None,
 ) -> Tensor:
     """n vectors in R^d: "gaussian" = N(center 1, spread^2 I); "uniform" = U(center - spread, center + spread)^d."""
     if n < 1 or d < 1:

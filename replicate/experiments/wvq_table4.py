@@ -45,11 +45,19 @@ class Config:
 
 def configs(scale: str) -> list[Config]:
     if scale == "smoke":
-        return [Config(dist, spread, K=256, N=4000, seed=100 * i + r) for dist in DISTRIBUTIONS
-                for i, spread in enumerate((0.01, 1.0)) for r in range(2)]
+        return [
+            Config(dist, spread, K=256, N=4000, seed=100 * i + r)
+            for dist in DISTRIBUTIONS
+            for i, spread in enumerate((0.01, 1.0))
+            for r in range(2)
+        ]
     # cpu = paper: the whole table takes seconds on 2 cores
-    return [Config(dist, spread, seed=100 * i + r) for dist in DISTRIBUTIONS for i, spread in enumerate(SPREADS)
-            for r in range(5)]
+    return [
+        Config(dist, spread, seed=100 * i + r)
+        for dist in DISTRIBUTIONS
+        for i, spread in enumerate(SPREADS)
+        for r in range(5)
+    ]
 
 
 def run(config: Config, device: torch.device) -> RunResult:
@@ -74,12 +82,21 @@ def claims(results: pd.DataFrame) -> list[Claim]:
         spread_u = means["utilization"].max() - means["utilization"].min()
         spread_c = means["perplexity"].max() / means["perplexity"].min() - 1
         symbol = "sigma" if dist == "gaussian" else "zeta"
-        found.append(Claim(f"{dist}: E is proportional to {symbol}^2",
-                           spread_e <= 0.03, f"E/{symbol}^2 ranges over {normalised.min():.4g}..{normalised.max():.4g}"
-                           f" ({spread_e:.2%} apart; allowed 3%)"))
-        found.append(Claim(f"{dist}: U and C do not change with {symbol}",
-                           spread_u <= 0.005 and spread_c <= 0.01,
-                           f"U range {spread_u:.4f} (allowed 0.005), C range {spread_c:.2%} (allowed 1%)"))
+        found.append(
+            Claim(
+                f"{dist}: E is proportional to {symbol}^2",
+                spread_e <= 0.03,
+                f"E/{symbol}^2 ranges over {normalised.min():.4g}..{normalised.max():.4g}"
+                f" ({spread_e:.2%} apart; allowed 3%)",
+            )
+        )
+        found.append(
+            Claim(
+                f"{dist}: U and C do not change with {symbol}",
+                spread_u <= 0.005 and spread_c <= 0.01,
+                f"U range {spread_u:.4f} (allowed 0.005), C range {spread_c:.2%} (allowed 1%)",
+            )
+        )
     return found
 
 

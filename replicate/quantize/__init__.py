@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from replicate.errors import ConfigError, unknown_name
 from replicate.quantize.base import Quantizer, QuantizerConfig, QuantizerOutput, nearest_code
-from replicate.quantize.ema import EMAConfig, EMAVQ
+from replicate.quantize.ema import EMAVQ, EMAConfig
 from replicate.quantize.linear import LinearConfig, LinearVQ
 from replicate.quantize.online import OnlineConfig, OnlineVQ
 from replicate.quantize.vanilla import VanillaConfig, VanillaVQ
@@ -36,4 +36,11 @@ def build_quantizer(config: QuantizerConfig) -> Quantizer:
     raise ConfigError(f"no quantizer for configuration type {type(config).__name__}")
 
 
-__all__ = ["QUANTIZERS", "Quantizer", "QuantizerOutput", "build_quantizer", "nearest_code", "quantizer_config"]
+__all__ = [
+    "QUANTIZERS",
+    "Quantizer",
+    "QuantizerOutput",
+    "build_quantizer",
+    "nearest_code",
+    "quantizer_config",
+]

@@ -40,8 +40,9 @@ def gaussian_w2(
     """W2 between N(mean_a, cov_a) and N(mean_b, cov_b) (the distance, not its square).
 
     The first Gaussian is the fixed reference (the features): its statistics are detached, so gradients flow
-    only to (mean_b, cov_b), the codebook, as in the paper and all official code. eps_eig is added under every eigenvalue square root and
-    eps_sqrt under the outer one (official code: 1e-8 and 1e-10); pass 0 for an exact metric value.
+    only to (mean_b, cov_b), the codebook, as in the paper and all official code. eps_eig is added under every
+    eigenvalue square root and eps_sqrt under the outer one (official code: 1e-8 and 1e-10); pass 0 for an exact
+    metric value.
     """
     dtype = mean_b.dtype
     mean_a, cov_a = mean_a.detach().double(), cov_a.detach().double()

@@ -65,13 +65,19 @@ class WassersteinVQ(Quantizer):
         """The estimator's W2 between (detached) features and the codebook, gradient to the codebook only."""
         features, codes = features.detach(), self.codebook()
         if self.config.normalize_scale:
-            scale = features.std(0).max() + 1e-8  # official: max per-dimension std (unbiased), + 1e-8
+            # official: max per-dimension std (unbiased) + 1e-8; a single vector has std 0, not NaN
+            scale = features.std(0, correction=int(len(features) > 1)).max() + 1e-8
             features, codes = features / scale, codes / scale
         unbiased = self.config.unbiased_covariance
         return gaussian_w2(*gaussian_fit(features, unbiased=unbiased), *gaussian_fit(codes, unbiased=unbiased))
 
     def param_groups(self, lr: float) -> list[dict]:
-        return [{"params": [self.weight], "lr": lr if self.config.codebook_lr is None else self.config.codebook_lr}]
+        return [
+            {
+                "params": [self.weight],
+                "lr": lr if self.config.codebook_lr is None else self.config.codebook_lr,
+            }
+        ]
 
     @torch.no_grad()
     def _enqueue(self, features: Tensor) -> None:

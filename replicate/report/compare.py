@@ -8,7 +8,13 @@ import pandas as pd
 from replicate.experiments.spec import Claim, Experiment
 from replicate.results import PUBLISHED
 
-PASS, FAIL, NOT_RUN, NOT_COMPARABLE, LISTED = "pass", "FAIL", "not run at this scale", "not comparable", "listed"
+PASS, FAIL, NOT_RUN, NOT_COMPARABLE, LISTED = (
+    "pass",
+    "FAIL",
+    "not run at this scale",
+    "not comparable",
+    "listed",
+)
 
 
 def load_published(experiment: Experiment) -> pd.DataFrame | None:
@@ -54,36 +60,76 @@ def _verdict(experiment: Experiment, scale: str, row) -> str:
     return PASS if tolerance.allows(row.reproduced, row.published) else FAIL
 
 
-def render(experiment: Experiment, scale: str, results: pd.DataFrame | None, comparison: pd.DataFrame,
-           claims: list[Claim]) -> str:
+def render(
+    experiment: Experiment,
+    scale: str,
+    results: pd.DataFrame | None,
+    comparison: pd.DataFrame,
+    claims: list[Claim],
+) -> str:
     """The Markdown comparison: provenance, caveats, every published number beside ours, claims pass/fail."""
-    lines = [f"# {experiment.name} at scale `{scale}`: {experiment.title}", "", f"Source: {experiment.source}.", ""]
+    lines = [
+        f"# {experiment.name} at scale `{scale}`: {experiment.title}",
+        "",
+        f"Source: {experiment.source}.",
+        "",
+    ]
     if results is not None and len(results):
         labels = sorted(results["data"].astype(str).unique())
         more = f" (and {len(labels) - 3} more)" if len(labels) > 3 else ""
-        lines += [f"- Data: {'; '.join(labels[:3])}{more}",
-                  f"- Code revision(s): {', '.join(sorted(results['git_rev'].astype(str).unique()))}; "
-                  f"device: {', '.join(sorted(results['device'].astype(str).unique()))}",
-                  f"- Result rows: {len(results)} (one per configuration and seed), in `tables/{experiment.name}_{scale}.csv`"]
+        lines += [
+            f"- Data: {'; '.join(labels[:3])}{more}",
+            f"- Code revision(s): {', '.join(sorted(results['git_rev'].astype(str).unique()))}; "
+            f"device: {', '.join(sorted(results['device'].astype(str).unique()))}",
+            f"- Result rows: {len(results)} (one per configuration and seed) in `tables/{experiment.name}_{scale}.csv`",
+        ]
     if scale not in experiment.comparable_scales:
-        lines.append(f"- **Scale `{scale}` is reduced: its configuration differs from the paper's, so no number "
-                     "below is a replication of the published one.**")
+        lines.append(
+            f"- **Scale `{scale}` is reduced: its configuration differs from the paper's, so no number "
+            "below is a replication of the published one.**"
+        )
     if experiment.notes:
         lines.append(f"- {experiment.notes}")
     if len(comparison):
         verdicts = comparison["verdict"].value_counts()
-        lines += ["", "## Published vs reproduced", "",
-                  "Summary: " + ", ".join(f"{n} {v}" for v, n in verdicts.items()), ""]
+        lines += [
+            "",
+            "## Published vs reproduced",
+            "",
+            "Summary: " + ", ".join(f"{n} {v}" for v, n in verdicts.items()),
+            "",
+        ]
         keys = list(experiment.keys)
-        header = [*keys, "metric", "published", "reproduced (mean +- std, seeds)", "delta", "tolerance", "verdict"]
+        header = [
+            *keys,
+            "metric",
+            "published",
+            "reproduced (mean +- std, seeds)",
+            "delta",
+            "tolerance",
+            "verdict",
+        ]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for row in comparison.itertuples():
             values = [str(getattr(row, k)) for k in keys]
-            reproduced = "" if pd.isna(row.reproduced) else (
-                f"{row.reproduced:.4g} +- {0 if pd.isna(row.reproduced_std) else row.reproduced_std:.2g} ({int(row.seeds)})")
+            std = 0 if pd.isna(row.reproduced_std) else row.reproduced_std
+            reproduced = "" if pd.isna(row.reproduced) else f"{row.reproduced:.4g} +- {std:.2g} ({int(row.seeds)})"
             delta = "" if pd.isna(row.delta) else f"{row.delta:+.3g} ({row.delta_rel:+.1%})"
-            lines.append("| " + " | ".join([*values, row.metric, f"{row.published:.4g}", reproduced, delta,
-                                            row.tolerance, row.verdict]) + " |")
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        *values,
+                        row.metric,
+                        f"{row.published:.4g}",
+                        reproduced,
+                        delta,
+                        row.tolerance,
+                        row.verdict,
+                    ]
+                )
+                + " |"
+            )
     if claims:
         lines += ["", "## Qualitative claims of the paper, checked on these results", ""]
         for claim in claims:
@@ -91,6 +137,9 @@ def render(experiment: Experiment, scale: str, results: pd.DataFrame | None, com
             lines.append(f"- **{mark}**: {claim.text}" + (f" ({claim.detail})" if claim.detail else ""))
     failures = [] if not len(comparison) else comparison[comparison["verdict"] == FAIL]
     if len(failures):
-        lines += ["", f"**Disagreement with the paper: {len(failures)} published number(s) are outside tolerance "
-                  "(rows marked FAIL above).**"]
+        lines += [
+            "",
+            f"**Disagreement with the paper: {len(failures)} published number(s) are outside tolerance "
+            "(rows marked FAIL above).**",
+        ]
     return "\n".join(lines) + "\n"

@@ -27,15 +27,26 @@ def atomic_settings(method: str, dim: int) -> tuple[dict, float | None]:
         "online": ({"alpha": per_vector, "beta": 0.0, "decay": 0.9, "anchor": "closest"}, 3.0),
         "linear": ({"alpha": per_vector, "beta": 0.0}, 0.02),
         # loss = 0.1 * codebook loss + 10 * W2 on the current batch, biased covariances, no scale normalisation
-        "wasserstein": ({"alpha": 0.1 * per_vector, "beta": 0.0, "gamma": 10.0, "queue_size": None,
-                         "normalize_scale": False, "unbiased_covariance": False, "codebook_lr": None}, 3.0),
+        "wasserstein": (
+            {
+                "alpha": 0.1 * per_vector,
+                "beta": 0.0,
+                "gamma": 10.0,
+                "queue_size": None,
+                "normalize_scale": False,
+                "unbiased_covariance": False,
+                "codebook_lr": None,
+            },
+            3.0,
+        ),
     }
     quantizer_config(method, 1, 1)  # an unknown method fails here, naming the valid ones
     return settings[method]
 
 
-def atomic_quantizer(method: str, num_codes: int, dim: int, *, init: str, init_scale: float,
-                     device: torch.device | str = "cpu") -> tuple[Quantizer, torch.optim.Optimizer | None]:
+def atomic_quantizer(
+    method: str, num_codes: int, dim: int, *, init: str, init_scale: float, device: torch.device | str = "cpu"
+) -> tuple[Quantizer, torch.optim.Optimizer | None]:
     """The method's quantizer with codes initialised as `init` (normal / uniform) and its SGD optimizer."""
     settings, lr = atomic_settings(method, dim)
     quantizer = build_quantizer(quantizer_config(method, num_codes, dim, init=init, init_scale=init_scale, **settings))

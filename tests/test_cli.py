@@ -1,0 +1,96 @@
+"""The command line: bad input ends with one line naming the valid choices, exit status 2, no output files."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from replicate.cli import main
+from replicate.errors import ConfigError
+from replicate.metrics.codebook import evaluate_codebook
+from replicate.results import ROOT
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["run", "nope"], "unknown experiment 'nope'; valid: "),
+        (["run", "--only", "wvq_table4,nope"], "unknown experiment 'nope'"),
+        (
+            ["run", "wvq_table4", "--scale", "huge"],
+            "invalid choice: 'huge' (choose from 'smoke', 'cpu', 'paper')",
+        ),
+        (["run", "wvq_table4", "--set", "K=0"], "K must be >= 1, got 0"),
+        (["run", "wvq_table4", "--set", "d=0"], "d must be >= 1, got 0"),
+        (["run", "wvq_table4", "--set", "N=-3"], "N must be >= 1, got -3"),
+        (["run", "wvq_table4", "--set", "K=many"], "K='many' is not a valid int"),
+        (["run", "wvq_table4", "--set", "spread=nan"], "spread must be > 0"),
+        (["run", "wvq_table4", "--set", "colour=red"], "unknown configuration field(s) ['colour']"),
+        (
+            ["run", "wvq_table4", "--set", "distribution=cauchy"],
+            "unknown distribution 'cauchy'; valid: gaussian, uniform",
+        ),
+        (
+            ["bench", "--methods", "vanilla,nope"],
+            "unknown method 'nope'; valid: vanilla, ema, online, linear, wasserstein",
+        ),
+    ],
+)
+def test_bad_input_gives_one_line_exit_2_and_no_files(argv, message, tmp_path, capsys):
+    try:
+        status = main([*argv, "--out", str(tmp_path)] if argv[0] == "run" else argv)
+    except SystemExit as stop:  # argparse's own errors
+        status = stop.code
+    err = capsys.readouterr().err.strip()
+    assert status == 2
+    assert len(err.splitlines()) == 1 and message in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_nan_features_are_rejected_with_a_clear_error():
+    features = torch.randn(100, 8)
+    features[5, 2] = float("nan")
+    with pytest.raises(ConfigError, match="features contain NaN"):
+        evaluate_codebook(features, torch.randn(16, 8))
+
+
+def test_module_entry_point_runs_and_lists_experiments():
+    listed = subprocess.run([sys.executable, "-m", "replicate", "list"], cwd=ROOT, capture_output=True, text=True)
+    assert listed.returncode == 0 and "wvq_table4" in listed.stdout
+    bad = subprocess.run([sys.executable, "-m", "replicate", "run", "nope"], cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("error: unknown experiment")
+
+
+def test_run_writes_the_output_contract_files(tmp_path, capsys):
+    assert main(["run", "wvq_table4", "--scale", "smoke", "--out", str(tmp_path)]) == 0
+    names = {p.name for p in (tmp_path / "tables").iterdir()}
+    assert {"wvq_table4_smoke.csv", "wvq_table4_smoke.md", "wvq_table4_smoke_comparison.csv"} <= names
+    assert "Summary (scale smoke)" in capsys.readouterr().out
+
+
+def test_bench_json_lines_have_the_documented_keys(capsys):
+    assert (
+        main(
+            [
+                "bench",
+                "--json",
+                "--K",
+                "64",
+                "--N",
+                "500",
+                "--eval-N",
+                "1000",
+                "--repeats",
+                "1",
+                "--methods",
+                "vanilla,wasserstein",
+            ]
+        )
+        == 0
+    )
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {"search/fast", "search/naive", "step/fast", "step/naive", "evaluate_EUC"} == {r["name"] for r in records}
+    for record in records:
+        assert {"name", "method", "K", "N", "d", "seconds_per_step", "peak_mb"} <= set(record)
