@@ -21,13 +21,17 @@ PUBLISHED = ROOT / "data" / "published"
 
 @functools.cache
 def git_revision() -> str:
-    """Short commit hash of the checkout, with "-dirty" when tracked files have uncommitted changes."""
+    """Short commit hash of the checkout, with "-dirty" when tracked files other than the generated outputs
+    (tables/, figures/) have uncommitted changes."""
     try:
         rev = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
         )
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!tables", ":!figures"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
         )
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
