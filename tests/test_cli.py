@@ -94,3 +94,18 @@ def test_bench_json_lines_have_the_documented_keys(capsys):
     assert {"search/fast", "search/naive", "step/fast", "step/naive", "evaluate_EUC"} == {r["name"] for r in records}
     for record in records:
         assert {"name", "method", "K", "N", "d", "seconds_per_step", "peak_mb"} <= set(record)
+
+
+def test_experiment_with_missing_data_is_skipped_with_its_reason_and_others_go_on(tmp_path, capsys, monkeypatch):
+    import dataclasses
+
+    import replicate.cli as cli
+
+    table4 = cli.EXPERIMENTS["wvq_table4"]
+    unavailable = dataclasses.replace(table4, name="needs_ffhq", missing=lambda scale: "FFHQ not found at /data/ffhq")
+    monkeypatch.setattr(cli, "EXPERIMENTS", {"needs_ffhq": unavailable, "wvq_table4": table4})
+    assert main(["run", "--scale", "smoke", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "skipped  needs_ffhq" in out and "FFHQ not found at /data/ffhq" in out
+    assert "ran      wvq_table4" in out
+    assert not list((tmp_path / "tables").glob("needs_ffhq*"))
