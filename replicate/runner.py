@@ -71,8 +71,9 @@ def _parse(key: str, text: str, hint) -> object:
         raise ConfigError(f"{key}={text!r} is not a valid {kind.__name__}") from None
 
 
-def result_paths(experiment: Experiment, scale: str, tables: Path = TABLES) -> tuple[Path, Path]:
-    return tables / f"{experiment.name}_{scale}.csv", tables / f"{experiment.name}_{scale}_curves.csv"
+def result_path(experiment: Experiment, scale: str, tables: Path = TABLES, table: str = "") -> Path:
+    """tables/E_S.csv, or tables/E_S_<table>.csv for an extra table such as "curves"."""
+    return tables / f"{experiment.name}_{scale}{'_' + table if table else ''}.csv"
 
 
 def run_experiment(
@@ -92,40 +93,67 @@ def run_experiment(
     if reason:
         return Outcome(experiment.name, "skipped", reason)
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    results_path, curves_path = result_paths(experiment, scale, tables)
-    results, curves = read_csv(results_path), read_csv(curves_path)
-    done = set() if force or results is None else set(results["config_id"])
+    store = ResultStore(experiment, scale, tables)
+    done = set() if force or store.results is None else set(store.results["config_id"])
     todo = [c for c in configs if config_id(c) not in done]
     new_rows = 0
-    for config in tqdm(todo, desc=f"{experiment.name} [{scale}]", unit="config", disable=not todo):
-        config_started = time.time()
-        try:
-            result = experiment.run(config, device)
-        except MissingDataError as error:
-            return Outcome(experiment.name, "skipped", str(error), new_rows, seconds=time.time() - started)
-        identity = {
-            "experiment": experiment.name,
-            "scale": scale,
-            "config_id": config_id(config),
-            **dataclasses.asdict(config),
-            "data": experiment.data(config),
-        }
-        row = {
-            **identity,
-            **result.metrics,
-            **provenance(device),
-            "seconds": round(time.time() - config_started, 3),
-        }
-        results = _replace_rows(results, pd.DataFrame([row]), row["config_id"])
-        write_csv(results_path, results)
-        if result.curves:
-            curve_rows = pd.DataFrame([{**identity, **r} for r in result.curves])
-            curves = _replace_rows(curves, curve_rows, row["config_id"])
-            write_csv(curves_path, curves)
-        new_rows += 1
-    outputs = [p for p in (results_path, curves_path) if p.exists()]
-    outputs += write_outputs(experiment, scale, tables=tables, figures=figures)
+    try:
+        for config in tqdm(todo, desc=f"{experiment.name} [{scale}]", unit="config", disable=not todo):
+            config_started = time.time()
+            try:
+                result = experiment.run(config, device)
+            except MissingDataError as error:
+                return Outcome(experiment.name, "skipped", str(error), new_rows, seconds=time.time() - started)
+            identity = {
+                "experiment": experiment.name,
+                "scale": scale,
+                "config_id": config_id(config),
+                **dataclasses.asdict(config),
+                "data": experiment.data(config),
+            }
+            seconds = round(time.time() - config_started, 3)
+            store.add(identity, {**result.metrics, **provenance(device), "seconds": seconds}, result.extra_tables)
+            new_rows += 1
+    finally:
+        store.save()
+    outputs = store.paths() + write_outputs(experiment, scale, tables=tables, figures=figures)
     return Outcome(experiment.name, "ran", "", new_rows, outputs, time.time() - started)
+
+
+class ResultStore:
+    """The result table and its extra tables (curves, points, ...) of one experiment at one scale. New rows
+    replace a configuration's old ones; files are rewritten atomically at most every `save_every` seconds and
+    on exit, so an interruption loses at most that much finished work."""
+
+    def __init__(self, experiment: Experiment, scale: str, tables: Path, save_every: float = 10.0) -> None:
+        self.prefix = tables / f"{experiment.name}_{scale}"
+        self.results = read_csv(self.path())
+        self.extra: dict[str, pd.DataFrame | None] = {}
+        self.save_every, self.saved_at, self.dirty = save_every, time.time(), set()
+
+    def path(self, table: str = "") -> Path:
+        return self.prefix.with_name(self.prefix.name + (f"_{table}" if table else "") + ".csv")
+
+    def paths(self) -> list[Path]:
+        return [p for p in [self.path(), *(self.path(t) for t in self.extra)] if p.exists()]
+
+    def add(self, identity: dict, metrics: dict, extra_tables: dict[str, list[dict]]) -> None:
+        self.results = _replace_rows(self.results, pd.DataFrame([{**identity, **metrics}]), identity["config_id"])
+        self.dirty.add("")
+        for table, rows in extra_tables.items():
+            if table not in self.extra:
+                self.extra[table] = read_csv(self.path(table))
+            frame = pd.DataFrame([{**identity, **row} for row in rows])
+            self.extra[table] = _replace_rows(self.extra[table], frame, identity["config_id"])
+            self.dirty.add(table)
+        if time.time() - self.saved_at >= self.save_every:
+            self.save()
+
+    def save(self) -> None:
+        for table in sorted(self.dirty):
+            write_csv(self.path(table), self.results if table == "" else self.extra[table])
+        self.dirty.clear()
+        self.saved_at = time.time()
 
 
 def _replace_rows(table: pd.DataFrame | None, rows: pd.DataFrame, identity: str) -> pd.DataFrame:
@@ -142,7 +170,7 @@ def write_outputs(experiment: Experiment, scale: str, *, tables: Path = TABLES, 
 
 def write_report(experiment: Experiment, scale: str, tables: Path = TABLES) -> list[Path]:
     """tables/E_S.md and tables/E_S_comparison.csv from the result CSV; never trains."""
-    results = read_csv(result_paths(experiment, scale, tables)[0])
+    results = read_csv(result_path(experiment, scale, tables))
     comparison = compare(experiment, results, scale)
     claims = experiment.claims(results) if experiment.claims and results is not None else []
     report_path = tables / f"{experiment.name}_{scale}.md"
@@ -156,8 +184,7 @@ def write_report(experiment: Experiment, scale: str, tables: Path = TABLES) -> l
 
 def write_figures(experiment: Experiment, scale: str, tables: Path = TABLES, figures: Path = FIGURES) -> list[Path]:
     """figures/E*_S.png from the result CSVs; never trains."""
-    results_path, curves_path = result_paths(experiment, scale, tables)
-    results, curves = read_csv(results_path), read_csv(curves_path)
-    if experiment.figures is None or results is None:
+    if experiment.figures is None or not result_path(experiment, scale, tables).exists():
         return []
-    return experiment.figures(results, curves, scale, figures)
+    figures.mkdir(parents=True, exist_ok=True)
+    return experiment.figures(tables, scale, figures)

@@ -27,3 +27,15 @@ def sample(
     if distribution == "uniform":
         return center + spread * (2 * torch.rand(n, d, generator=generator) - 1)
     raise ConfigError(f"unknown distribution {distribution!r}; valid: {', '.join(DISTRIBUTIONS)}")
+
+
+def sample_disk(
+    n: int, *, center: tuple[float, float] = (0.0, 0.0), radius: float = 1.0, generator: torch.Generator | None = None
+) -> Tensor:
+    """n points uniform on a 2-D disk: angle U(0, 2 pi), distance radius * sqrt(U(0, 1)) (Fig. 3's sampler)."""
+    if n < 1 or not radius > 0:
+        raise ConfigError(f"need n >= 1 and radius > 0, got n={n}, radius={radius}")
+    angle = 2 * torch.pi * torch.rand(n, generator=generator, dtype=torch.float64)
+    distance = radius * torch.sqrt(torch.rand(n, generator=generator, dtype=torch.float64))
+    points = torch.stack([distance * torch.cos(angle), distance * torch.sin(angle)], 1)
+    return (points + torch.tensor(center, dtype=torch.float64)).float()

@@ -50,10 +50,11 @@ class Claim:
 
 @dataclass
 class RunResult:
-    """What one configuration produces: its metrics (one result row) and optional per-step or per-epoch rows."""
+    """What one configuration produces: its metrics (one result row) and optional extra tables, by name:
+    "curves" (per-step or per-epoch rows, with a `step` or `epoch` column), "points" (for scatter figures), ..."""
 
     metrics: dict[str, Any]
-    curves: list[dict[str, Any]] = field(default_factory=list)
+    extra_tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class Experiment:
     comparable_scales: tuple[str, ...] = ("paper",)  # scales whose configuration is the published one
     notes: str = ""  # caveats printed beside the comparison
     claims: Callable[[pd.DataFrame], list[Claim]] | None = None
-    figures: Callable[[pd.DataFrame, pd.DataFrame | None, str, Path], list[Path]] | None = None
+    figures: Callable[[Path, str, Path], list[Path]] | None = None  # (tables dir, scale, figures dir) -> files
     missing: Callable[[str], str | None] | None = None  # scale -> why the data or weights are unavailable
 
     def config_fields(self, scale: str) -> list[str]:
