@@ -76,9 +76,9 @@ def render(
     ]
     if results is not None and len(results):
         labels = sorted(results["data"].astype(str).unique())
-        more = f" (and {len(labels) - 3} more)" if len(labels) > 3 else ""
+        data = labels[0] if len(labels) == 1 else f"{len(labels)} settings (column `data`), e.g. {labels[0]}"
         lines += [
-            f"- Data: {'; '.join(labels[:3])}{more}",
+            f"- Data: {data}",
             f"- Code revision(s): {', '.join(sorted(results['git_rev'].astype(str).unique()))}; "
             f"device: {', '.join(sorted(results['device'].astype(str).unique()))}",
             f"- Result rows: {len(results)} (one per configuration and seed) in `tables/{experiment.name}_{scale}.csv`",
