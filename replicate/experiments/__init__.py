@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from replicate.experiments import wvq_fig3, wvq_quantitative, wvq_table4
+from replicate.experiments import wvq_fig3, wvq_fig12, wvq_quantitative, wvq_table4, wvq_theory
 from replicate.experiments.spec import SCALES, Experiment
 
 EXPERIMENTS: dict[str, Experiment] = {
-    e.name: e for e in (wvq_table4.EXPERIMENT, wvq_fig3.EXPERIMENT, wvq_quantitative.FIG10, wvq_quantitative.FIG11)
+    e.name: e
+    for e in (
+        wvq_table4.EXPERIMENT,
+        wvq_fig3.EXPERIMENT,
+        wvq_quantitative.FIG10,
+        wvq_quantitative.FIG11,
+        wvq_fig12.EXPERIMENT,
+        wvq_theory.EXPERIMENT,
+    )
 }
 
 __all__ = ["EXPERIMENTS", "SCALES", "Experiment"]

@@ -12,6 +12,7 @@ The official scripts also store the squared Frechet distance; we store W2 (its s
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,18 +109,18 @@ def draw_codes(config: Config, generator: torch.Generator) -> torch.Tensor:
     return sample(config.distribution, config.K, config.d, spread=config.x, generator=generator)
 
 
+@functools.lru_cache(maxsize=1)
+def feature_set(distribution: str, n: int, d: int, seed: int, device: torch.device) -> tuple[torch.Tensor, tuple]:
+    """The features and their Gaussian fit; consecutive configurations share them (x varies fastest)."""
+    features = sample(distribution, n, d, generator=torch.Generator().manual_seed(seed)).to(device)
+    return features, gaussian_fit(features, unbiased=True)
+
+
 def run(config: Config, device: torch.device) -> RunResult:
-    features = sample(
-        config.distribution, config.N, config.d, generator=torch.Generator().manual_seed(config.feature_seed)
-    )
-    codes = draw_codes(config, torch.Generator().manual_seed(config.seed))
-    metrics = evaluate_codebook(features.to(device), codes.to(device))
-    w2 = gaussian_w2(
-        *gaussian_fit(features.double(), unbiased=True),
-        *gaussian_fit(codes.double(), unbiased=True),
-        eps_eig=0,
-        eps_sqrt=0,
-    )
+    features, fit = feature_set(config.distribution, config.N, config.d, config.feature_seed, device)
+    codes = draw_codes(config, torch.Generator().manual_seed(config.seed)).to(device)
+    metrics = evaluate_codebook(features, codes)
+    w2 = gaussian_w2(*fit, *gaussian_fit(codes, unbiased=True), eps_eig=0, eps_sqrt=0)
     return RunResult({**metrics, "w2_distance": float(w2)})
 
 
@@ -135,32 +136,42 @@ def data(config: Config) -> str:
 
 def claims(results: pd.DataFrame) -> list[Claim]:
     """As the distributions move apart (x grows): E grows, U and C fall, on every curve (means over repeats).
-    "Falls" allows noise of 0.005 in U and 1% in C between neighbouring points, and asks for a net fall."""
-    means = results.groupby(["family", "sweep", "K", "d", "N", "x"])[
-        ["quant_error", "utilization", "perplexity"]
-    ].mean()
-    counts = {"E grows": [0, 0, []], "U falls": [0, 0, []], "C falls": [0, 0, []]}
-    for (family, sweep, K, d, N), curve in means.groupby(level=[0, 1, 2, 3, 4]):
-        curve = curve.droplevel([0, 1, 2, 3, 4]).sort_index()
-        label = f"{family} {sweep}-sweep (K={K}, d={d}, N={N})"
-        e, u, c = curve["quant_error"].to_numpy(), curve["utilization"].to_numpy(), curve["perplexity"].to_numpy()
-        checks = {
-            "E grows": bool(np.all(np.diff(e) > 0)),
-            "U falls": bool(np.all(np.diff(u) <= 0.005) and u[-1] < u[0]),
-            "C falls": bool(np.all(np.diff(c) <= 0.01 * c[:-1]) and c[-1] < c[0]),
-        }
-        for name, holds in checks.items():
-            counts[name][0] += holds
-            counts[name][1] += 1
-            if not holds:
-                counts[name][2].append(label)
+    A step against the trend counts only if it exceeds the noise: 1.96 standard errors of the difference of
+    the two means (and, for C, 1% of its value); "falls" also asks for a net fall over the curve."""
+    keys = ["family", "sweep", "K", "d", "N"]
+    stats = results.groupby([*keys, "x"])[["quant_error", "utilization", "perplexity"]].agg(["mean", "sem"])
+    counts = {"E grows": [], "U falls": [], "C falls": []}  # per claim: labels of the curves where it fails
+    totals = 0
+    for curve_key, curve in stats.groupby(level=keys):
+        curve = curve.droplevel(keys).sort_index()
+        totals += 1
+        label = "{} {}-sweep (K={}, d={}, N={})".format(*curve_key)
+
+        for name, broken in (
+            ("E grows", against_trend(curve, "quant_error", -1.0)),
+            ("U falls", against_trend(curve, "utilization", 1.0)),
+            ("C falls", against_trend(curve, "perplexity", 1.0, relative=0.01)),
+        ):
+            if broken:
+                counts[name].append(label)
     found = []
-    for name, (holding, total, failing) in counts.items():
-        detail = f"{holding} of {total} curves" + (f"; not on: {', '.join(failing[:6])}" if failing else "")
+    for name, failing in counts.items():
+        detail = f"{totals - len(failing)} of {totals} curves" + (
+            f"; not on: {', '.join(failing[:6])}" if failing else ""
+        )
         if len(failing) > 6:
             detail += f" and {len(failing) - 6} more"
-        found.append(Claim(f"{name} as the distributions move apart (every curve)", holding == total, detail))
+        found.append(Claim(f"{name} as the distributions move apart (every curve)", not failing, detail))
     return found
+
+
+def against_trend(curve: pd.DataFrame, metric: str, sign: float, relative: float = 0.0) -> bool:
+    """Whether a curve of (mean, sem) over x moves against the expected direction (sign -1: should grow, +1:
+    should fall) by more than the noise anywhere, or shows no net move in the expected direction."""
+    mean, sem = curve[(metric, "mean")].to_numpy(), curve[(metric, "sem")].fillna(0).to_numpy()
+    steps = sign * np.diff(mean)  # positive = against the trend
+    noise = 1.96 * np.sqrt(sem[1:] ** 2 + sem[:-1] ** 2) + relative * np.abs(mean[:-1])
+    return bool(np.any(steps > noise) or sign * (mean[-1] - mean[0]) >= 0)
 
 
 def figures_for(name: str, distribution: str):
@@ -216,7 +227,9 @@ def experiment(distribution: str) -> Experiment:
         data=data,
         comparable_scales=("cpu", "paper"),
         notes="The paper reports these results only as figures; the comparison is the qualitative claims below. "
-        "cpu scale is the paper configuration.",
+        "cpu scale is the paper configuration. Where E does not grow from scale 1 to 2 in low dimension, that is "
+        "what quantization theory predicts: the MSE-optimal code density is f^(d/(d+2)), wider than f "
+        "(see wvq_theory), so codes somewhat wider than the features quantize them better.",
         claims=claims,
         figures=figures_for(name, distribution),
     )

@@ -178,7 +178,7 @@ class Quantizer(nn.Module):
         flat = z.reshape(-1, self.dim)
         codebook = self.codebook()
         indices = nearest_code(flat, codebook, backend=self.search_backend)
-        return flat, indices, codebook[indices]
+        return flat, indices, codebook.index_select(0, indices)
 
     def output(self, z: Tensor, flat: Tensor, indices: Tensor, codes: Tensor, losses: dict) -> QuantizerOutput:
         """Reshape back to z's layout and apply the straight-through estimator."""
