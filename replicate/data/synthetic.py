@@ -39,3 +39,34 @@ def sample_disk(
     distance = radius * torch.sqrt(torch.rand(n, generator=generator, dtype=torch.float64))
     points = torch.stack([distance * torch.cos(angle), distance * torch.sin(angle)], 1)
     return (points + torch.tensor(center, dtype=torch.float64)).float()
+
+
+def gaussian_mixture(
+    dim: int,
+    *,
+    components: int = 10,
+    per_component: int = 1000,
+    std: float = 0.5,
+    box: float = 5.0,
+    min_separation: float = 2.5,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(points, labels, means) of an equally weighted mixture of isotropic Gaussians with a common std and
+    distinct means, drawn uniformly in [-box, box]^dim one at a time, a draw kept only if it is at least
+    min_separation from the means kept so far."""
+    if dim < 1 or components < 1 or per_component < 1 or not std > 0:
+        raise ConfigError(
+            f"need dim, components, per_component >= 1 and std > 0; got {dim}, {components}, {per_component}, {std}"
+        )
+    means = torch.empty(0, dim)
+    for _ in range(1000 * components):  # dart throwing: keep a candidate only if it is far from the others
+        candidate = box * (2 * torch.rand(1, dim, generator=generator) - 1)
+        if len(means) == 0 or torch.cdist(candidate, means).min() >= min_separation:
+            means = torch.cat([means, candidate])
+            if len(means) == components:
+                break
+    else:
+        raise ConfigError(f"cannot place {components} means {min_separation} apart in [-{box}, {box}]^{dim}")
+    labels = torch.arange(components).repeat_interleave(per_component)
+    points = means[labels] + std * torch.randn(len(labels), dim, generator=generator)
+    return points, labels, means

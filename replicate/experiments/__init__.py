@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from replicate.experiments import wvq_fig3, wvq_fig12, wvq_quantitative, wvq_table4, wvq_theory
+from replicate.experiments import (
+    dq_synthetic,
+    wvq_fig3,
+    wvq_fig12,
+    wvq_quantitative,
+    wvq_table4,
+    wvq_theory,
+    xp_synthetic,
+)
 from replicate.experiments.spec import SCALES, Experiment
 
 EXPERIMENTS: dict[str, Experiment] = {
@@ -14,6 +22,8 @@ EXPERIMENTS: dict[str, Experiment] = {
         wvq_quantitative.FIG11,
         wvq_fig12.EXPERIMENT,
         wvq_theory.EXPERIMENT,
+        dq_synthetic.EXPERIMENT,
+        xp_synthetic.EXPERIMENT,
     )
 }
 

@@ -134,33 +134,36 @@ def data(config: Config) -> str:
     return f"synthetic: features U(-1, 1)^d, codes {codes}, d={config.d}"
 
 
-def claims(results: pd.DataFrame) -> list[Claim]:
-    """As the distributions move apart (x grows): E grows, U and C fall, on every curve (means over repeats).
-    A step against the trend counts only if it exceeds the noise: 1.96 standard errors of the difference of
-    the two means (and, for C, 1% of its value); "falls" also asks for a net fall over the curve."""
+def trend_failures(results: pd.DataFrame) -> tuple[int, dict[str, list[tuple]]]:
+    """(number of curves, claim -> the (family, sweep, K, d, N) curves on which it fails). A step against the
+    trend counts only if it exceeds the noise: 1.96 standard errors of the difference of the two means (and,
+    for C, 1% of its value); a claim also needs a net move over the whole curve."""
     keys = ["family", "sweep", "K", "d", "N"]
     stats = results.groupby([*keys, "x"])[["quant_error", "utilization", "perplexity"]].agg(["mean", "sem"])
-    counts = {"E grows": [], "U falls": [], "C falls": []}  # per claim: labels of the curves where it fails
-    totals = 0
-    for curve_key, curve in stats.groupby(level=keys):
+    failures = {"E grows": [], "U falls": [], "C falls": []}
+    curves = list(stats.groupby(level=keys))
+    for curve_key, curve in curves:
         curve = curve.droplevel(keys).sort_index()
-        totals += 1
-        label = "{} {}-sweep (K={}, d={}, N={})".format(*curve_key)
-
-        for name, broken in (
-            ("E grows", against_trend(curve, "quant_error", -1.0)),
-            ("U falls", against_trend(curve, "utilization", 1.0)),
-            ("C falls", against_trend(curve, "perplexity", 1.0, relative=0.01)),
-        ):
+        checks = {
+            "E grows": against_trend(curve, "quant_error", -1.0),
+            "U falls": against_trend(curve, "utilization", 1.0),
+            "C falls": against_trend(curve, "perplexity", 1.0, relative=0.01),
+        }
+        for name, broken in checks.items():
             if broken:
-                counts[name].append(label)
+                failures[name].append(curve_key)
+    return len(curves), failures
+
+
+def claims(results: pd.DataFrame) -> list[Claim]:
+    """As the distributions move apart (x grows): E grows, U and C fall, on every curve (means over repeats)."""
+    total, failures = trend_failures(results)
     found = []
-    for name, failing in counts.items():
-        detail = f"{totals - len(failing)} of {totals} curves" + (
-            f"; not on: {', '.join(failing[:6])}" if failing else ""
-        )
-        if len(failing) > 6:
-            detail += f" and {len(failing) - 6} more"
+    for name, failing in failures.items():
+        labels = ["{} {}-sweep (K={}, d={}, N={})".format(*key) for key in failing]
+        detail = f"{total - len(failing)} of {total} curves" + (f"; not on: {', '.join(labels[:6])}" if labels else "")
+        if len(labels) > 6:
+            detail += f" and {len(labels) - 6} more"
         found.append(Claim(f"{name} as the distributions move apart (every curve)", not failing, detail))
     return found
 

@@ -190,6 +190,11 @@ class Quantizer(nn.Module):
         )
 
     @torch.no_grad()
+    def set_codebook(self, codes: Tensor) -> None:
+        """Make `codes` (K, d) the effective codebook, e.g. a k-means initialisation."""
+        self.weight.copy_(codes)
+
+    @torch.no_grad()
     def update(self, z: Tensor, out: QuantizerOutput) -> None:
         """Non-gradient codebook update after the optimizer step (EMA averages, re-seeding). Default: none."""
 

@@ -48,6 +48,14 @@ class EMAVQ(Quantizer):
         return self.output(z, flat, indices, codes, losses)
 
     @torch.no_grad()
+    def set_codebook(self, codes: Tensor) -> None:
+        """Codes with consistent running statistics (count 1 each), so that the next update moves each used code
+        towards its features instead of dividing the official zero counts."""
+        self.weight.copy_(codes)
+        self.embed_avg.copy_(codes)
+        self.cluster_size.fill_(1.0)
+
+    @torch.no_grad()
     def update(self, z: Tensor, out: QuantizerOutput) -> None:
         if not self.training:
             return

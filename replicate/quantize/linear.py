@@ -44,6 +44,13 @@ class LinearVQ(Quantizer):
     def codebook(self) -> Tensor:
         return self.projection(self.base_codes)
 
+    @torch.no_grad()
+    def set_codebook(self, codes: Tensor) -> None:
+        """Codes as the frozen base with an identity projection."""
+        self.base_codes.copy_(codes)
+        self.projection.weight.copy_(torch.eye(self.dim))
+        self.projection.bias.zero_()
+
     def forward(self, z: Tensor) -> QuantizerOutput:
         flat, indices, codes = self.lookup(z)
         losses = vq_losses(flat, codes, alpha=self.config.alpha, beta=self.config.beta)

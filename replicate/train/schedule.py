@@ -1,0 +1,59 @@
+"""When quantization starts and how the codebook is initialised: the schedules of Deferred Quantization
+(Zhao et al., arXiv 2603.17052, V2 Sec. 3.2 and 5; V3 "continuous learning phase before discretization").
+
+"early"    the paper's baseline: k-means on the outputs of the untrained encoder, quantize from the first step.
+"deferred" the fix: `warmup_steps` steps as a plain autoencoder, then k-means on the trained encoder's outputs,
+           then train with quantization for the rest of the same total budget.
+"random"   quantize from the first step with the quantizer's own random initialisation (V1's trigger).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from replicate.errors import ConfigError
+from replicate.quantize.base import Quantizer
+from replicate.quantize.kmeans import KMeansResult, kmeans
+
+SCHEDULES = ("early", "deferred", "random")
+
+
+@dataclass(frozen=True)
+class QuantizationSchedule:
+    kind: str
+    warmup_steps: int = 0  # continuous steps before quantizing (deferred only)
+    kmeans_iterations: int = 50  # Lloyd iterations of the codebook initialisation (the paper does not say)
+
+    def __post_init__(self) -> None:
+        if self.kind not in SCHEDULES:
+            raise ConfigError(f"unknown schedule {self.kind!r}; valid: {', '.join(SCHEDULES)}")
+        if self.warmup_steps < 0 or (self.kind == "deferred") != (self.warmup_steps > 0):
+            raise ConfigError(f"warmup_steps must be > 0 for 'deferred' and 0 otherwise, got {self.warmup_steps}")
+
+    def quantizes(self, step: int) -> bool:
+        """Whether training step `step` (from 0) runs with the quantizer."""
+        return step >= self.warmup_steps
+
+    def initializes(self, step: int) -> bool:
+        """Whether the codebook is initialised (see `initialize`) just before step `step`."""
+        return step == self.warmup_steps
+
+    def initialize(self, quantizer: Quantizer, features: Tensor, generator: torch.Generator | None = None) -> None:
+        """Initialise the codebook from encoder outputs (n, d): k-means centroids ("early", "deferred"), or the
+        quantizer's own random codes with fresh running statistics ("random")."""
+        if self.kind == "random":
+            quantizer.set_codebook(quantizer.codebook().detach().clone())
+        else:
+            kmeans_initialize(quantizer, features, iterations=self.kmeans_iterations, generator=generator)
+
+
+def kmeans_initialize(
+    quantizer: Quantizer, features: Tensor, *, iterations: int, generator: torch.Generator | None = None
+) -> KMeansResult:
+    """Set the quantizer's codebook to k-means centroids of `features` (encoder outputs, shape (n, d))."""
+    result = kmeans(features.detach(), quantizer.num_codes, iterations=iterations, generator=generator)
+    quantizer.set_codebook(result.codes.to(features.dtype))
+    return result
