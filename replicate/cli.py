@@ -4,6 +4,7 @@
   python -m replicate run [EXPERIMENT ...] [--only A,B] [--scale smoke|cpu|paper] [--force] [--set key=value]
   python -m replicate report EXPERIMENT [--scale S]      # comparison with the paper, from the CSVs
   python -m replicate figures EXPERIMENT [--scale S]     # figures, from the CSVs
+  python -m replicate train --config NAME [--scale S]      # one image tokenizer; torchrun ... -m replicate train
   python -m replicate bench [--json]                     # nearest-code search and atomic training steps
 Bad input ends with one line on stderr and exit status 2.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from replicate import distributed
 from replicate.errors import ReplicateError, unknown_name
 from replicate.experiments import EXPERIMENTS, SCALES
 from replicate.results import ROOT
@@ -61,6 +63,7 @@ def command_run(args) -> int:
     overrides = parse_overrides(args.set)
     for name in names:  # validate everything before anything runs or writes
         resolve_configs(EXPERIMENTS[name], scale, overrides)
+    distributed.setup()  # under torchrun: join the process group; rank 0 writes every file
     outcomes = []
     for name in names:
         try:
@@ -79,7 +82,9 @@ def command_run(args) -> int:
         except Exception as error:  # a bug in one experiment must not stop the others
             traceback.print_exc()
             outcomes.append(Outcome(name, "failed", f"{type(error).__name__}: {error}"))
-    print_summary(outcomes, scale)
+    if distributed.rank() == 0:
+        print_summary(outcomes, scale)
+    distributed.teardown()
     return 1 if any(o.status == "failed" for o in outcomes) else 0
 
 
@@ -108,6 +113,40 @@ def command_figures(args) -> int:
         scale = args.scale or default_scale()
         for path in write_figures(EXPERIMENTS[name], scale, args.out / "tables", args.out / "figures"):
             print(path)
+    return 0
+
+
+def command_train(args) -> int:
+    import dataclasses
+
+    import pandas as pd
+
+    from replicate.data.images import DATA_LABELS
+    from replicate.results import provenance, write_csv
+    from replicate.runner import apply_overrides
+    from replicate.train.configs import train_config
+    from replicate.train.tokenizer import train_tokenizer
+
+    scale = args.scale or default_scale()
+    config = apply_overrides(train_config(args.config, scale), parse_overrides(args.set))
+    run_dir = args.run_dir or ROOT / "runs" / f"train_{args.config}_{scale}"
+    history = train_tokenizer(config, run_dir, device=args.device)
+    if distributed.rank() != 0:
+        distributed.teardown()
+        return 0
+    fields = {k: v for k, v in dataclasses.asdict(config).items() if not isinstance(v, tuple)}
+    identity = {
+        "experiment": f"train_{args.config}",
+        "scale": scale,
+        **fields,
+        "data": DATA_LABELS.get(config.dataset, config.dataset),
+    }
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    table = pd.DataFrame([{**identity, **row, **provenance(device)} for row in history.to_dict("records")])
+    path = args.out / "tables" / f"train_{args.config}_{scale}.csv"
+    write_csv(path, table)
+    print(f"wrote {path} ({len(table)} evaluation row(s)); run folder {run_dir}")
+    distributed.teardown()
     return 0
 
 
@@ -148,6 +187,23 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--scale", choices=SCALES, help="default: paper with CUDA, else cpu")
         sub.add_argument("--out", type=Path, default=ROOT, help="folder holding tables/ and figures/ (default: repo)")
         sub.set_defaults(handler=handler)
+
+    from replicate.train.configs import TRAIN_CONFIGS
+
+    train = commands.add_parser("train", help="train one image tokenizer (resumable; torchrun for DDP)")
+    train.add_argument(
+        "--config",
+        required=True,
+        choices=sorted(TRAIN_CONFIGS),
+        metavar="NAME",
+        help=f"one of: {', '.join(sorted(TRAIN_CONFIGS))}",
+    )
+    train.add_argument("--scale", choices=SCALES, help="default: paper with CUDA, else cpu")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field")
+    train.add_argument("--run-dir", type=Path, help="checkpoint folder (default: runs/train_<config>_<scale>)")
+    train.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    train.add_argument("--out", type=Path, default=ROOT, help="folder holding tables/ (default: the repo)")
+    train.set_defaults(handler=command_train)
 
     from replicate.bench import add_arguments
 

@@ -68,7 +68,8 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def write_csv(path: Path, frame: pd.DataFrame) -> None:
-    write_atomic(path, frame.to_csv(index=False))
+    """Atomic CSV; floats with 10 significant digits (far beyond any metric's precision, and diffable)."""
+    write_atomic(path, frame.to_csv(index=False, float_format="%.10g"))
 
 
 def read_csv(path: Path) -> pd.DataFrame | None:

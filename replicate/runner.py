@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from replicate import distributed
 from replicate.errors import ConfigError, MissingDataError
 from replicate.experiments.spec import SCALES, Experiment
 from replicate.report.compare import compare, render
@@ -49,26 +50,41 @@ def resolve_configs(experiment: Experiment, scale: str, overrides: dict[str, str
     configs = experiment.configs(scale)
     if not overrides:
         return configs
-    fields = {f.name: f for f in dataclasses.fields(configs[0])}
-    unknown = sorted(set(overrides) - set(fields))
+    return list({config_id(c): c for c in (apply_overrides(c, overrides) for c in configs)}.values())
+
+
+def apply_overrides(config, overrides: dict[str, str]):
+    """A copy of a configuration dataclass with fields set from text values, parsed by their type hints; an
+    unknown field or a value of the wrong type fails with one line."""
+    fields = {f.name for f in dataclasses.fields(config)}
+    unknown = sorted(set(overrides) - fields)
     if unknown:
-        raise ConfigError(f"unknown configuration field(s) {unknown} for {experiment.name}; valid: {sorted(fields)}")
-    hints = typing.get_type_hints(type(configs[0]))
-    changes = {key: _parse(key, value, hints[key]) for key, value in overrides.items()}
-    resolved = list({config_id(c): c for c in (dataclasses.replace(c, **changes) for c in configs)}.values())
-    return resolved
+        raise ConfigError(
+            f"unknown configuration field(s) {unknown} for {type(config).__name__}; valid: {sorted(fields)}"
+        )
+    hints = typing.get_type_hints(type(config))
+    return dataclasses.replace(config, **{key: _parse(key, value, hints[key]) for key, value in overrides.items()})
 
 
 def _parse(key: str, text: str, hint) -> object:
-    kind = hint if isinstance(hint, type) else next((a for a in typing.get_args(hint) if a is not type(None)), str)
+    """Text to a value of the hinted type: bool, int, float, str, an optional one ("none"), or a tuple of
+    numbers written "1,1,2"."""
+    options = [a for a in typing.get_args(hint) if a is not type(None)] if typing.get_origin(hint) is not tuple else []
+    if options and text.lower() == "none":
+        return None
+    kind = options[0] if options else hint
     try:
+        if typing.get_origin(kind) is tuple:
+            item = typing.get_args(kind)[0]
+            return tuple(item(part) for part in text.split(",") if part)
         if kind is bool:
             if text.lower() not in ("true", "false", "1", "0"):
                 raise ValueError(text)
             return text.lower() in ("true", "1")
         return kind(text)
-    except ValueError:
-        raise ConfigError(f"{key}={text!r} is not a valid {kind.__name__}") from None
+    except (ValueError, TypeError):
+        name = getattr(kind, "__name__", str(kind))
+        raise ConfigError(f"{key}={text!r} is not a valid {name}") from None
 
 
 def result_path(experiment: Experiment, scale: str, tables: Path = TABLES, table: str = "") -> Path:
@@ -90,20 +106,25 @@ def run_experiment(
     started = time.time()
     configs = resolve_configs(experiment, scale, overrides)
     reason = experiment.missing(scale) if experiment.missing else None
-    if reason:
-        return Outcome(experiment.name, "skipped", reason)
+    if reason:  # the comparison still lists every published number, as not run
+        outputs = write_report(experiment, scale, tables) if distributed.rank() == 0 else []
+        return Outcome(experiment.name, "skipped", reason, outputs=outputs)
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     store = ResultStore(experiment, scale, tables)
     done = set() if force or store.results is None else set(store.results["config_id"])
     todo = [c for c in configs if config_id(c) not in done]
     new_rows = 0
     try:
-        for config in tqdm(todo, desc=f"{experiment.name} [{scale}]", unit="config", disable=not todo):
+        for config in tqdm(
+            todo, desc=f"{experiment.name} [{scale}]", unit="config", disable=not todo or distributed.rank() != 0
+        ):
             config_started = time.time()
             try:
                 result = experiment.run(config, device)
             except MissingDataError as error:
-                return Outcome(experiment.name, "skipped", str(error), new_rows, seconds=time.time() - started)
+                store.save()
+                outputs = write_report(experiment, scale, tables) if distributed.rank() == 0 else []
+                return Outcome(experiment.name, "skipped", str(error), new_rows, outputs, time.time() - started)
             identity = {
                 "experiment": experiment.name,
                 "scale": scale,
@@ -116,7 +137,9 @@ def run_experiment(
             new_rows += 1
     finally:
         store.save()
-    outputs = store.paths() + write_outputs(experiment, scale, tables=tables, figures=figures)
+    outputs = store.paths()
+    if distributed.rank() == 0:
+        outputs += write_outputs(experiment, scale, tables=tables, figures=figures)
     return Outcome(experiment.name, "ran", "", new_rows, outputs, time.time() - started)
 
 
@@ -143,13 +166,18 @@ class ResultStore:
         for table, rows in extra_tables.items():
             if table not in self.extra:
                 self.extra[table] = read_csv(self.path(table))
-            frame = pd.DataFrame([{**identity, **row} for row in rows])
+            # extra tables repeat the configuration, not the labels that are constant per file or per row above
+            config = {k: v for k, v in identity.items() if k not in ("experiment", "scale", "data")}
+            frame = pd.DataFrame([{**config, **row} for row in rows])
             self.extra[table] = _replace_rows(self.extra[table], frame, identity["config_id"])
             self.dirty.add(table)
         if time.time() - self.saved_at >= self.save_every:
             self.save()
 
     def save(self) -> None:
+        if distributed.rank() != 0:  # under torchrun every rank trains; rank 0 writes
+            self.dirty.clear()
+            return
         for table in sorted(self.dirty):
             write_csv(self.path(table), self.results if table == "" else self.extra[table])
         self.dirty.clear()

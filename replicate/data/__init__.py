@@ -1,1 +1,1 @@
-"""Data: synthetic distributions (synthetic.py); image datasets arrive with the image pipeline."""
+"""Data: synthetic distributions (synthetic.py) and image datasets (images.py)."""

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from replicate.experiments import (
+    dq_cifar,
     dq_synthetic,
+    dq_tables,
     wvq_fig3,
     wvq_fig12,
     wvq_quantitative,
     wvq_table4,
     wvq_theory,
+    wvq_vqvae,
     xp_synthetic,
 )
 from replicate.experiments.spec import SCALES, Experiment
@@ -24,6 +27,9 @@ EXPERIMENTS: dict[str, Experiment] = {
         wvq_theory.EXPERIMENT,
         dq_synthetic.EXPERIMENT,
         xp_synthetic.EXPERIMENT,
+        *wvq_vqvae.TABLES,
+        dq_cifar.EXPERIMENT,
+        dq_tables.EXPERIMENT,
     )
 }
 

@@ -40,7 +40,7 @@ K_SWEEP = (8, 16, 32, 64, 128)
 WIDTHS = (16, 64, 256)
 DEPTHS = (1, 2, 4)
 STEPS, WARMUP = 3000, 1500
-POINTS_PER_MODE = 100  # points per component kept for the scatter plots
+POINTS_PER_MODE = 60  # points per component kept for the scatter plots
 COLOURS = {"early": "tab:red", "deferred": "tab:blue", "random": "tab:gray"}
 
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from replicate.distributed import all_reduce_sum_
 from replicate.quantize.base import Quantizer, QuantizerConfig, QuantizerOutput, check_range, init_codebook
 
 
@@ -63,6 +64,8 @@ class EMAVQ(Quantizer):
         indices = out.indices.reshape(-1)
         counts = torch.bincount(indices, minlength=self.num_codes).to(self.weight.dtype)
         sums = torch.zeros_like(self.embed_avg).index_add_(0, indices, flat)
+        all_reduce_sum_(counts)  # under data parallelism every rank applies the same, global update
+        all_reduce_sum_(sums)
         self.cluster_size.mul_(self.config.decay).add_(counts, alpha=1 - self.config.decay)
         self.embed_avg.mul_(self.config.decay).add_(sums, alpha=1 - self.config.decay)
         total = self.cluster_size.sum()

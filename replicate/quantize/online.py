@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from replicate.distributed import all_reduce_sum_, broadcast_
 from replicate.errors import ConfigError
 from replicate.quantize.base import (
     Quantizer,
@@ -69,10 +70,11 @@ class OnlineVQ(Quantizer):
         if not self.training:
             return
         flat = z.detach().reshape(-1, self.dim).to(self.weight.dtype)
-        counts = torch.bincount(out.indices.reshape(-1), minlength=self.num_codes).to(self.usage.dtype)
+        counts = all_reduce_sum_(torch.bincount(out.indices.reshape(-1), minlength=self.num_codes).to(self.usage.dtype))
         decay = self.config.decay
         self.usage.mul_(decay).add_(counts / counts.sum(), alpha=1 - decay)
         farthest = self.config.anchor == "farthest"
         anchors = flat[nearest_code(self.weight, flat, farthest=farthest, backend=self.search_backend)]
         pull = torch.exp(-self.usage * self.num_codes * USAGE_SHARPNESS / (1 - decay) - MIN_DECAY_OFFSET)
         self.weight.mul_(1 - pull.unsqueeze(1)).add_(pull.unsqueeze(1) * anchors)
+        broadcast_(self.weight)  # data parallel: usage is global, the anchors are rank 0's batch

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from replicate.distributed import all_gather_rows
 from replicate.errors import ConfigError
 from replicate.quantize.base import Quantizer, QuantizerConfig, QuantizerOutput, init_codebook, vq_losses
 from replicate.quantize.gaussian import gaussian_fit, gaussian_w2
@@ -81,6 +82,7 @@ class WassersteinVQ(Quantizer):
 
     @torch.no_grad()
     def _enqueue(self, features: Tensor) -> None:
+        features = all_gather_rows(features)  # data parallel: every rank queues every rank's features
         size = self.queue.shape[0]
         features = features[-size:].to(self.queue.dtype)
         positions = (self.queue_next + torch.arange(len(features), device=features.device)) % size

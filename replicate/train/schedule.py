@@ -4,7 +4,8 @@
 "early"    the paper's baseline: k-means on the outputs of the untrained encoder, quantize from the first step.
 "deferred" the fix: `warmup_steps` steps as a plain autoencoder, then k-means on the trained encoder's outputs,
            then train with quantization for the rest of the same total budget.
-"random"   quantize from the first step with the quantizer's own random initialisation (V1's trigger).
+"random"   quantize from the first step with the quantizer's own random initialisation, untouched (V1's
+           trigger; also the Wasserstein VQ paper's setting, with each method's official initialisation).
 """
 
 from __future__ import annotations
@@ -42,11 +43,9 @@ class QuantizationSchedule:
         return step == self.warmup_steps
 
     def initialize(self, quantizer: Quantizer, features: Tensor, generator: torch.Generator | None = None) -> None:
-        """Initialise the codebook from encoder outputs (n, d): k-means centroids ("early", "deferred"), or the
-        quantizer's own random codes with fresh running statistics ("random")."""
-        if self.kind == "random":
-            quantizer.set_codebook(quantizer.codebook().detach().clone())
-        else:
+        """Initialise the codebook with k-means centroids of encoder outputs (n, d) ("early", "deferred");
+        "random" keeps the quantizer's own initialisation."""
+        if self.kind != "random":
             kmeans_initialize(quantizer, features, iterations=self.kmeans_iterations, generator=generator)
 
 

@@ -1,0 +1,283 @@
+"""Image datasets of the Wasserstein VQ experiments: items (image in [-1, 1], label), official-code preprocessing.
+
+Preprocessing follows the official Wasserstein-VQ code (data/augmentation.py, itself ADM's guided-diffusion crops):
+train = random short side in [resolution, round(resolution / 0.8)], BOX halving, BICUBIC, random crop, no flip;
+eval = BOX halving, BICUBIC to the resolution, center crop. The 32 px datasets are used as they are (see image_dataset).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset
+from torchvision.datasets import CIFAR10, SVHN
+from torchvision.transforms.functional import pil_to_tensor
+
+from replicate.errors import ConfigError, MissingDataError, ReplicateError, unknown_name
+
+REPO = Path(__file__).resolve().parents[2]
+JPEG_ARCHIVE = REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"  # see shared/data/README.md
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
+SPLITS = ("train", "test")
+SMALL = ("cifar10", "cifar10-jpeg", "svhn")  # 32 px: no resize, no augmentation at native resolution
+TRAIN_MIN_CROP = 0.8  # official augmentation: the crop covers at least 80% of the short side
+DATA_LABELS = {
+    "cifar10": "CIFAR-10",
+    "cifar10-jpeg": "CIFAR-10 (JPEG copy)",
+    "svhn": "SVHN",
+    "ffhq": "FFHQ",
+    "imagenet": "ImageNet-1k",
+    "folder": "image folder",
+}
+
+Images = Sequence[tuple[Image.Image, int]]  # what the loaders below return: (RGB PIL image, label) pairs
+
+
+def resize_short_side(image: Image.Image, short: int) -> Image.Image:
+    """ADM's resize: halve with BOX while the short side is >= 2 short, then BICUBIC so the short side is short."""
+    while min(image.size) >= 2 * short:
+        image = image.resize((image.width // 2, image.height // 2), resample=Image.BOX)
+    scale = short / min(image.size)
+    return image.resize((round(image.width * scale), round(image.height * scale)), resample=Image.BICUBIC)
+
+
+def center_crop(image: Image.Image, resolution: int) -> Image.Image:
+    """Eval transform (ADM center_crop_arr): resize_short_side to the resolution, then the central square."""
+    if image.size == (resolution, resolution):
+        return image
+    image = resize_short_side(image, resolution)
+    left, top = (image.width - resolution) // 2, (image.height - resolution) // 2
+    return image.crop((left, top, left + resolution, top + resolution))
+
+
+def random_crop(image: Image.Image, resolution: int, rng: random.Random) -> Image.Image:
+    """Train transform (official augmentation): short side uniform in [resolution, round(resolution / 0.8)]
+    (= ADM's ceil at 256 px: [256, 320]), resize_short_side to it, then a random square; no flip."""
+    image = resize_short_side(image, rng.randint(resolution, round(resolution / TRAIN_MIN_CROP)))
+    left, top = rng.randint(0, image.width - resolution), rng.randint(0, image.height - resolution)
+    return image.crop((left, top, left + resolution, top + resolution))
+
+
+def to_signed_tensor(image: Image.Image) -> Tensor:
+    """A float (3, H, W) tensor in [-1, 1] (the official code's ToTensor then Normalize(0.5, 0.5))."""
+    return pil_to_tensor(image).float() / 127.5 - 1
+
+
+class ImageDataset(Dataset):
+    """(image, label) items: image a float (3, resolution, resolution) tensor in [-1, 1].
+
+    The train crop of item i is a function of (seed, epoch, i) only, never of a global RNG or of worker scheduling,
+    so a resumed run sees the same crops; call set_epoch at the start of every epoch."""
+
+    def __init__(
+        self, images: Images, classes: Sequence[str], *, resolution: int, train_augment: bool, seed: int
+    ) -> None:
+        self.images, self.classes = images, tuple(classes)
+        self.resolution, self.train_augment, self.seed = resolution, train_augment, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        image, label = self.images[index]
+        if self.train_augment:  # a str seed is hashed with SHA-512: stable across processes and Python versions
+            image = random_crop(image, self.resolution, random.Random(f"{self.seed}/{self.epoch}/{index}"))
+        else:
+            image = center_crop(image, self.resolution)
+        return to_signed_tensor(image), int(label)
+
+
+class ImageFiles:
+    """(RGB PIL image, label) pairs read from a list of files; an undecodable file is a one-line ReplicateError."""
+
+    def __init__(self, files: Sequence[str], labels: Sequence[int]) -> None:
+        self.files, self.labels = files, labels
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[Image.Image, int]:
+        path = self.files[index]
+        try:
+            with Image.open(path) as image:
+                return image.convert("RGB"), self.labels[index]
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+            raise ReplicateError(f"cannot decode image {path}: {error}") from None
+
+
+def _image_files(folder: Path) -> list[str]:
+    """All image files under folder, recursively, in sorted order (a stable index across machines)."""
+    return sorted(
+        os.path.join(parent, name)
+        for parent, _, names in os.walk(folder, followlinks=True)
+        for name in names
+        if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")  # skip macOS ._ files
+    )
+
+
+def class_folder(folder: Path) -> tuple[ImageFiles, list[str]]:
+    """torchvision ImageFolder layout folder/<class>/**/<image>; labels by sorted class name."""
+    if not folder.is_dir():
+        raise MissingDataError(f"image folder {folder} not found (expected {folder}/<class>/<images>)")
+    classes = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir() and not entry.name.startswith("."))
+    if not classes:
+        raise MissingDataError(f"no class subfolders in {folder} (expected {folder}/<class>/<images>)")
+    files, labels = [], []
+    for label, name in enumerate(classes):
+        found = _image_files(folder / name)
+        if not found:
+            raise MissingDataError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {folder / name}")
+        files += found
+        labels += [label] * len(found)
+    return ImageFiles(files, labels), classes
+
+
+def unpack(archive: Path, target: Path) -> Path:
+    """Unpack archive to target once, safely (tarfile's 'data' filter) and atomically (a sibling temporary folder,
+    then a rename), so that an interrupted unpack or a concurrent rank never leaves a half-filled target."""
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        with tarfile.open(archive) as tar:
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(scratch, filter="data")
+            else:  # Python < 3.10.12: accept plain files and folders inside scratch only
+                members = tar.getmembers()
+                for member in members:
+                    if (
+                        not (member.isfile() or member.isdir())
+                        or os.path.isabs(member.name)
+                        or ".." in Path(member.name).parts
+                    ):
+                        raise ReplicateError(f"unsafe member {member.name!r} in {archive}")
+                tar.extractall(scratch, members=members)
+        try:
+            scratch.rename(target)
+        except OSError:
+            if not target.is_dir():  # else another process finished first: use its copy
+                raise
+    except (tarfile.TarError, OSError) as error:
+        raise ReplicateError(f"cannot unpack {archive} to {target}: {error}") from None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return target
+
+
+def _cifar10(split: str, root: str | Path | None, cache_dir: Path) -> tuple[Images, list[str]]:
+    root = Path(root or Path.home() / ".cache" / "vq-replicate" / "cifar10").expanduser()
+    dataset = _torchvision(CIFAR10, "CIFAR-10", root, "cifar-10-batches-py", train=split == "train")
+    return dataset, dataset.classes
+
+
+def _svhn(split: str, root: str | Path | None, cache_dir: Path) -> tuple[Images, list[str]]:
+    root = Path(root or Path.home() / ".cache" / "vq-replicate" / "svhn").expanduser()
+    return _torchvision(SVHN, "SVHN", root, f"{split}_32x32.mat", split=split), [str(digit) for digit in range(10)]
+
+
+def _torchvision(kind: Callable, label: str, root: Path, files: str, **split) -> Images:
+    """A torchvision dataset read from root, downloaded there only when its files are absent."""
+    try:
+        return kind(root, **split, download=False)
+    except RuntimeError:  # torchvision: "Dataset not found or corrupted"
+        pass
+    try:
+        return kind(root, **split, download=True)
+    except Exception as error:  # no internet, a proxy, a read-only root: all end the same way for the user
+        raise MissingDataError(
+            f"{label} not found in {root} and could not be downloaded (no internet? {type(error).__name__}): "
+            f"run once on a machine with internet or place {files} there; on this build machine use --data cifar10-jpeg"
+        ) from None
+
+
+def _cifar10_jpeg(split: str, root: str | Path | None, cache_dir: Path) -> tuple[Images, list[str]]:
+    """The JPEG copy of CIFAR-10 (shared/data/README.md): root is the .tar.gz (default ../shared/data) or a
+    folder already unpacked; an archive is unpacked once to cache_dir/cifar10-jpeg."""
+    source = Path(root).expanduser() if root else JPEG_ARCHIVE
+    if source.is_file():
+        source = unpack(source, cache_dir / "cifar10-jpeg")
+    elif not source.is_dir():
+        raise MissingDataError(
+            f"CIFAR-10 JPEG copy not found at {source}: pass the path of cifar10-jpeg.tar.gz (or of its unpacked "
+            f"train/ and test/ folders) as the data root"
+        )
+    return class_folder(source / split)
+
+
+def _folder(split: str, root: str | Path | None, cache_dir: Path) -> tuple[Images, list[str]]:
+    if not root:
+        raise MissingDataError("an image folder needs a data root holding train/<class>/* and test/<class>/*")
+    return class_folder(Path(root).expanduser() / split)
+
+
+def _ffhq(split: str, root: str | Path | None, cache_dir: Path) -> tuple[Images, list[str]]:
+    """FFHQ: every image under root, nested or not, for both splits; the official code trains and evaluates on
+    the same folder (FFHQ has no held-out split)."""
+    root = root or os.environ.get("VQ_FFHQ_DIR")
+    files = _image_files(Path(root).expanduser()) if root else []
+    if not files:
+        raise MissingDataError(
+            f"FFHQ images not found in {root or '(no root given, $VQ_FFHQ_DIR unset)'}: download images1024x1024 "
+            f"(or a 256 px resize) as in https://github.com/NVlabs/ffhq-dataset and pass its folder as root"
+        )
+    return ImageFiles(files, [0] * len(files)), ["ffhq"]
+
+
+def _imagenet(split: str, root: str | Path | None, cache_dir: Path) -> tuple[Images, list[str]]:
+    """ImageNet-1k: root/train and root/val (the test split) in ImageFolder layout, val arranged by class."""
+    root = root or os.environ.get("VQ_IMAGENET_DIR")
+    base = Path(root).expanduser() if root else Path("<root>")
+    if not (root and (base / "train").is_dir() and (base / "val").is_dir()):
+        raise MissingDataError(
+            f"ImageNet-1k not found: expected {base / 'train'} and {base / 'val'}, each <class>/<images> "
+            f"(val arranged by class); pass root or set $VQ_IMAGENET_DIR"
+        )
+    return class_folder(base / ("train" if split == "train" else "val"))
+
+
+DATASETS: dict[str, Callable[[str, str | Path | None, Path], tuple[Images, list[str]]]] = {
+    "cifar10": _cifar10,
+    "cifar10-jpeg": _cifar10_jpeg,
+    "svhn": _svhn,
+    "ffhq": _ffhq,
+    "imagenet": _imagenet,
+    "folder": _folder,
+}
+
+
+def image_dataset(
+    name: str,
+    split: str,
+    *,
+    root: str | Path | None,
+    resolution: int,
+    train_augment: bool,
+    seed: int,
+    cache_dir: str | Path | None = None,
+) -> ImageDataset:
+    """The named dataset's split as an ImageDataset; cache_dir (default $VQ_CACHE_DIR or <repo>/.cache) holds
+    unpacked archives. The 32 px datasets (SMALL) are not resized or augmented at their native size, since the paper
+    gives no CIFAR-10/SVHN training code; at another resolution they get the eval transform."""
+    if name not in DATASETS:
+        raise unknown_name("dataset", name, DATASETS)
+    if split not in SPLITS:
+        raise unknown_name("split", split, SPLITS)
+    if resolution < 1:
+        raise ConfigError(f"need resolution >= 1, got {resolution}")
+    cache_dir = Path(cache_dir or os.environ.get("VQ_CACHE_DIR") or REPO / ".cache")
+    images, classes = DATASETS[name](split, root, cache_dir)
+    augment = train_augment and name not in SMALL
+    return ImageDataset(images, classes, resolution=resolution, train_augment=augment, seed=seed)

@@ -1,0 +1,219 @@
+"""Image metrics of the official Wasserstein-VQ evaluation (code/*/metric/metric.py, eval_tokenizer.py) on images
+of shape (B, 3, H, W) in [-1, 1]; reconstructions are clamped to [-1, 1] first.
+
+psnr:    PSNR of the luma channel, as pyiqa 0.1.11 `psnr(test_y_channel=True, color_space='ycbcr')`.
+ssim:    SSIM on RGB in [0, 1], as piq 0.8.0 `ssim(data_range=1, reduction='none')` with its defaults.
+rec_mse: the official "Rec. Loss", the MSE in [-1, 1].
+lpips:   the lpips package, AlexNet trunk with the LPIPS v0.1 linear layers (pyiqa's 'lpips' is the same network).
+rfid:    FID between reconstructions and originals on torch-fidelity's InceptionV3 2048-d pool features.
+
+LPIPS and rFID need pretrained weights that their packages download on first use; nothing here downloads.
+load_lpips and load_inception return (None, reason) when the file is absent, and callers write that reason
+("not computed: weights unavailable (<path>)") into the `lpips` / `rfid` result columns instead of a number.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import scipy.linalg
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    import lpips
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+PSNR_EPS = 1e-8  # pyiqa 0.1.11 psnr(): 10 log10(1 / (mse + eps)), so identical images score 80 dB, not inf
+SSIM_WINDOW, SSIM_SIGMA, SSIM_K1, SSIM_K2 = 11, 1.5, 0.01, 0.03  # piq 0.8.0 ssim() defaults (Wang et al. 2004)
+ALEXNET_FILE = "alexnet-owt-7be5be79.pth"  # torchvision's ImageNet AlexNet, as torch hub caches it
+INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's URL_INCEPTION_V3, same cache
+
+
+def _unit(images: Tensor) -> Tensor:
+    """[-1, 1] -> [0, 1] in float64 (the official code evaluates (x + 1) / 2)."""
+    return (images.double() + 1) / 2
+
+
+def luma(images: Tensor) -> Tensor:
+    """Y of ITU-R BT.601 YCbCr in [16/255, 235/255] from RGB in [0, 1] (MATLAB rgb2ycbcr, as pyiqa and skimage)."""
+    weights = images.new_tensor([65.481, 128.553, 24.966]).view(1, 3, 1, 1)
+    return ((images * weights).sum(1, keepdim=True) + 16) / 255
+
+
+@torch.no_grad()
+def psnr_y(reconstructions: Tensor, originals: Tensor, *, eps: float = PSNR_EPS) -> Tensor:
+    """Per-image PSNR (dB) of the Y channel with data range 1: 10 log10(1 / (MSE + eps)), float64.
+
+    eps = 1e-8 as pyiqa: identical images give 80 dB; eps = 0 gives the textbook value (inf for identical images).
+    """
+    error = luma(_unit(reconstructions.clamp(-1, 1))) - luma(_unit(originals))
+    return 10 * torch.log10(1 / (error.square().mean((1, 2, 3)) + eps))
+
+
+def _gaussian_blur_valid(images: Tensor) -> Tensor:
+    """Per-channel 11 x 11 Gaussian filter (sigma 1.5) without padding; separable, equal to piq's 2-D window."""
+    coords = torch.arange(SSIM_WINDOW, dtype=images.dtype, device=images.device) - (SSIM_WINDOW - 1) / 2
+    window = torch.exp(-coords.square() / (2 * SSIM_SIGMA**2))
+    window = window / window.sum()
+    channels = images.shape[1]
+    images = F.conv2d(images, window.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), groups=channels)
+    return F.conv2d(images, window.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), groups=channels)
+
+
+@torch.no_grad()
+def ssim(reconstructions: Tensor, originals: Tensor) -> Tensor:
+    """Per-image SSIM on RGB in [0, 1]: the SSIM map over the valid region, averaged over pixels and channels.
+
+    As piq 0.8.0, images are first average-pooled by f = max(1, round(min(H, W) / 256)) (Python's round, so
+    f = 2 from 384 px); 256 x 256 images are not pooled. float64 (piq computes in the input dtype; < 1e-6 apart).
+    """
+    x, y = _unit(reconstructions.clamp(-1, 1)), _unit(originals)
+    factor = max(1, round(min(x.shape[-2:]) / 256))
+    if factor > 1:
+        x, y = F.avg_pool2d(x, factor), F.avg_pool2d(y, factor)
+    if min(x.shape[-2:]) < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW} x {SSIM_WINDOW} pixels, got {tuple(x.shape)}")
+    c1, c2 = SSIM_K1**2, SSIM_K2**2  # (K L)^2 with data range L = 1
+    mu_x, mu_y, xx, yy, xy = _gaussian_blur_valid(torch.cat([x, y, x * x, y * y, x * y], 1)).chunk(5, dim=1)
+    var_x, var_y, cov = xx - mu_x.square(), yy - mu_y.square(), xy - mu_x * mu_y
+    ssim_map = (2 * mu_x * mu_y + c1) * (2 * cov + c2) / ((mu_x.square() + mu_y.square() + c1) * (var_x + var_y + c2))
+    return ssim_map.mean((1, 2, 3))
+
+
+@torch.no_grad()
+def rec_mse(reconstructions: Tensor, originals: Tensor) -> Tensor:
+    """Per-image MSE in [-1, 1], float64 (the official "Rec. Loss")."""
+    return (reconstructions.clamp(-1, 1).double() - originals.double()).square().mean((1, 2, 3))
+
+
+class ImageMetrics:
+    """Streamed per-image averages of psnr (Y channel), ssim and rec_mse: float64 sums and an image count."""
+
+    names = ("psnr", "ssim", "rec_mse")
+
+    def __init__(self) -> None:
+        self.totals = torch.zeros(len(self.names), dtype=torch.float64)
+        self.count = 0
+
+    def add(self, reconstructions: Tensor, originals: Tensor) -> None:
+        per_image = torch.stack([metric(reconstructions, originals) for metric in (psnr_y, ssim, rec_mse)])
+        self.totals += per_image.sum(1).cpu()
+        self.count += per_image.shape[1]
+
+    def result(self) -> dict[str, float]:
+        """Averages over every image added (NaN before the first)."""
+        return dict(zip(self.names, (self.totals / self.count).tolist(), strict=True))
+
+
+def _weights_file(weights_path: str | Path | None, file_name: str) -> Path:
+    """The given path, else the file in torch hub's cache (where torch.hub.load_state_dict_from_url saves it)."""
+    return Path(weights_path) if weights_path is not None else Path(torch.hub.get_dir()) / "checkpoints" / file_name
+
+
+def load_lpips(weights_path: str | Path | None = None) -> tuple[lpips.LPIPS | None, str]:
+    """LPIPS (AlexNet, v0.1) with its trunk from torchvision's AlexNet state dict at `weights_path` (default: torch
+    hub's cache); returns (model, the file used), or (None, reason) when the file is absent. Never downloads.
+    """
+    path = _weights_file(weights_path, ALEXNET_FILE)
+    if not path.is_file():
+        return None, f"not computed: weights unavailable ({path})"
+    import lpips  # imported here: pulls in torchvision, needed only when the weights exist
+
+    with warnings.catch_warnings():  # lpips builds the trunk with torchvision's deprecated alexnet(pretrained=False)
+        warnings.filterwarnings("ignore", message=".*deprecated since 0.13")
+        # pnet_rand=True: a randomly initialised trunk instead of torchvision's download; pretrained=True loads the
+        # v0.1 linear layers from the weights folder inside the lpips package.
+        model = lpips.LPIPS(net="alex", version="0.1", lpips=True, pretrained=True, pnet_rand=True, verbose=False)
+    trunk = torch.load(path, map_location="cpu", weights_only=True)
+    # lpips splits alexnet.features into slices that keep the layer indices: net.slice2.3.weight = features.3.weight.
+    model.net.load_state_dict({key: trunk["features." + key.split(".", 1)[1]] for key in model.net.state_dict()})
+    return model.eval(), str(path)
+
+
+@torch.no_grad()
+def lpips_distance(model: lpips.LPIPS, reconstructions: Tensor, originals: Tensor) -> Tensor:
+    """Per-image LPIPS of images in [-1, 1], the range lpips expects (normalize=False); moves the model to their
+    device."""
+    model.to(reconstructions.device)
+    return model(reconstructions.clamp(-1, 1), originals, normalize=False).flatten()
+
+
+def load_inception(weights_path: str | Path | None = None) -> tuple[FeatureExtractorInceptionV3 | None, str]:
+    """torch-fidelity's 'inception-v3-compat' extractor of 2048-d pool features from the weights file at
+    `weights_path` (default: torch hub's cache); (extractor, the file used) or (None, reason). Never downloads.
+    """
+    path = _weights_file(weights_path, INCEPTION_FILE)
+    if not path.is_file():
+        return None, f"not computed: weights unavailable ({path})"
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3  # heavy; only when needed
+
+    extractor = FeatureExtractorInceptionV3(
+        "inception-v3-compat",
+        ["2048"],
+        feature_extractor_weights_path=str(path),
+        feature_extractor_internal_dtype="float32",  # torch-fidelity 0.4.0's default, stated
+    )
+    return extractor, str(path)
+
+
+def to_uint8(images: Tensor) -> Tensor:
+    """[-1, 1] -> uint8 0..255 as torchvision.utils.save_image writes PNGs: floor(255 u + 0.5), u = (x + 1) / 2."""
+    return ((images.clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8)
+
+
+def frechet_distance(mean_a: Tensor, cov_a: Tensor, mean_b: Tensor, cov_b: Tensor) -> float:
+    """||mu_a - mu_b||^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2)) (Heusel et al. 2017, arXiv 1706.08500) in float64;
+    the root by scipy.linalg.sqrtm, real part (a singular product leaves tiny imaginary rounding);
+    at d = 2048 the root takes ~25 s on 2 busy CPU cores.
+    """
+    mean_a, cov_a, mean_b, cov_b = (t.detach().double().cpu().numpy() for t in (mean_a, cov_a, mean_b, cov_b))
+    root = scipy.linalg.sqrtm(cov_a @ cov_b)
+    difference = mean_a - mean_b
+    return float(difference @ difference + cov_a.trace() + cov_b.trace() - 2 * root.trace().real)
+
+
+def frechet_distance_of_features(features_a: Tensor, features_b: Tensor) -> float:
+    """Fréchet distance between Gaussian fits (mean, unbiased covariance, as torch-fidelity) of (n, d) features."""
+    features_a, features_b = features_a.double(), features_b.double()
+    return frechet_distance(features_a.mean(0), torch.cov(features_a.T), features_b.mean(0), torch.cov(features_b.T))
+
+
+class _Moments:
+    """Count, sum and sum of outer products of feature rows, float64: a streamed mean and unbiased covariance."""
+
+    def __init__(self) -> None:
+        self.count, self.total, self.outer = 0, 0.0, 0.0
+
+    def add(self, rows: Tensor) -> None:
+        rows = rows.double()
+        self.count += len(rows)
+        self.total = self.total + rows.sum(0)
+        self.outer = self.outer + rows.T @ rows
+
+    def mean_cov(self) -> tuple[Tensor, Tensor]:
+        mean = self.total / self.count
+        return mean, (self.outer - self.count * torch.outer(mean, mean)) / (self.count - 1)
+
+
+class RFIDAccumulator:
+    """Streamed rFID: float64 moments of the extractor's pool features of reconstructions and of originals (fed as
+    uint8 images, as torch-fidelity expects); the extractor moves to the images' device."""
+
+    def __init__(self, extractor: nn.Module) -> None:
+        self.extractor = extractor
+        self.reconstructions, self.originals = _Moments(), _Moments()
+
+    @torch.no_grad()
+    def add(self, reconstructions: Tensor, originals: Tensor) -> None:
+        self.extractor.to(reconstructions.device)
+        for moments, images in ((self.reconstructions, reconstructions), (self.originals, originals)):
+            (features,) = self.extractor(to_uint8(images))  # torch-fidelity returns one tensor per requested feature
+            moments.add(features)
+
+    def result(self) -> float:
+        """FID between everything added (at least two images each)."""
+        return frechet_distance(*self.reconstructions.mean_cov(), *self.originals.mean_cov())

@@ -1,0 +1,294 @@
+"""Training an image VQ-VAE tokenizer: the official Wasserstein VQ optimisation (code/VQVAE/train_vqvae.py),
+optionally under Deferred Quantization's schedule, resumable, and data parallel under torchrun.
+
+  python -m replicate train --config cifar10-wasserstein --scale cpu                      # one process
+  torchrun --nproc_per_node=4 -m replicate train --config cifar10-wasserstein --scale paper  # DDP
+
+Optimisation (official code, not the paper's text): Adam betas (0.9, 0.95), no weight decay, lr 5e-5 for the
+encoder, decoder and non-Wasserstein codebooks; the Wasserstein codebook in its own group at a constant 0.02;
+gradient norms clipped to 1.0 per group; the cosine schedule (5,000 warm-up iterations, half cosine to 50,000,
+floor lr / 5, first group only) only where the official code uses it (ImageNet); fp32. Loss = reconstruction
+MSE + the quantizer's terms (beta commitment, alpha codebook, gamma W2; the method's official weights).
+
+Determinism: the data order of an epoch is a permutation seeded by (seed, epoch); augmentations are seeded per
+(seed, epoch, index) by the dataset. A checkpoint (every `checkpoint_every` steps, atomic) holds the model,
+optimizer, quantizer state and position, so a run killed at any moment resumes to the same result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from replicate import distributed
+from replicate.data.images import image_dataset
+from replicate.errors import ConfigError, ReplicateError
+from replicate.models.vqvae import VQVAE, VQVAEConfig
+from replicate.quantize import build_quantizer, quantizer_config
+from replicate.results import write_csv
+from replicate.train.checkpoint import load_checkpoint, save_checkpoint
+from replicate.train.evaluate import evaluate_tokenizer
+from replicate.train.schedule import QuantizationSchedule
+
+LR_SCHEDULES = ("constant", "cosine")
+
+
+@dataclass(frozen=True)
+class TokenizerTraining:
+    dataset: str  # a name of replicate.data.images.DATASETS
+    resolution: int
+    method: str
+    K: int
+    d: int = 8
+    channels: int = 64  # Table 5
+    channel_mult: tuple[int, ...] = (1, 1, 2)  # Table 5: [1, 1, 2] at 32 px, [1, 1, 2, 2, 4] at 256 px
+    epochs: int = 50
+    batch_size: int = 128  # global batch, split evenly over the ranks
+    lr: float = 5e-5
+    adam_betas: tuple[float, float] = (0.9, 0.95)  # official: Adam, not AdamW
+    grad_clip: float = 1.0
+    lr_schedule: str = "constant"  # official: "cosine" for ImageNet only
+    warmup_iters: int = 5000
+    decay_iters: int = 50_000
+    min_lr_ratio: float = 0.2  # the cosine floor: lr / 5
+    schedule: str = "random"  # "random": the Wasserstein VQ setting; "early" / "deferred": Deferred Quantization
+    warmup_epochs: int = 0  # continuous epochs before quantizing (deferred only)
+    kmeans_vectors: int = 100_000  # encoder outputs for the k-means initialisation (not stated by the paper)
+    quantizer: tuple[tuple[str, float | int | str | bool | None], ...] = ()  # changes to the official settings
+    max_train_images: int | None = None  # reduced scales: a fixed random subset
+    max_eval_images: int | None = None
+    eval_every: int = 1  # epochs
+    checkpoint_every: int = 500  # steps
+    num_workers: int = 0
+    data_root: str | None = None
+    seed: int = 123  # official seed
+
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"unknown lr_schedule {self.lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}")
+        for name in ("resolution", "K", "d", "channels", "epochs", "batch_size", "eval_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.schedule == "deferred" and not 0 < self.warmup_epochs < self.epochs:
+            raise ConfigError(f"deferred quantization needs 0 < warmup_epochs < epochs, got {self.warmup_epochs}")
+        self.quantizer_config()  # an unknown method or setting fails here, before anything runs
+
+    def quantizer_config(self):
+        return quantizer_config(self.method, self.K, self.d, **dict(self.quantizer))
+
+    def model_config(self) -> VQVAEConfig:
+        return VQVAEConfig(
+            self.resolution, channels=self.channels, channel_mult=tuple(self.channel_mult), codebook_dim=self.d
+        )
+
+
+def learning_rate(config: TokenizerTraining, step: int) -> float:
+    """Official ImageNet schedule: linear warm-up, half-cycle cosine to decay_iters, then the floor."""
+    if config.lr_schedule == "constant":
+        return config.lr
+    floor = config.lr * config.min_lr_ratio
+    if step < config.warmup_iters:
+        return config.lr * (step + 1) / config.warmup_iters
+    if step >= config.decay_iters:
+        return floor
+    progress = (step - config.warmup_iters) / (config.decay_iters - config.warmup_iters)
+    return floor + 0.5 * (config.lr - floor) * (1 + math.cos(math.pi * progress))
+
+
+def subset(dataset, limit: int | None, seed: int):
+    if limit is None or limit >= len(dataset):
+        return dataset
+    chosen = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:limit]
+    return torch.utils.data.Subset(dataset, sorted(chosen.tolist()))
+
+
+def rank_batches(size: int, config: TokenizerTraining, epoch: int, context: distributed.Context) -> list[list[int]]:
+    """This rank's batches of an epoch: a permutation seeded by (seed, epoch), cut into global batches (the
+    incomplete last one dropped), each split evenly over the ranks."""
+    per_rank = config.batch_size // context.world_size
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch)).tolist()
+    steps = size // config.batch_size
+    return [order[s * config.batch_size + context.rank * per_rank :][:per_rank] for s in range(steps)]
+
+
+def train_tokenizer(
+    config: TokenizerTraining, run_dir: Path, *, device: str | None = None, progress: bool = True
+) -> pd.DataFrame:
+    """Train (or resume) one tokenizer in `run_dir`; returns its evaluation rows (one per evaluated epoch)."""
+    context = distributed.setup(device)
+    if config.batch_size % context.world_size:
+        raise ConfigError(f"batch_size {config.batch_size} is not divisible by {context.world_size} processes")
+    torch.manual_seed(config.seed)
+    train_base = image_dataset(
+        config.dataset,
+        "train",
+        root=config.data_root,
+        resolution=config.resolution,
+        train_augment=True,
+        seed=config.seed,
+    )
+    eval_base = image_dataset(
+        config.dataset,
+        "test",
+        root=config.data_root,
+        resolution=config.resolution,
+        train_augment=False,
+        seed=config.seed,
+    )
+    train_data = subset(train_base, config.max_train_images, config.seed)
+    eval_data = subset(eval_base, config.max_eval_images, config.seed + 1)
+    model = VQVAE(config.model_config(), build_quantizer(config.quantizer_config())).to(context.device)
+    optimizer = build_optimizer(model, config)
+    steps_per_epoch = len(train_data) // config.batch_size
+    if steps_per_epoch == 0:
+        raise ConfigError(f"{len(train_data)} training images give no batch of {config.batch_size}")
+    schedule = QuantizationSchedule(config.schedule, config.warmup_epochs * steps_per_epoch)
+
+    checkpoint_path = run_dir / "checkpoint.pt"
+    state = load_checkpoint(checkpoint_path)
+    position, history, running = (0, 0), [], [0.0, 0]  # running: this epoch's loss sum and step count
+    if state is not None:
+        if state["config"] != dataclasses.asdict(config):
+            raise ReplicateError(f"{run_dir} holds a run with a different configuration; use another run folder")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        position, history, running = state["position"], state["history"], state["running"]
+    wrapped = (
+        DistributedDataParallel(model, broadcast_buffers=False, find_unused_parameters=config.schedule == "deferred")
+        if context.world_size > 1
+        else model
+    )
+    if context.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=1))
+
+    def checkpoint(epoch: int, step_in_epoch: int) -> None:
+        if context.is_main:
+            save_checkpoint(
+                checkpoint_path,
+                {
+                    "config": dataclasses.asdict(config),
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "position": (epoch, step_in_epoch),
+                    "history": history,
+                    "running": running,
+                },
+            )
+        distributed.barrier()
+
+    start_epoch, start_step = position
+    for epoch in range(start_epoch, config.epochs):
+        train_base.set_epoch(epoch)
+        batches = rank_batches(len(train_data), config, epoch, context)
+        loader = torch.utils.data.DataLoader(
+            train_data,
+            batch_sampler=batches[start_step if epoch == start_epoch else 0 :],
+            num_workers=config.num_workers,
+            pin_memory=context.device.type == "cuda",
+        )
+        bar = tqdm(
+            loader,
+            desc=f"epoch {epoch + 1}/{config.epochs}",
+            disable=not (progress and context.is_main),
+            initial=start_step if epoch == start_epoch else 0,
+            total=steps_per_epoch,
+            unit="batch",
+        )
+        for step_in_epoch, (images, _) in enumerate(bar, start=start_step if epoch == start_epoch else 0):
+            step = epoch * steps_per_epoch + step_in_epoch
+            if schedule.initializes(step):
+                initialize_codebook(model, train_data, schedule, config, context)
+            loss, out = train_step(
+                wrapped, model, optimizer, images.to(context.device), config, step, schedule.quantizes(step)
+            )
+            running[0], running[1] = running[0] + loss, running[1] + 1
+            if out is not None and step_in_epoch % 10 == 0:
+                counts = torch.bincount(out.indices.reshape(-1), minlength=config.K)
+                bar.set_postfix(
+                    loss=f"{loss:.4f}",
+                    U=f"{(counts > 0).float().mean():.3f}",
+                    C=f"{torch.exp(-torch.special.xlogy(counts / counts.sum(), counts / counts.sum()).sum()):.1f}",
+                )
+            if (step_in_epoch + 1) % config.checkpoint_every == 0 and step_in_epoch + 1 < steps_per_epoch:
+                checkpoint(epoch, step_in_epoch + 1)
+        if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
+            if context.is_main:
+                row = evaluate_tokenizer(
+                    model,
+                    eval_data,
+                    batch_size=2 * config.batch_size,
+                    device=context.device,
+                    quantized=schedule.quantizes((epoch + 1) * steps_per_epoch - 1),
+                )
+                history.append(
+                    {
+                        "epoch": epoch + 1,
+                        "step": (epoch + 1) * steps_per_epoch,
+                        "train_loss": running[0] / max(running[1], 1),
+                        **row,
+                    }
+                )
+                write_csv(run_dir / "eval.csv", pd.DataFrame(history))
+            distributed.barrier()
+        running = [0.0, 0]
+        checkpoint(epoch + 1, 0)
+    return pd.DataFrame(history)
+
+
+def build_optimizer(model: VQVAE, config: TokenizerTraining) -> torch.optim.Adam:
+    """Group 0: everything at the model's lr (incl. codebooks that share it); then any quantizer group with
+    its own lr (the Wasserstein codebook). Each group is clipped separately."""
+    special = [g for g in model.quantizer.param_groups(config.lr) if g["lr"] != config.lr]
+    own = {id(p) for g in special for p in g["params"]}
+    shared = [p for p in model.parameters() if p.requires_grad and id(p) not in own]
+    return torch.optim.Adam([{"params": shared, "lr": config.lr}, *special], betas=config.adam_betas)
+
+
+def train_step(wrapped, model: VQVAE, optimizer, images, config: TokenizerTraining, step: int, quantize: bool):
+    optimizer.param_groups[0]["lr"] = learning_rate(config, step)
+    reconstructions, latents, out = wrapped(images, quantize=quantize)
+    loss = F.mse_loss(reconstructions, images) + (out.loss if out is not None else 0)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    for group in optimizer.param_groups:
+        torch.nn.utils.clip_grad_norm_(group["params"], config.grad_clip)
+    optimizer.step()
+    if out is not None:
+        model.quantizer.update(latents.detach(), out)
+    return float(loss.detach()), out
+
+
+@torch.no_grad()
+def initialize_codebook(
+    model: VQVAE, data, schedule: QuantizationSchedule, config: TokenizerTraining, context: distributed.Context
+) -> None:
+    """Deferred Quantization's k-means initialisation on encoder outputs of a fixed sample of training
+    images (rank 0 computes, every rank receives the codes)."""
+    if schedule.kind == "random":
+        return
+    tokens_per_image = model.config.latent_resolution**2
+    count = min(len(data), math.ceil(config.kmeans_vectors / tokens_per_image))
+    chosen = torch.randperm(len(data), generator=torch.Generator().manual_seed(config.seed + 7))[:count].tolist()
+    was_training = model.training
+    model.eval()
+    latents = torch.cat(
+        [
+            model.encode(torch.stack([data[i][0] for i in chosen[s : s + 64]]).to(context.device)).reshape(-1, config.d)
+            for s in range(0, count, 64)
+        ]
+    )
+    model.train(was_training)
+    if context.is_main:
+        schedule.initialize(model.quantizer, latents, generator=torch.Generator().manual_seed(config.seed))
+    codes = model.quantizer.codebook().detach().clone()
+    model.quantizer.set_codebook(distributed.broadcast_(codes))
