@@ -40,6 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="skip a naive reference whose N x K distance matrix would exceed this",
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--train",
+        action="store_true",
+        help="instead: training throughput of the 32 px and 256 px VQ-VAEs (images/s, peak memory)",
+    )
+    parser.add_argument("--batch", default="128,32", help="with --train: batch sizes for 32 px and 256 px")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -58,6 +64,16 @@ def main(args: argparse.Namespace) -> int:
             {"name": name, "method": method, "K": K, "N": N, "d": args.d, **_measure(call, args.repeats, device, skip)}
         )
 
+    if args.train:
+        batches = [int(b) for b in args.batch.split(",")]
+        if not args.json:
+            print(
+                f"device: {device} ({torch.get_num_threads()} CPU threads); N = images per step, vectors/s = images/s"
+            )
+            print(f"{'name':<22}{'method':<13}{'K':>8}{'s/step':>11}{'vectors/s':>13}{'peak MB':>10}  note")
+        for (resolution, K), batch in zip(((32, 8192), (256, 16384)), batches, strict=True):
+            report(f"train/{resolution}px", "wasserstein", K, batch, _training_runner(resolution, K, batch, device))
+        return 0
     if not args.json:
         print(f"device: {device} ({torch.get_num_threads()} CPU threads), N={args.N}, d={args.d}")
         print(f"{'name':<22}{'method':<13}{'K':>8}{'s/step':>11}{'vectors/s':>13}{'peak MB':>10}  note")
@@ -80,6 +96,23 @@ def main(args: argparse.Namespace) -> int:
 
 def _search_runner(features: torch.Tensor, codes: torch.Tensor, backend: str) -> Callable[[], object]:
     return lambda: nearest_code(features, codes, backend=backend)
+
+
+def _training_runner(resolution: int, K: int, batch: int, device: torch.device) -> Callable[[], object]:
+    """One optimisation step of the paper's VQ-VAE (Table 5) with Wasserstein VQ on random images."""
+    from replicate.models.vqvae import VQVAE, vqvae_config
+    from replicate.quantize import build_quantizer, quantizer_config
+    from replicate.train.tokenizer import TokenizerTraining, build_optimizer, train_step
+
+    torch.manual_seed(0)
+    config = vqvae_config(resolution)
+    training = TokenizerTraining(
+        "folder", resolution, "wasserstein", K, channel_mult=config.channel_mult, batch_size=batch
+    )
+    model = VQVAE(config, build_quantizer(quantizer_config("wasserstein", K, 8))).to(device).train()
+    optimizer = build_optimizer(model, training)
+    images = torch.rand(batch, 3, resolution, resolution, device=device) * 2 - 1
+    return lambda: train_step(model, model, optimizer, images, training, 0, True)
 
 
 def _step_runner(method: str, K: int, N: int, d: int, backend: str, device: torch.device) -> Callable[[], object]:

@@ -8,17 +8,17 @@ import pytest
 import torch
 
 from replicate.experiments import EXPERIMENTS
-from replicate.experiments.wvq_theory import density_exponent, lloyd_1d
+from replicate.experiments.wvq_theory import density_exponent, lloyd_1d_gaussian
 from replicate.quantize.kmeans import kmeans
 from replicate.results import TABLES
 
 
-def test_lloyd_1d_finds_the_two_level_gaussian_quantizer():
-    # Lloyd-Max for N(0, 1) with two levels: +- sqrt(2 / pi)
-    samples = torch.randn(1_000_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    codes, _, converged = lloyd_1d(samples, 2, 1000)
-    assert converged
-    assert codes.tolist() == pytest.approx([-math.sqrt(2 / math.pi), math.sqrt(2 / math.pi)], abs=0.005)
+def test_lloyd_on_the_gaussian_density_finds_the_lloyd_max_quantizers():
+    # Lloyd-Max for N(0, 1): two levels at +- sqrt(2 / pi); four levels at +- 0.4528, +- 1.5104 (Max 1960)
+    two, _, converged = lloyd_1d_gaussian(2, 1000)
+    assert converged and two.tolist() == pytest.approx([-math.sqrt(2 / math.pi), math.sqrt(2 / math.pi)], abs=1e-9)
+    four, _, converged = lloyd_1d_gaussian(4, 10_000)
+    assert converged and four.tolist() == pytest.approx([-1.5104, -0.4528, 0.4528, 1.5104], abs=1e-4)
 
 
 def test_kmeans_recovers_well_separated_centres():

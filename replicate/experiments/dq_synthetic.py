@@ -208,8 +208,9 @@ def claims(results: pd.DataFrame) -> list[Claim]:
         )
         found.append(
             Claim(
-                f"early quantization gives {text} than deferred, at every input dimension",
-                bool((gap > 0).all()),
+                # ties count as agreement (modes covered saturates at 10 in low dimension); the largest must differ
+                f"early quantization gives {text} than deferred (never more; less at the largest dimension)",
+                bool((gap >= 0).all() and gap.iloc[-1] > 0),
                 f"early vs deferred, {per_dim}",
             )
         )

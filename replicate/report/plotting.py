@@ -36,6 +36,7 @@ def save(fig, path: Path) -> Path:
     os.close(handle)
     try:
         fig.savefig(temporary, bbox_inches="tight")
+        os.chmod(temporary, 0o644)
         os.replace(temporary, path)
     finally:
         Path(temporary).unlink(missing_ok=True)

@@ -116,8 +116,8 @@ def rank_batches(size: int, config: TokenizerTraining, epoch: int, context: dist
     incomplete last one dropped), each split evenly over the ranks."""
     per_rank = config.batch_size // context.world_size
     order = torch.randperm(size, generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch)).tolist()
-    steps = size // config.batch_size
-    return [order[s * config.batch_size + context.rank * per_rank :][:per_rank] for s in range(steps)]
+    starts = range(context.rank * per_rank, (size // config.batch_size) * config.batch_size, config.batch_size)
+    return [order[start : start + per_rank] for start in starts]
 
 
 def train_tokenizer(

@@ -1,0 +1,89 @@
+"""The VQ-VAE table experiments: every paper-scale configuration builds and takes one training step at a
+reduced batch (so a GPU user's run cannot fail on a configuration error); every published number is listed
+in a comparison; the cpu scale changes only what its label says."""
+
+import dataclasses
+
+import pandas as pd
+import pytest
+import torch
+
+from replicate.experiments import EXPERIMENTS
+from replicate.experiments.wvq_vqvae import CPU_SHORTENING, TABLES
+from replicate.models.vqvae import VQVAE
+from replicate.quantize import build_quantizer
+from replicate.report.compare import compare
+from replicate.results import PUBLISHED
+from replicate.runner import run_experiment
+from replicate.train.tokenizer import build_optimizer, train_step
+
+TOKENIZER_EXPERIMENTS = [*(t.name for t in TABLES), "dq_cifar_sweep"]
+
+
+def unique_models():
+    """Each distinct (training configuration without epochs / data sizes) of the paper scales, once."""
+    seen = {}
+    for name in TOKENIZER_EXPERIMENTS:
+        for config in EXPERIMENTS[name].configs("paper"):
+            training = config.training(batch_size=2)
+            key = (
+                training.resolution,
+                training.channel_mult,
+                training.method,
+                training.K,
+                training.d,
+                training.quantizer,
+            )
+            seen.setdefault(key, (name, training))
+    return list(seen.values())
+
+
+@pytest.mark.parametrize("name,training", unique_models(), ids=lambda v: v if isinstance(v, str) else "")
+def test_every_paper_configuration_takes_one_training_step(name, training):
+    torch.manual_seed(0)
+    model = VQVAE(training.model_config(), build_quantizer(training.quantizer_config()))
+    optimizer = build_optimizer(model, training)
+    images = torch.rand(2, 3, training.resolution, training.resolution) * 2 - 1
+    loss, out = train_step(model, model, optimizer, images, training, step=0, quantize=True)
+    assert torch.isfinite(torch.tensor(loss)) and out.indices.shape == (2, *(2 * [model.config.latent_resolution]))
+
+
+def test_paper_scale_uses_the_published_settings():
+    table1 = EXPERIMENTS["wvq_table1"].configs("paper")
+    assert {(c.resolution, c.channel_mult, c.epochs, c.batch_size, c.lr_schedule) for c in table1} == {
+        (256, (1, 1, 2, 2, 4), 30, 32, "constant")
+    }
+    table2 = EXPERIMENTS["wvq_table2"].configs("paper")
+    assert {(c.epochs, c.lr_schedule) for c in table2} == {(4, "cosine")}
+    table6 = EXPERIMENTS["wvq_table6"].configs("paper")
+    assert {(c.resolution, c.channel_mult, c.epochs, c.batch_size) for c in table6} == {(32, (1, 1, 2), 50, 128)}
+    assert len(table6) == 12 and {c.K for c in table6} == {8192, 16384, 32768}
+    wasserstein = next(c for c in table6 if c.method == "wasserstein").training()
+    settings = wasserstein.quantizer_config()
+    assert (settings.beta, settings.gamma, settings.codebook_lr, settings.queue_size) == (0.1, 0.5, 0.02, 65536)
+
+
+def test_cpu_scale_of_table6_changes_only_what_its_label_states():
+    for config in EXPERIMENTS["wvq_table6"].configs("cpu"):
+        paper = next(
+            c for c in EXPERIMENTS["wvq_table6"].configs("paper") if (c.method, c.K) == (config.method, config.K)
+        )
+        assert dataclasses.replace(paper, **CPU_SHORTENING) == config
+        label = EXPERIMENTS["wvq_table6"].data(config)
+        assert label == "CIFAR-10 (JPEG copy), 2 epochs, ch 32, 10,000 training images"
+
+
+@pytest.mark.parametrize("name", [*TOKENIZER_EXPERIMENTS, "dq_tables"])
+def test_every_published_number_appears_in_the_comparison_as_not_run_without_results(name):
+    experiment = EXPERIMENTS[name]
+    if experiment.published is None:
+        pytest.skip("no published numbers (figure-only artifact)")
+    comparison = compare(experiment, None, "paper")
+    assert len(comparison) == len(pd.read_csv(PUBLISHED / experiment.published))
+    assert set(comparison["verdict"]) == {"not run at this scale"}
+
+
+def test_experiment_without_cpu_scale_is_skipped_with_its_reason_and_lists_published_numbers(tmp_path):
+    outcome = run_experiment(EXPERIMENTS["wvq_table1"], "cpu", tables=tmp_path, figures=tmp_path)
+    assert outcome.status == "skipped" and "no cpu-scale version" in outcome.reason
+    assert "not run at this scale" in (tmp_path / "wvq_table1_cpu.md").read_text()
