@@ -197,7 +197,10 @@ def figures_for(name: str, distribution: str):
                     )
             axes[row, 0].legend(title=sweep, loc="upper left", ncol=2, frameon=False)
         figure_number = 10 if distribution == "gaussian" else 11
-        fig.suptitle(f"Wasserstein VQ Fig. {figure_number} reproduced ({distribution}; mean +- 1.96 std over repeats)")
+        fig.suptitle(
+            f"Wasserstein VQ Fig. {figure_number} reproduced ({distribution}; mean +- 1.96 std over 5 repeats, "
+            "of log10 values for E and C)"
+        )
         fig.tight_layout()
         return [save(fig, out / f"{name}_{scale}.png")]
 
@@ -205,16 +208,16 @@ def figures_for(name: str, distribution: str):
 
 
 def _draw_curves(axis, rows: pd.DataFrame, sweep: str, metric: str) -> None:
+    """One line per sweep value: mean over repeats with a band of +- 1.96 std; E and C on a log10 scale, where
+    mean and band are those of the log10 values (a band of the raw values would cross zero)."""
     for colour, (value, curve) in zip(COLOURS, rows.groupby(sweep), strict=False):
-        stats = curve.groupby("x")[metric].agg(["mean", "std"]).fillna(0)
+        values = curve[metric] if metric == "utilization" else np.log10(curve[metric])
+        stats = values.groupby(curve["x"]).agg(["mean", "std"]).fillna(0)
         low, high = stats["mean"] - 1.96 * stats["std"], stats["mean"] + 1.96 * stats["std"]
-        mean = stats["mean"]
         if metric == "utilization":
             high = high.clip(upper=1.0)
-        else:  # log10 of the band; the band's lower edge can reach 0
-            mean, low, high = np.log10(mean), np.log10(low.clip(lower=mean * 1e-3)), np.log10(high)
         rgb = tuple(c / 255 for c in colour)
-        axis.plot(stats.index, mean, marker="o", markersize=2.5, color=rgb, label=f"{value:,}", linewidth=1)
+        axis.plot(stats.index, stats["mean"], marker="o", markersize=2.5, color=rgb, label=f"{value:,}", linewidth=1)
         axis.fill_between(stats.index, low, high, color=rgb, alpha=0.2, linewidth=0)
 
 

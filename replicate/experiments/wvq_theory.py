@@ -196,7 +196,8 @@ def claims(results: pd.DataFrame) -> list[Claim]:
         closer_to_standard = abs(np.log(estimate / standard)) < abs(np.log(estimate / paper))
         detail = (
             f"Lloyd codebook (K={rows['K'].iloc[0]}, converged {int(rows['converged'].sum())}/{len(rows)}): "
-            f"a = {estimate:.3f}{'' if len(rows) < 2 else f' +- {spread:.3f}'}; paper (d+2)/d = {paper:.3f}, standard d/(d+2) = {standard:.3f}"
+            f"a = {estimate:.3f}{'' if len(rows) < 2 else f' +- {spread:.3f}'}; "
+            f"paper (d+2)/d = {paper:.3f}, standard d/(d+2) = {standard:.3f}"
         )
         found.append(
             Claim(
