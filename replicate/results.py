@@ -74,4 +74,5 @@ def write_csv(path: Path, frame: pd.DataFrame) -> None:
 
 
 def read_csv(path: Path) -> pd.DataFrame | None:
-    return pd.read_csv(path) if path.exists() else None
+    """A result table; the revision column stays text (a hash such as 14e8245 would parse as a float)."""
+    return pd.read_csv(path, dtype={"git_rev": str}) if path.exists() else None

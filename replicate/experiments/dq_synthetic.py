@@ -259,7 +259,7 @@ def shrinkage_plot(points: pd.DataFrame, projection: str, path: Path) -> Path:
                 embeddings, codes = shown[shown["kind"] == "embedding"], shown[shown["kind"] == "code"]
                 axis.scatter(embeddings[x], embeddings[y], s=2, c=palette[embeddings["mode"] % 10], linewidths=0)
                 axis.scatter(codes[x], codes[y], s=22, marker="x", color="black", linewidths=0.9)
-                axis.set_title(f"D={dim} {schedule}: embeddings and codes")
+                axis.set_title(f"D={dim}, {schedule}: latents, codes (x)")
             else:
                 data, reconstruction = shown[shown["kind"] == "data"], shown[shown["kind"] == "reconstruction"]
                 axis.scatter(data["pca_x"], data["pca_y"], s=2, color="0.75", linewidths=0)
@@ -270,11 +270,14 @@ def shrinkage_plot(points: pd.DataFrame, projection: str, path: Path) -> Path:
                     c=palette[reconstruction["mode"] % 10],
                     linewidths=0,
                 )
-                axis.set_title(f"D={dim} {schedule}: data (grey), reconstructions")
+                axis.set_title(f"D={dim}, {schedule}: data, recon.")
             axis.set_xticks([])
             axis.set_yticks([])
     label = "PCA" if projection == "pca" else "t-SNE (latent) / PCA (data)"
-    fig.suptitle(f"Deferred Quantization, synthetic mixtures: latent space and reconstructions ({label}; seed 0)")
+    fig.suptitle(
+        f"Deferred Quantization, synthetic mixtures, seed 0 ({label}): latents coloured by mode with "
+        "codes (x); data (grey) with reconstructions coloured by the mode of their input"
+    )
     fig.tight_layout()
     return save(fig, path)
 
@@ -305,6 +308,8 @@ def distance_curves(curves: pd.DataFrame, path: Path) -> Path:
                 )
             axis.set_title(f"D={dim}: {label}")
             axis.set_xlabel("training step")
+            if metric != "perplexity":  # the random arm's unused EMA codes fly off by orders of magnitude
+                axis.set_yscale("log")
     axes[0, 0].legend(frameon=False)
     fig.suptitle("Codebook spread during training (deferred: quantized after the warm-up)")
     fig.tight_layout()
