@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from replicate.data.images import image_dataset
@@ -33,18 +34,27 @@ def replicate_command(*args: str) -> list[str]:
 
 @needs_cifar
 @pytest.mark.parametrize("method", list(QUANTIZERS))
-def test_tiny_vqvae_loss_decreases_with_every_quantizer(method):
-    config = dataclasses.replace(SMOKE, method=method, K=64)
+def test_tiny_vqvae_reconstruction_loss_decreases_with_every_quantizer(method):
+    """40 steps on 16 images (lr 1e-4). The reconstruction term is what must fall: Vanilla VQ's whole objective
+    first rises, as the encoder outputs grow away from its tiny initial codebook (U(-1/K, 1/K), official)."""
+    config = dataclasses.replace(SMOKE, method=method, K=64, lr=1e-4)
     torch.manual_seed(0)
     data = image_dataset("cifar10-jpeg", "train", root=None, resolution=32, train_augment=True, seed=0)
     images = torch.stack([data[i][0] for i in range(16)])
     model = VQVAE(config.model_config(), build_quantizer(config.quantizer_config()))
-    optimizer = build_optimizer(model, dataclasses.replace(config, lr=1e-3))
-    losses = [
-        train_step(model, model, optimizer, images, dataclasses.replace(config, lr=1e-3), step, True)[0]
-        for step in range(30)
-    ]
-    assert sum(losses[-5:]) < 0.7 * sum(losses[:5]), losses
+    optimizer = build_optimizer(model, config)
+
+    def reconstruction_loss() -> float:
+        model.eval()
+        with torch.no_grad():
+            loss = F.mse_loss(model(images)[0], images).item()
+        model.train()
+        return loss
+
+    before = reconstruction_loss()
+    for step in range(40):
+        train_step(model, model, optimizer, images, config, step, True)
+    assert reconstruction_loss() < 0.6 * before
 
 
 @needs_cifar
@@ -135,9 +145,11 @@ def test_run_killed_mid_epoch_resumes_to_the_same_final_metrics(tmp_path):
 
 
 def one_line_error(completed: subprocess.CompletedProcess, fragment: str) -> None:
+    """Exit status 2 and one error line, no traceback (progress-bar lines may precede it on stderr)."""
     assert completed.returncode == 2, completed.stderr
-    lines = completed.stderr.strip().splitlines()
-    assert len(lines) == 1 and fragment in lines[0], completed.stderr
+    errors = [line for line in completed.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and fragment in errors[0], completed.stderr
+    assert "Traceback" not in completed.stderr
 
 
 @needs_cifar
