@@ -7,7 +7,7 @@ Choices (the paper gives no architecture, epochs or sweep range; digest Sec. 8):
 VQ-VAE (Table 5: 32 px, channels 64, [1, 1, 2], d = 8, batch 128, lr 5e-5, 50 epochs); EMA VQ as V2 Sec. 3.2
 says, with van den Oord et al.'s decay 0.99 and beta 0.25; deferred = 25 continuous + 25 quantized epochs;
 k-means on 100,000 encoder outputs, 50 Lloyd iterations; K = 2^6 ... 2^14 at paper scale. The cpu scale uses
-the same shortening as wvq_table6 (CIFAR-10 JPEG copy, ch 32, 10,000 training images, 2 epochs: deferred = 1
+the same shortening as wvq_table6 (CIFAR-10 JPEG copy, ch 32, 20,000 training images, 2 epochs: deferred = 1
 + 1) and K in {2^6, 2^8, 2^10, 2^12, 2^13}.
 """
 
