@@ -152,73 +152,43 @@ def one_line_error(completed: subprocess.CompletedProcess, fragment: str) -> Non
     assert "Traceback" not in completed.stderr
 
 
+def train_smoke(tmp_path: Path, *settings: str) -> subprocess.CompletedProcess:
+    """`python -m replicate train` at smoke scale in tmp_path, with --set overrides."""
+    overrides = [part for setting in settings for part in ("--set", setting)]
+    return subprocess.run(
+        replicate_command(
+            "train",
+            "--config",
+            "cifar10-wasserstein",
+            "--scale",
+            "smoke",
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--out",
+            str(tmp_path),
+            *overrides,
+        ),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+
+
 @needs_cifar
 def test_corrupt_checkpoint_is_a_one_line_error_and_is_kept(tmp_path):
     (tmp_path / "run").mkdir()
     checkpoint = tmp_path / "run" / "checkpoint.pt"
     checkpoint.write_bytes(b"not a checkpoint")
-    completed = subprocess.run(
-        replicate_command(
-            "train",
-            "--config",
-            "cifar10-wasserstein",
-            "--scale",
-            "smoke",
-            "--run-dir",
-            str(tmp_path / "run"),
-            "--out",
-            str(tmp_path),
-        ),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    one_line_error(completed, "is unreadable")
+    one_line_error(train_smoke(tmp_path), "is unreadable")
     assert checkpoint.read_bytes() == b"not a checkpoint"
 
 
 def test_unknown_method_is_a_one_line_error(tmp_path):
-    completed = subprocess.run(
-        replicate_command(
-            "train",
-            "--config",
-            "cifar10-wasserstein",
-            "--scale",
-            "smoke",
-            "--set",
-            "method=kmeanspp",
-            "--out",
-            str(tmp_path),
-        ),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    one_line_error(completed, "unknown method 'kmeanspp'; valid:")
+    one_line_error(train_smoke(tmp_path, "method=kmeanspp"), "unknown method 'kmeanspp'; valid:")
 
 
 def test_missing_dataset_is_a_one_line_error(tmp_path):
-    completed = subprocess.run(
-        replicate_command(
-            "train",
-            "--config",
-            "cifar10-wasserstein",
-            "--scale",
-            "smoke",
-            "--set",
-            "dataset=ffhq",
-            "--set",
-            f"data_root={tmp_path / 'nope'}",
-            "--run-dir",
-            str(tmp_path / "run"),
-            "--out",
-            str(tmp_path),
-        ),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    one_line_error(completed, "FFHQ")
+    one_line_error(train_smoke(tmp_path, "dataset=ffhq", f"data_root={tmp_path / 'nope'}"), "FFHQ")
 
 
 def test_unreadable_image_is_a_one_line_error_naming_the_file(tmp_path):
@@ -228,26 +198,5 @@ def test_unreadable_image_is_a_one_line_error_naming_the_file(tmp_path):
         for index in range(40):
             Image.new("RGB", (32, 32), (index, 0, 0)).save(folder / f"{index:04d}.jpg")
     (tmp_path / "data" / "train" / "cat" / "0003.jpg").write_bytes(b"garbage")
-    completed = subprocess.run(
-        replicate_command(
-            "train",
-            "--config",
-            "cifar10-wasserstein",
-            "--scale",
-            "smoke",
-            "--set",
-            "dataset=folder",
-            "--set",
-            f"data_root={tmp_path / 'data'}",
-            "--set",
-            "max_train_images=40",
-            "--run-dir",
-            str(tmp_path / "run"),
-            "--out",
-            str(tmp_path),
-        ),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    completed = train_smoke(tmp_path, "dataset=folder", f"data_root={tmp_path / 'data'}", "max_train_images=40")
     one_line_error(completed, "0003.jpg")

@@ -11,19 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from replicate.distributed import all_reduce_sum_, broadcast_
 from replicate.errors import ConfigError
-from replicate.quantize.base import (
-    Quantizer,
-    QuantizerConfig,
-    QuantizerOutput,
-    check_range,
-    init_codebook,
-    nearest_code,
-    vq_losses,
-)
+from replicate.quantize.base import QuantizerOutput, check_range, nearest_code
+from replicate.quantize.vanilla import VanillaConfig, VanillaVQ
 
 ANCHORS = ("farthest", "closest")
 USAGE_SHARPNESS = 10.0  # the factor 10 in w_k (CVQ code, kept by the official code)
@@ -31,15 +24,13 @@ MIN_DECAY_OFFSET = 1e-3  # the -1e-3 in w_k: even an unused code keeps 0.1% of i
 
 
 @dataclass(frozen=True)
-class OnlineConfig(QuantizerConfig):
-    beta: float = 1.0  # commitment weight (official baselines: --beta 1.0)
-    alpha: float = 1.0  # codebook-loss weight
+class OnlineConfig(VanillaConfig):
+    """Vanilla VQ's settings (official online_quantizer.py: beta = alpha = 1, codes U(-1/K, 1/K)) and:"""
+
     decay: float = 0.99  # usage EMA; official VQ-VAE 0.99, atomic simulations 0.9
     # Official VQ-VAE code anchors each code at the batch feature FARTHEST from it (CVQ's "closest" variant is
     # commented out there); the atomic simulations use the CLOSEST feature.
     anchor: str = "farthest"
-    init: str = "uniform"  # official online_quantizer.py: uniform_(-1/K, 1/K)
-    init_scale: float | None = None  # None means 1/num_codes
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -48,20 +39,12 @@ class OnlineConfig(QuantizerConfig):
             raise ConfigError(f"unknown anchor {self.anchor!r}; valid: {', '.join(ANCHORS)}")
 
 
-class OnlineVQ(Quantizer):
+class OnlineVQ(VanillaVQ):
+    """Vanilla VQ's codebook and losses, plus the re-seeding update."""
+
     def __init__(self, config: OnlineConfig) -> None:
         super().__init__(config)
-        scale = config.init_scale if config.init_scale is not None else 1.0 / config.num_codes
-        self.weight = nn.Parameter(init_codebook(config.num_codes, config.dim, config.init, scale))
         self.register_buffer("usage", torch.zeros(config.num_codes))  # the running p_k
-
-    def codebook(self) -> Tensor:
-        return self.weight
-
-    def forward(self, z: Tensor) -> QuantizerOutput:
-        flat, indices, codes = self.lookup(z)
-        losses = vq_losses(flat, codes, alpha=self.config.alpha, beta=self.config.beta)
-        return self.output(z, flat, indices, codes, losses)
 
     @torch.no_grad()
     def update(self, z: Tensor, out: QuantizerOutput) -> None:
