@@ -22,11 +22,15 @@ import torch
 from replicate.data.images import DATA_LABELS
 from replicate.errors import ConfigError
 from replicate.experiments.spec import Claim, Experiment, RunResult, absolute, relative
+from replicate.metrics.projection import pca_2d
+from replicate.report.plotting import figure, save
 from replicate.results import ROOT
-from replicate.train.tokenizer import TokenizerTraining, train_tokenizer
+from replicate.train.tokenizer import TokenizerTraining, latent_sample, load_trained, train_tokenizer
 
 RUNS = ROOT / "runs" / "tokenizers"  # checkpoints and per-epoch logs, git-ignored
 METHODS = ("vanilla", "ema", "online", "wasserstein")  # the four of Tables 1-10
+FIG5_FEATURES, FIG5_CODES = 3000, 1000  # the paper's Fig. 5: 3,000 features (blue dots), 1,000 codes (red crosses)
+LABELS = {"vanilla": "Vanilla VQ", "ema": "EMA VQ", "online": "Online VQ", "wasserstein": "Wasserstein VQ"}
 TOLERANCES = {
     "utilization": absolute(0.05),
     "perplexity": relative(0.15),
@@ -111,11 +115,29 @@ def paper_config(dataset: str, method: str, K: int, d: int = 8, **changes) -> Co
 
 def run(config: Config, device: torch.device) -> RunResult:
     """Train (or resume) the tokenizer in runs/tokenizers/<hash of the configuration>/ and report its last
-    evaluation; the per-epoch evaluations are the curves."""
+    evaluation; the per-epoch evaluations are the curves; 3,000 features and 1,000 codes, projected on the
+    features' two principal axes, are the points of the Fig. 5 scatter."""
     key = hashlib.sha1(repr(asdict(config)).encode()).hexdigest()[:16]
-    history = train_tokenizer(config.training(), RUNS / key, device=str(device))
+    training = config.training()
+    history = train_tokenizer(training, RUNS / key, device=str(device))
     final = {k: v for k, v in history.iloc[-1].to_dict().items() if k not in ("epoch", "step")}
-    return RunResult(final, {"curves": history.to_dict("records")})
+    return RunResult(final, {"curves": history.to_dict("records"), "points": scatter_points(training, RUNS / key)})
+
+
+def scatter_points(training: TokenizerTraining, run_dir) -> list[dict]:
+    """Fig. 5: 3,000 random encoder outputs and 1,000 random codes (the paper's counts), in 2-D."""
+    model = load_trained(training, run_dir)
+    generator = torch.Generator().manual_seed(0)
+    features = latent_sample(model, training, 10_000)
+    features = features[torch.randperm(len(features), generator=generator)[:FIG5_FEATURES]]
+    codebook = model.quantizer.codebook().detach()
+    codes = codebook[torch.randperm(len(codebook), generator=generator)[:FIG5_CODES]]
+    features_2d, codes_2d = pca_2d(features, codes)
+    return [
+        {"kind": kind, "x": float(x), "y": float(y)}
+        for kind, values in (("feature", features_2d), ("code", codes_2d))
+        for x, y in values.tolist()
+    ]
 
 
 def data(config: Config) -> str:
@@ -126,6 +148,64 @@ def data(config: Config) -> str:
     if config.max_train_images:
         reductions.append(f"{config.max_train_images:,} training images")
     return f"{label}, " + ", ".join(reductions)
+
+
+def figures_for(name: str):
+    def figures(tables, scale: str, out) -> list:
+        """Fig. 5-style scatter of features vs codes per method and configuration; U and C against K."""
+        results = pd.read_csv(tables / f"{name}_{scale}.csv")
+        paths = []
+        points_path = tables / f"{name}_{scale}_points.csv"
+        if points_path.exists():
+            paths.append(scatter_figure(pd.read_csv(points_path), out / f"{name}_scatter_{scale}.png"))
+        paths.append(usage_figure(results, out / f"{name}_usage_{scale}.png"))
+        return paths
+
+    return figures
+
+
+def scatter_figure(points: pd.DataFrame, path) -> object:
+    settings = (
+        points[["dataset", "K", "d"]].drop_duplicates().sort_values(["dataset", "K", "d"]).to_records(index=False)
+    )
+    methods = [m for m in METHODS if m in set(points["method"])]
+    fig, axes = figure(len(settings), len(methods), width=3.2 * len(methods), height=3.0 * len(settings))
+    for row, (dataset, K, d) in enumerate(settings):
+        for column, method in enumerate(methods):
+            axis = axes[row, column]
+            shown = points[
+                (points["dataset"] == dataset) & (points["K"] == K) & (points["d"] == d) & (points["method"] == method)
+            ]
+            features, codes = shown[shown["kind"] == "feature"], shown[shown["kind"] == "code"]
+            axis.scatter(features["x"], features["y"], s=2, color="tab:blue", linewidths=0, label="features")
+            axis.scatter(codes["x"], codes["y"], s=10, marker="x", color="tab:red", linewidths=0.6, label="codes")
+            axis.set_title(f"{LABELS[method]}, {dataset}, K={K}, d={d}")
+    axes[0, 0].legend(frameon=False, markerscale=3)
+    fig.suptitle("Features (3,000, blue) and codes (1,000, red) on the features' two principal axes (as Fig. 5)")
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def usage_figure(results: pd.DataFrame, path) -> object:
+    """U and C against K per method (and dataset), one line per method."""
+    datasets = sorted(results["dataset"].unique())
+    fig, axes = figure(len(datasets), 2, width=8, height=3 * len(datasets))
+    for row, dataset in enumerate(datasets):
+        for column, (metric, label) in enumerate((("utilization", "utilization U"), ("perplexity", "perplexity C"))):
+            axis = axes[row, column]
+            for method in METHODS:
+                rows = results[(results["dataset"] == dataset) & (results["method"] == method)]
+                stats = rows.groupby("K")[metric].mean()
+                axis.plot(stats.index, stats.values, marker="o", label=LABELS[method])
+            axis.set_xscale("log", base=2)
+            if metric == "perplexity":
+                axis.set_yscale("log")
+            axis.set_xlabel("codebook size K")
+            axis.set_title(f"{dataset}: {label}")
+    axes[0, 0].legend(frameon=False)
+    fig.suptitle(f"Codebook usage ({results['data'].iloc[0]})")
+    fig.tight_layout()
+    return save(fig, path)
 
 
 def table_experiment(
@@ -181,6 +261,7 @@ def table_experiment(
         "their numbers are not replications of the published ones. PSNR/SSIM on the JPEG copy are not comparable "
         "in absolute value with the original CIFAR-10 (shared/data/README.md).",
         claims=claims,
+        figures=figures_for(f"wvq_table{number}"),
         missing=missing,
     )
 

@@ -292,3 +292,30 @@ def initialize_codebook(
         schedule.initialize(model.quantizer, latents, generator=torch.Generator().manual_seed(config.seed))
     codes = model.quantizer.codebook().detach().clone()
     model.quantizer.set_codebook(distributed.broadcast_(codes))
+
+
+def load_trained(config: TokenizerTraining, run_dir: Path) -> VQVAE:
+    """The model of a finished (or checkpointed) run, in evaluation mode."""
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    if state is None:
+        raise ReplicateError(f"no checkpoint in {run_dir}: train first")
+    model = VQVAE(config.model_config(), build_quantizer(config.quantizer_config()))
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
+@torch.no_grad()
+def latent_sample(model: VQVAE, config: TokenizerTraining, count: int) -> torch.Tensor:
+    """`count` encoder outputs (continuous latents) of the first evaluation images, as in the official
+    extract_codebook_feature.py (Fig. 5 data)."""
+    data = image_dataset(
+        config.dataset,
+        "test",
+        root=config.data_root,
+        resolution=config.resolution,
+        train_augment=False,
+        seed=config.seed,
+    )
+    per_image = model.config.latent_resolution**2
+    images = torch.stack([data[i][0] for i in range(min(len(data), -(-count // per_image)))])
+    return torch.cat([model.encode(batch).reshape(-1, config.d) for batch in images.split(64)])[:count]
