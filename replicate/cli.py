@@ -121,11 +121,10 @@ def command_train(args) -> int:
 
     import pandas as pd
 
-    from replicate.data.images import DATA_LABELS
     from replicate.results import provenance, write_csv
     from replicate.runner import apply_overrides
     from replicate.train.configs import train_config
-    from replicate.train.tokenizer import train_tokenizer
+    from replicate.train.tokenizer import describe_data, train_tokenizer
 
     scale = args.scale or default_scale()
     config = apply_overrides(train_config(args.config, scale), parse_overrides(args.set))
@@ -139,7 +138,7 @@ def command_train(args) -> int:
         "experiment": f"train_{args.config}",
         "scale": scale,
         **fields,
-        "data": DATA_LABELS.get(config.dataset, config.dataset),
+        "data": describe_data(config),
     }
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     table = pd.DataFrame([{**identity, **row, **provenance(device)} for row in history.to_dict("records")])

@@ -19,13 +19,18 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 import torch
 
-from replicate.data.images import DATA_LABELS
 from replicate.errors import ConfigError
 from replicate.experiments.spec import Claim, Experiment, RunResult, absolute, relative
 from replicate.metrics.projection import pca_2d
 from replicate.report.plotting import figure, save
 from replicate.results import ROOT
-from replicate.train.tokenizer import TokenizerTraining, latent_sample, load_trained, train_tokenizer
+from replicate.train.tokenizer import (
+    TokenizerTraining,
+    describe_data,
+    latent_sample,
+    load_trained,
+    train_tokenizer,
+)
 
 RUNS = ROOT / "runs" / "tokenizers"  # checkpoints and per-epoch logs, git-ignored
 METHODS = ("vanilla", "ema", "online", "wasserstein")  # the four of Tables 1-10
@@ -141,13 +146,7 @@ def scatter_points(training: TokenizerTraining, run_dir) -> list[dict]:
 
 
 def data(config: Config) -> str:
-    label = DATA_LABELS.get(config.data_source or config.dataset, config.dataset)
-    reductions = [f"{config.epochs} epoch{'s' * (config.epochs > 1)}"]
-    if config.channels != 64:
-        reductions.append(f"ch {config.channels}")
-    if config.max_train_images:
-        reductions.append(f"{config.max_train_images:,} training images")
-    return f"{label}, " + ", ".join(reductions)
+    return describe_data(config.training())
 
 
 def figures_for(name: str):

@@ -30,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from replicate import distributed
-from replicate.data.images import image_dataset
+from replicate.data.images import DATA_LABELS, image_dataset
 from replicate.errors import ConfigError, ReplicateError
 from replicate.models.vqvae import VQVAE, VQVAEConfig
 from replicate.quantize import build_quantizer, quantizer_config
@@ -89,6 +89,19 @@ class TokenizerTraining:
         return VQVAEConfig(
             self.resolution, channels=self.channels, channel_mult=tuple(self.channel_mult), codebook_dim=self.d
         )
+
+
+def describe_data(config: TokenizerTraining) -> str:
+    """The `data` label of a result: the dataset and every reduction, e.g. "CIFAR-10 (JPEG copy), 2 epochs, ch 32,
+    20,000 training images"."""
+    parts = [DATA_LABELS.get(config.dataset, config.dataset), f"{config.epochs} epoch{'s' * (config.epochs > 1)}"]
+    if config.channels != 64:
+        parts.append(f"ch {config.channels}")
+    if config.max_train_images:
+        parts.append(f"{config.max_train_images:,} training images")
+    if config.max_eval_images:
+        parts.append(f"{config.max_eval_images:,} evaluation images")
+    return ", ".join(parts)
 
 
 def learning_rate(config: TokenizerTraining, step: int) -> float:
