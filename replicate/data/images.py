@@ -197,9 +197,10 @@ def _torchvision(kind: Callable, label: str, root: Path, files: str, **split) ->
     try:
         return kind(root, **split, download=True)
     except Exception as error:  # no internet, a proxy, a read-only root: all end the same way for the user
+        hint = "; without internet, use the JPEG copy (dataset 'cifar10-jpeg')" if kind is CIFAR10 else ""
         raise MissingDataError(
             f"{label} not found in {root} and could not be downloaded (no internet? {type(error).__name__}): "
-            f"run once on a machine with internet or place {files} there; on this build machine use --data cifar10-jpeg"
+            f"run once on a machine with internet or place {files} there{hint}"
         ) from None
 
 
