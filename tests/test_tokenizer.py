@@ -136,7 +136,7 @@ def test_run_killed_mid_epoch_resumes_to_the_same_final_metrics(tmp_path):
     interrupted.wait()
     assert not (tmp_path / "b" / "eval.csv").exists(), "the run finished before it could be killed"
     state = torch.load(checkpoint, weights_only=False)
-    assert state["position"][1] > 0  # killed inside the epoch
+    assert state["run"]["step"] > 0  # killed inside the epoch
     resumed = run_training(tmp_path / "b", tmp_path / "out_b")
     assert resumed.wait(timeout=900) == 0, resumed.stderr.read()
     first = pd.read_csv(tmp_path / "a" / "eval.csv")[METRICS]

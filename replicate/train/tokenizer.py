@@ -133,6 +133,42 @@ def rank_batches(size: int, config: TokenizerTraining, epoch: int, context: dist
     return [order[start : start + per_rank] for start in starts]
 
 
+@dataclass
+class RunState:
+    """Where a run stands: the next (epoch, step in epoch), the evaluation rows so far and this epoch's loss sum
+    and step count. Saved with the model and optimizer in one atomic checkpoint."""
+
+    epoch: int = 0
+    step: int = 0
+    history: list = dataclasses.field(default_factory=list)
+    loss_sum: float = 0.0
+    loss_steps: int = 0
+
+    def save(self, path: Path, config: TokenizerTraining, model: VQVAE, optimizer, context) -> None:
+        if context.is_main:
+            save_checkpoint(
+                path,
+                {
+                    "config": dataclasses.asdict(config),
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "run": dataclasses.asdict(self),
+                },
+            )
+        distributed.barrier()
+
+    @classmethod
+    def restore(cls, path: Path, config: TokenizerTraining, model: VQVAE, optimizer) -> RunState:
+        state = load_checkpoint(path)
+        if state is None:
+            return cls()
+        if state["config"] != dataclasses.asdict(config):
+            raise ReplicateError(f"{path.parent} holds a run with a different configuration; use another run folder")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        return cls(**state["run"])
+
+
 def train_tokenizer(
     config: TokenizerTraining, run_dir: Path, *, device: str | None = None, progress: bool = True
 ) -> pd.DataFrame:
@@ -141,121 +177,95 @@ def train_tokenizer(
     if config.batch_size % context.world_size:
         raise ConfigError(f"batch_size {config.batch_size} is not divisible by {context.world_size} processes")
     torch.manual_seed(config.seed)
-    train_base = image_dataset(
-        config.dataset,
-        "train",
-        root=config.data_root,
-        resolution=config.resolution,
-        train_augment=True,
-        seed=config.seed,
-    )
-    eval_base = image_dataset(
-        config.dataset,
-        "test",
-        root=config.data_root,
-        resolution=config.resolution,
-        train_augment=False,
-        seed=config.seed,
-    )
-    train_data = subset(train_base, config.max_train_images, config.seed)
-    eval_data = subset(eval_base, config.max_eval_images, config.seed + 1)
-    model = VQVAE(config.model_config(), build_quantizer(config.quantizer_config())).to(context.device)
-    optimizer = build_optimizer(model, config)
+    datasets = {
+        split: image_dataset(
+            config.dataset,
+            split,
+            root=config.data_root,
+            resolution=config.resolution,
+            train_augment=split == "train",
+            seed=config.seed,
+        )
+        for split in ("train", "test")
+    }
+    train_data = subset(datasets["train"], config.max_train_images, config.seed)
+    eval_data = subset(datasets["test"], config.max_eval_images, config.seed + 1)
     steps_per_epoch = len(train_data) // config.batch_size
     if steps_per_epoch == 0:
         raise ConfigError(f"{len(train_data)} training images give no batch of {config.batch_size}")
     schedule = QuantizationSchedule(config.schedule, config.warmup_epochs * steps_per_epoch)
-
+    model = VQVAE(config.model_config(), build_quantizer(config.quantizer_config())).to(context.device)
+    optimizer = build_optimizer(model, config)
     checkpoint_path = run_dir / "checkpoint.pt"
-    state = load_checkpoint(checkpoint_path)
-    position, history, running = (0, 0), [], [0.0, 0]  # running: this epoch's loss sum and step count
-    if state is not None:
-        if state["config"] != dataclasses.asdict(config):
-            raise ReplicateError(f"{run_dir} holds a run with a different configuration; use another run folder")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        position, history, running = state["position"], state["history"], state["running"]
+    run = RunState.restore(checkpoint_path, config, model, optimizer)
     wrapped = (
-        DistributedDataParallel(model, broadcast_buffers=False, find_unused_parameters=config.schedule == "deferred")
-        if context.world_size > 1
-        else model
+        model
+        if context.world_size == 1
+        else DistributedDataParallel(
+            model, broadcast_buffers=False, find_unused_parameters=config.schedule == "deferred"
+        )
     )
     if context.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=1))
-
-    def checkpoint(epoch: int, step_in_epoch: int) -> None:
-        if context.is_main:
-            save_checkpoint(
-                checkpoint_path,
-                {
-                    "config": dataclasses.asdict(config),
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "position": (epoch, step_in_epoch),
-                    "history": history,
-                    "running": running,
-                },
-            )
-        distributed.barrier()
-
-    start_epoch, start_step = position
-    for epoch in range(start_epoch, config.epochs):
-        train_base.set_epoch(epoch)
-        batches = rank_batches(len(train_data), config, epoch, context)
+    while run.epoch < config.epochs:
+        datasets["train"].set_epoch(run.epoch)
+        batches = rank_batches(len(train_data), config, run.epoch, context)[run.step :]
         loader = torch.utils.data.DataLoader(
-            train_data,
-            batch_sampler=batches[start_step if epoch == start_epoch else 0 :],
-            num_workers=config.num_workers,
-            pin_memory=context.device.type == "cuda",
+            train_data, batch_sampler=batches, num_workers=config.num_workers, pin_memory=context.device.type == "cuda"
         )
         bar = tqdm(
             loader,
-            desc=f"epoch {epoch + 1}/{config.epochs}",
-            disable=not (progress and context.is_main),
-            initial=start_step if epoch == start_epoch else 0,
+            desc=f"epoch {run.epoch + 1}/{config.epochs}",
+            initial=run.step,
             total=steps_per_epoch,
             unit="batch",
+            disable=not (progress and context.is_main),
         )
-        for step_in_epoch, (images, _) in enumerate(bar, start=start_step if epoch == start_epoch else 0):
-            step = epoch * steps_per_epoch + step_in_epoch
+        for images, _ in bar:
+            step = run.epoch * steps_per_epoch + run.step
             if schedule.initializes(step):
                 initialize_codebook(model, train_data, schedule, config, context)
             loss, out = train_step(
                 wrapped, model, optimizer, images.to(context.device), config, step, schedule.quantizes(step)
             )
-            running[0], running[1] = running[0] + loss, running[1] + 1
-            if out is not None and step_in_epoch % 10 == 0:
-                counts = torch.bincount(out.indices.reshape(-1), minlength=config.K)
-                bar.set_postfix(
-                    loss=f"{loss:.4f}",
-                    U=f"{(counts > 0).float().mean():.3f}",
-                    C=f"{torch.exp(-torch.special.xlogy(counts / counts.sum(), counts / counts.sum()).sum()):.1f}",
-                )
-            if (step_in_epoch + 1) % config.checkpoint_every == 0 and step_in_epoch + 1 < steps_per_epoch:
-                checkpoint(epoch, step_in_epoch + 1)
-        if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
+            run.step, run.loss_sum, run.loss_steps = run.step + 1, run.loss_sum + loss, run.loss_steps + 1
+            if out is not None and run.step % 10 == 1:
+                bar.set_postfix(loss=f"{loss:.4f}", **batch_usage(out.indices, config.K))
+            if run.step % config.checkpoint_every == 0 and run.step < steps_per_epoch:
+                run.save(checkpoint_path, config, model, optimizer, context)
+        if (run.epoch + 1) % config.eval_every == 0 or run.epoch + 1 == config.epochs:
             if context.is_main:
                 row = evaluate_tokenizer(
                     model,
                     eval_data,
                     batch_size=2 * config.batch_size,
                     device=context.device,
-                    quantized=schedule.quantizes((epoch + 1) * steps_per_epoch - 1),
+                    quantized=schedule.quantizes((run.epoch + 1) * steps_per_epoch - 1),
                 )
-                history.append(
+                run.history.append(
                     {
-                        "epoch": epoch + 1,
-                        "step": (epoch + 1) * steps_per_epoch,
-                        "train_loss": running[0] / max(running[1], 1),
+                        "epoch": run.epoch + 1,
+                        "step": (run.epoch + 1) * steps_per_epoch,
+                        "train_loss": run.loss_sum / max(run.loss_steps, 1),
                         **row,
                     }
                 )
-                write_csv(run_dir / "eval.csv", pd.DataFrame(history))
+                write_csv(run_dir / "eval.csv", pd.DataFrame(run.history))
             distributed.barrier()
-        running = [0.0, 0]
-        checkpoint(epoch + 1, 0)
-    return pd.DataFrame(history)
+        run = RunState(run.epoch + 1, 0, run.history)
+        run.save(checkpoint_path, config, model, optimizer, context)
+    return pd.DataFrame(run.history)
+
+
+def batch_usage(indices: torch.Tensor, num_codes: int) -> dict[str, str]:
+    """U and C of one batch, for the progress bar (the evaluation uses the whole set)."""
+    counts = torch.bincount(indices.reshape(-1), minlength=num_codes).double()
+    shares = counts / counts.sum()
+    return {
+        "U": f"{(counts > 0).double().mean():.3f}",
+        "C": f"{torch.exp(-torch.special.xlogy(shares, shares).sum()):.1f}",
+    }
 
 
 def build_optimizer(model: VQVAE, config: TokenizerTraining) -> torch.optim.Adam:
