@@ -53,12 +53,12 @@ class Draws:
         return self.values.pop(0)
 
 
-def test_registry_names_and_labels():
+def test_every_dataset_has_a_result_label():
     assert set(DATASETS) == {"cifar10", "cifar10-jpeg", "svhn", "ffhq", "imagenet", "folder"} == set(DATA_LABELS)
     assert DATA_LABELS["cifar10-jpeg"] == "CIFAR-10 (JPEG copy)"
 
 
-def test_train_transform_256(photo_root):
+def test_training_images_at_256px_are_signed_float_crops(photo_root):
     dataset = image_dataset("folder", "train", root=photo_root, resolution=256, train_augment=True, seed=0)
     assert dataset.classes == ("astronaut", "chelsea", "coffee")
     for index in range(len(dataset)):
@@ -76,7 +76,7 @@ def test_eval_transform_is_center_crop(photo_root):
     assert torch.equal(dataset[1][0], dataset[1][0])
 
 
-def test_box_halving_path_by_construction():
+def test_downscaling_halves_with_box_filters_before_the_bicubic_resize():
     # eval at 64 px: 600x400 -> BOX 300x200 -> BOX 150x100 (100 < 128 stops) -> BICUBIC 96x64 -> central 64x64
     halved = coffee().resize((300, 200), resample=Image.BOX).resize((150, 100), resample=Image.BOX)
     expected = halved.resize((96, 64), resample=Image.BICUBIC).crop((16, 0, 80, 64))
@@ -111,7 +111,7 @@ def test_ffhq_is_one_folder_for_both_splits(photo_root, monkeypatch):
     assert test[2][0].shape == (3, 128, 128) and test[2][1] == 0
 
 
-def test_small_folder_as_jpeg_copy_root(tmp_path):
+def test_native_32px_training_images_are_not_augmented(tmp_path):
     for split in ("train", "test"):
         for label in range(2):
             (tmp_path / split / f"c{label}").mkdir(parents=True)
@@ -138,7 +138,7 @@ def jpeg_copy(tmp_path_factory):
     return cache, train
 
 
-def test_jpeg_copy(jpeg_copy, monkeypatch):
+def test_jpeg_copy_unpacks_once_to_50000_training_and_10000_test_images(jpeg_copy, monkeypatch):
     cache, train = jpeg_copy
     assert os.listdir(cache) == ["cifar10-jpeg"]  # no scratch folder left behind
 
@@ -173,7 +173,7 @@ def one_line(error: pytest.ExceptionInfo) -> str:
     return message
 
 
-def test_missing_datasets(tmp_path, monkeypatch):
+def test_missing_dataset_folder_is_a_one_line_error_naming_where_to_put_it(tmp_path, monkeypatch):
     nowhere = tmp_path / "nowhere"
     with pytest.raises(MissingDataError) as error:
         image_dataset("ffhq", "train", root=nowhere, resolution=256, train_augment=True, seed=0)
@@ -201,7 +201,7 @@ def test_failed_download_is_one_line(name, patched, tmp_path, monkeypatch):
     assert error.value.__suppress_context__
 
 
-def test_empty_or_malformed_folders(tmp_path):
+def test_folder_without_classes_or_images_is_a_clear_error(tmp_path):
     (tmp_path / "train").mkdir()
     with pytest.raises(MissingDataError, match="no class subfolders"):
         image_dataset("folder", "train", root=tmp_path, resolution=32, train_augment=False, seed=0)
@@ -223,7 +223,7 @@ def test_corrupt_image_names_the_file(tmp_path):
     assert str(bad) in one_line(error)
 
 
-def test_unknown_names():
+def test_unknown_dataset_or_split_lists_the_valid_names():
     with pytest.raises(ConfigError) as error:
         image_dataset("mnist", "train", root=None, resolution=32, train_augment=False, seed=0)
     assert all(name in str(error.value) for name in DATASETS)

@@ -165,7 +165,7 @@ class RunState:
         if state["config"] != dataclasses.asdict(config):
             raise ReplicateError(f"{path.parent} holds a run with a different configuration; use another run folder")
         if "run" not in state:
-            raise ReplicateError(f"{path} was written by an older version of this code; delete {path.parent} to retrain")
+            raise ReplicateError(f"{path} was written by an older version of this code; delete {path.parent}")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         return cls(**state["run"])
