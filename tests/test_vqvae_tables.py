@@ -120,3 +120,12 @@ def test_cpu_table6_wasserstein_has_the_highest_perplexity(table6_claims):
 def test_cpu_table6_wasserstein_reaches_95_percent_utilization(table6_claims):
     claim = table6_claims["Wasserstein VQ reaches U >= 0.95"]
     assert claim.holds, claim.detail
+
+
+@pytest.mark.parametrize("what", ["higher perplexity", "higher pairwise Euclidean distance"])
+def test_cpu_dq_sweep_deferred_quantization_spreads_the_codebook_at_the_largest_K(what):
+    """V2 Fig. 4's claim on the committed cpu-scale sweep (`./run_all.sh --only dq_cifar_sweep --scale cpu`)."""
+    results = pd.read_csv(TABLES_DIR / "dq_cifar_sweep_cpu.csv")
+    assert {2**6, 2**8, 2**10, 2**12, 2**13} <= set(results["K"])
+    claim = next(c for c in EXPERIMENTS["dq_cifar_sweep"].claims(results) if what in c.text)
+    assert "(8192)" in claim.text and claim.holds, claim.detail
