@@ -15,15 +15,16 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from replicate.data.images import image_dataset
+from replicate.data.images import JPEG_ARCHIVE, image_dataset
 from replicate.models.vqvae import VQVAE
 from replicate.quantize import QUANTIZERS, build_quantizer
 from replicate.results import ROOT
 from replicate.train.configs import train_config
 from replicate.train.tokenizer import build_optimizer, train_step
 
-JPEG_COPY = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
-needs_cifar = pytest.mark.skipif(not JPEG_COPY.exists(), reason="the CIFAR-10 JPEG copy is not on this machine")
+needs_cifar = pytest.mark.skipif(
+    not JPEG_ARCHIVE.exists(), reason=f"the CIFAR-10 JPEG copy is not at {JPEG_ARCHIVE} (set $VQ_CIFAR10_JPEG)"
+)
 SMOKE = train_config("cifar10-wasserstein", "smoke")
 METRICS = ["psnr", "ssim", "rec_mse", "quant_error", "utilization", "perplexity", "w2_distance", "train_loss"]
 

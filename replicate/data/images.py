@@ -24,7 +24,8 @@ from torchvision.transforms.functional import pil_to_tensor
 from replicate.errors import ConfigError, MissingDataError, ReplicateError, unknown_name
 
 REPO = Path(__file__).resolve().parents[2]
-JPEG_ARCHIVE = REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"  # see shared/data/README.md
+# see shared/data/README.md; $VQ_CIFAR10_JPEG where the repository is checked out elsewhere
+JPEG_ARCHIVE = Path(os.environ.get("VQ_CIFAR10_JPEG", REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"))
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 SPLITS = ("train", "test")
 SMALL = ("cifar10", "cifar10-jpeg", "svhn")  # 32 px: no resize, no augmentation at native resolution
