@@ -101,22 +101,26 @@ def test_two_process_torchrun_keeps_parameters_and_buffers_identical(tmp_path):
         assert (tmp_path / method / "eval.csv").exists()
 
 
-def run_training(run_dir: Path, out: Path, *extra: str) -> subprocess.Popen:
+def train_smoke_command(run_dir: Path, out: Path, *settings: str) -> list[str]:
+    """`python -m replicate train` of the smoke Wasserstein config, with --set overrides."""
+    overrides = [part for setting in settings for part in ("--set", setting)]
+    return replicate_command(
+        "train",
+        "--config",
+        "cifar10-wasserstein",
+        "--scale",
+        "smoke",
+        "--run-dir",
+        str(run_dir),
+        "--out",
+        str(out),
+        *overrides,
+    )
+
+
+def run_training(run_dir: Path, out: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        replicate_command(
-            "train",
-            "--config",
-            "cifar10-wasserstein",
-            "--scale",
-            "smoke",
-            "--run-dir",
-            str(run_dir),
-            "--out",
-            str(out),
-            "--set",
-            "max_train_images=2048",
-            *extra,
-        ),
+        train_smoke_command(run_dir, out, "max_train_images=2048"),
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -154,21 +158,8 @@ def one_line_error(completed: subprocess.CompletedProcess, fragment: str) -> Non
 
 
 def train_smoke(tmp_path: Path, *settings: str) -> subprocess.CompletedProcess:
-    """`python -m replicate train` at smoke scale in tmp_path, with --set overrides."""
-    overrides = [part for setting in settings for part in ("--set", setting)]
     return subprocess.run(
-        replicate_command(
-            "train",
-            "--config",
-            "cifar10-wasserstein",
-            "--scale",
-            "smoke",
-            "--run-dir",
-            str(tmp_path / "run"),
-            "--out",
-            str(tmp_path),
-            *overrides,
-        ),
+        train_smoke_command(tmp_path / "run", tmp_path, *settings),
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -126,6 +126,7 @@ def figures(tables: Path, scale: str, out: Path) -> list[Path]:
                 capsize=2,
             )
         axis.set_xscale("log", base=2)
+        axis.set_xticks(sorted(results["K"].unique()))
         axis.set_xlabel("codebook size K")
         axis.set_title(label)
     axes[0, 0].legend(frameon=False)

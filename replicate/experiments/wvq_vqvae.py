@@ -186,7 +186,8 @@ def scatter_figure(points: pd.DataFrame, path) -> object:
 
 
 def usage_figure(results: pd.DataFrame, path) -> object:
-    """U and C against K per method (and dataset), one line per method."""
+    """U and C against the swept variable (K, or d for Table 9) per method (and dataset), one line per method."""
+    swept = "d" if results["d"].nunique() > 1 and results["K"].nunique() == 1 else "K"
     datasets = sorted(results["dataset"].unique())
     fig, axes = figure(len(datasets), 2, width=8, height=3 * len(datasets))
     for row, dataset in enumerate(datasets):
@@ -194,12 +195,13 @@ def usage_figure(results: pd.DataFrame, path) -> object:
             axis = axes[row, column]
             for method in METHODS:
                 rows = results[(results["dataset"] == dataset) & (results["method"] == method)]
-                stats = rows.groupby("K")[metric].mean()
+                stats = rows.groupby(swept)[metric].mean()
                 axis.plot(stats.index, stats.values, marker="o", label=LABELS[method])
             axis.set_xscale("log", base=2)
+            axis.set_xticks(sorted(results[swept].unique()))
             if metric == "perplexity":
                 axis.set_yscale("log")
-            axis.set_xlabel("codebook size K")
+            axis.set_xlabel("codebook size K" if swept == "K" else "code dimension d")
             axis.set_title(f"{dataset}: {label}")
     axes[0, 0].legend(frameon=False)
     fig.suptitle(f"Codebook usage ({results['data'].iloc[0]})")
