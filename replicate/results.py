@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import functools
+import gzip
 import os
 import subprocess
 import tempfile
@@ -55,12 +56,16 @@ def config_id(config) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write text to path through a temporary file in the same folder and an atomic rename."""
+    """Write text to path through a temporary file in the same folder and an atomic rename; gzip-compressed
+    (reproducibly: no timestamp) where the name ends in .gz."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    data = text.encode()
+    if path.suffix == ".gz":
+        data = gzip.compress(data, mtime=0)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "w") as file:
-            file.write(text)
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
         os.chmod(temporary, 0o644)  # mkstemp creates 0600; results are shared files
         os.replace(temporary, path)
     except BaseException:

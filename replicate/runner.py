@@ -88,8 +88,10 @@ def _parse(key: str, text: str, hint) -> object:
 
 
 def result_path(experiment: Experiment, scale: str, tables: Path = TABLES, table: str = "") -> Path:
-    """tables/E_S.csv, or tables/E_S_<table>.csv for an extra table such as "curves"."""
-    return tables / f"{experiment.name}_{scale}{'_' + table if table else ''}.csv"
+    """tables/E_S.csv, or tables/E_S_<table>.csv for an extra table such as "curves"; scatter points, megabytes
+    of figure data, go to tables/E_S_points.csv.gz."""
+    suffix = ".csv.gz" if table == "points" else ".csv"
+    return tables / f"{experiment.name}_{scale}{'_' + table if table else ''}{suffix}"
 
 
 def run_experiment(
@@ -149,13 +151,13 @@ class ResultStore:
     on exit, so an interruption loses at most that much finished work."""
 
     def __init__(self, experiment: Experiment, scale: str, tables: Path, save_every: float = 10.0) -> None:
-        self.prefix = tables / f"{experiment.name}_{scale}"
+        self.experiment, self.scale, self.tables = experiment, scale, tables
         self.results = read_csv(self.path())
         self.extra: dict[str, pd.DataFrame | None] = {}
         self.save_every, self.saved_at, self.dirty = save_every, time.time(), set()
 
     def path(self, table: str = "") -> Path:
-        return self.prefix.with_name(self.prefix.name + (f"_{table}" if table else "") + ".csv")
+        return result_path(self.experiment, self.scale, self.tables, table)
 
     def paths(self) -> list[Path]:
         return [p for p in [self.path(), *(self.path(t) for t in self.extra)] if p.exists()]

@@ -3,14 +3,16 @@
 import json
 import subprocess
 import sys
+import time
 
+import pandas as pd
 import pytest
 import torch
 
 from replicate.cli import main
 from replicate.errors import ConfigError
 from replicate.metrics.codebook import evaluate_codebook
-from replicate.results import ROOT
+from replicate.results import ROOT, read_csv, write_csv
 
 
 @pytest.mark.parametrize(
@@ -111,3 +113,14 @@ def test_experiment_with_missing_data_is_skipped_with_its_reason_and_others_go_o
     # no results, only the comparison listing the published numbers as not run
     assert not (tmp_path / "tables" / "needs_ffhq_smoke.csv").exists()
     assert "not run at this scale" in (tmp_path / "tables" / "needs_ffhq_smoke.md").read_text()
+
+
+def test_compressed_tables_are_byte_identical_when_rewritten(tmp_path):
+    """gzip without a timestamp: rewriting unchanged points leaves git with nothing to commit."""
+    frame = pd.DataFrame({"config_id": ["a", "b"], "x": [0.1, 2.5]})
+    path = tmp_path / "e_cpu_points.csv.gz"
+    write_csv(path, frame)
+    first = path.read_bytes()
+    time.sleep(1.1)
+    write_csv(path, frame)
+    assert path.read_bytes() == first and read_csv(path).equals(frame)

@@ -229,7 +229,10 @@ def claims(results: pd.DataFrame) -> list[Claim]:
 def figures(tables: Path, scale: str, out: Path) -> list[Path]:
     results = pd.read_csv(tables / f"dq_synthetic_{scale}.csv")
     paths = []
-    points_path, curves_path = tables / f"dq_synthetic_{scale}_points.csv", tables / f"dq_synthetic_{scale}_curves.csv"
+    points_path, curves_path = (
+        tables / f"dq_synthetic_{scale}_points.csv.gz",
+        tables / f"dq_synthetic_{scale}_curves.csv",
+    )
     if points_path.exists():
         points = pd.read_csv(points_path)
         paths += [

@@ -179,7 +179,7 @@ def claims(results: pd.DataFrame) -> list[Claim]:
 def figures(tables: Path, scale: str, out: Path) -> list[Path]:
     """The 8 panels in the paper's style: red feature disk and points, green code disk and points."""
     results = pd.read_csv(tables / f"wvq_fig3_{scale}.csv")
-    points_path = tables / f"wvq_fig3_{scale}_points.csv"
+    points_path = tables / f"wvq_fig3_{scale}_points.csv.gz"
     if not points_path.exists():
         return []
     points = pd.read_csv(points_path)

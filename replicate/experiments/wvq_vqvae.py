@@ -154,7 +154,7 @@ def figures_for(name: str):
         """Fig. 5-style scatter of features vs codes per method and configuration; U and C against K."""
         results = pd.read_csv(tables / f"{name}_{scale}.csv")
         paths = []
-        points_path = tables / f"{name}_{scale}_points.csv"
+        points_path = tables / f"{name}_{scale}_points.csv.gz"
         if points_path.exists():
             paths.append(scatter_figure(pd.read_csv(points_path), out / f"{name}_scatter_{scale}.png"))
         paths.append(usage_figure(results, out / f"{name}_usage_{scale}.png"))
