@@ -129,3 +129,15 @@ def test_cpu_dq_sweep_deferred_quantization_spreads_the_codebook_at_the_largest_
     assert {2**6, 2**8, 2**10, 2**12, 2**13} <= set(results["K"])
     claim = next(c for c in EXPERIMENTS["dq_cifar_sweep"].claims(results) if what in c.text)
     assert "(8192)" in claim.text and claim.holds, claim.detail
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("wvq_table6", ["wvq_table6_scatter_cpu.png", "wvq_table6_usage_cpu.png"]),
+        ("dq_cifar_sweep", ["dq_cifar_sweep_cpu.png", "dq_cifar_sweep_scatter_cpu.png"]),
+    ],
+)
+def test_committed_cpu_results_redraw_every_figure_including_the_feature_code_scatter(name, expected, tmp_path):
+    paths = EXPERIMENTS[name].figures(TABLES_DIR, "cpu", tmp_path)
+    assert sorted(path.name for path in paths) == expected and all(path.stat().st_size > 0 for path in paths)

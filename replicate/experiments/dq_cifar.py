@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from replicate.experiments.spec import Claim, Experiment
-from replicate.experiments.wvq_vqvae import CPU_SHORTENING, Config, data, paper_config, run
+from replicate.experiments.wvq_vqvae import CPU_SHORTENING, Config, data, paper_config, run, scatter_figure
 from replicate.report.plotting import figure, save
 
 EMA_SETTINGS = (("decay", 0.99), ("beta", 0.25))
@@ -103,7 +103,8 @@ def claims(results: pd.DataFrame) -> list[Claim]:
 
 
 def figures(tables: Path, scale: str, out: Path) -> list[Path]:
-    """V2 Fig. 4: reconstruction MSE, perplexity, cosine and Euclidean codebook distance against K."""
+    """V2 Fig. 4: reconstruction MSE, perplexity, cosine and Euclidean codebook distance against K; and the
+    features and codes of each K, early beside deferred."""
     results = pd.read_csv(tables / f"dq_cifar_sweep_{scale}.csv")
     metrics = (
         ("rec_mse", "reconstruction MSE"),
@@ -132,7 +133,14 @@ def figures(tables: Path, scale: str, out: Path) -> list[Path]:
     axes[0, 0].legend(frameon=False)
     fig.suptitle(f"Deferred Quantization V2 Fig. 4 reproduced ({results['data'].iloc[0]})")
     fig.tight_layout()
-    return [save(fig, out / f"dq_cifar_sweep_{scale}.png")]
+    paths = [save(fig, out / f"dq_cifar_sweep_{scale}.png")]
+    points_path = tables / f"dq_cifar_sweep_{scale}_points.csv.gz"
+    if points_path.exists():  # the latent-space shrinkage plot: early vs deferred codes among the encoder outputs
+        names = {schedule: f"{schedule} quantization" for schedule in ("early", "deferred")}
+        paths.append(
+            scatter_figure(pd.read_csv(points_path), out / f"dq_cifar_sweep_scatter_{scale}.png", "schedule", names)
+        )
+    return paths
 
 
 EXPERIMENT = Experiment(

@@ -163,24 +163,28 @@ def figures_for(name: str):
     return figures
 
 
-def scatter_figure(points: pd.DataFrame, path) -> object:
+def scatter_figure(points: pd.DataFrame, path, column: str = "method", names: dict[str, str] = LABELS) -> object:
+    """One row per (dataset, K, d), one panel per value of `column` (the method, or the DQ schedule)."""
     settings = (
         points[["dataset", "K", "d"]].drop_duplicates().sort_values(["dataset", "K", "d"]).to_records(index=False)
     )
-    methods = [m for m in METHODS if m in set(points["method"])]
-    fig, axes = figure(len(settings), len(methods), width=3.2 * len(methods), height=3.0 * len(settings))
+    columns = [value for value in names if value in set(points[column])]
+    fig, axes = figure(len(settings), len(columns), width=3.2 * len(columns), height=3.0 * len(settings))
     for row, (dataset, K, d) in enumerate(settings):
-        for column, method in enumerate(methods):
-            axis = axes[row, column]
+        for index, value in enumerate(columns):
+            axis = axes[row, index]
             shown = points[
-                (points["dataset"] == dataset) & (points["K"] == K) & (points["d"] == d) & (points["method"] == method)
+                (points["dataset"] == dataset) & (points["K"] == K) & (points["d"] == d) & (points[column] == value)
             ]
             features, codes = shown[shown["kind"] == "feature"], shown[shown["kind"] == "code"]
             axis.scatter(features["x"], features["y"], s=2, color="tab:blue", linewidths=0, label="features")
             axis.scatter(codes["x"], codes["y"], s=10, marker="x", color="tab:red", linewidths=0.6, label="codes")
-            axis.set_title(f"{LABELS[method]}, {dataset}, K={K}, d={d}")
+            axis.set_title(f"{names[value]}, {dataset}, K={K}, d={d}")
     axes[0, 0].legend(frameon=False, markerscale=3)
-    fig.suptitle("Features (3,000, blue) and codes (1,000, red) on the features' two principal axes (as Fig. 5)")
+    fig.suptitle(
+        f"Features ({FIG5_FEATURES:,}, blue) and codes ({FIG5_CODES:,}, red)\n"
+        "on the features' two principal axes (as Wasserstein VQ Fig. 5)"
+    )
     fig.tight_layout()
     return save(fig, path)
 
