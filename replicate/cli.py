@@ -20,7 +20,7 @@ import torch
 
 from replicate import distributed
 from replicate.errors import ReplicateError, unknown_name
-from replicate.experiments import EXPERIMENTS, SCALES
+from replicate.registry import EXPERIMENTS
 from replicate.results import ROOT
 from replicate.runner import (
     Outcome,
@@ -30,6 +30,7 @@ from replicate.runner import (
     write_figures,
     write_report,
 )
+from replicate.spec import SCALES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -85,7 +86,11 @@ def command_run(args) -> int:
     if distributed.rank() == 0:
         print_summary(outcomes, scale)
     distributed.teardown()
-    return 1 if any(o.status == "failed" for o in outcomes) else 0
+    if any(o.status == "failed" for o in outcomes):
+        return 1
+    # an experiment the user named that could not run (missing data or scale) is bad input: exit 2, after the others
+    named = bool(args.experiments or args.only)
+    return 2 if named and any(o.status == "skipped" for o in outcomes) else 0
 
 
 def print_summary(outcomes: list[Outcome], scale: str) -> None:
@@ -117,11 +122,9 @@ def command_figures(args) -> int:
 
 
 def command_train(args) -> int:
-    import dataclasses
-
     import pandas as pd
 
-    from replicate.results import provenance, write_csv
+    from replicate.results import identity, provenance, result_path, write_csv
     from replicate.runner import apply_overrides
     from replicate.train.configs import train_config
     from replicate.train.tokenizer import describe_data, train_tokenizer
@@ -133,16 +136,11 @@ def command_train(args) -> int:
     if distributed.rank() != 0:
         distributed.teardown()
         return 0
-    fields = {k: v for k, v in dataclasses.asdict(config).items() if not isinstance(v, tuple)}
-    identity = {
-        "experiment": f"train_{args.config}",
-        "scale": scale,
-        **fields,
-        "data": describe_data(config),
-    }
+    name = f"train_{args.config}"
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    table = pd.DataFrame([{**identity, **row, **provenance(device)} for row in history.to_dict("records")])
-    path = args.out / "tables" / f"train_{args.config}_{scale}.csv"
+    row = {**identity(name, scale, config, describe_data(config)), **provenance(device)}
+    table = pd.DataFrame([{**row, **evaluation} for evaluation in history.to_dict("records")])
+    path = result_path(name, scale, args.out / "tables")
     write_csv(path, table)
     print(f"wrote {path} ({len(table)} evaluation row(s)); run folder {run_dir}")
     distributed.teardown()

@@ -1,4 +1,6 @@
-"""Result files: provenance of every row, configuration ids, atomic writes (a crash never leaves half a file)."""
+"""Result files: one path rule for every table and figure, the identity of a configuration (its fields and the
+resolved settings of its quantizer), provenance of every row, validated reads, atomic writes and a lock per
+table (a crash never leaves half a file; two runs never write the same table at once)."""
 
 from __future__ import annotations
 
@@ -6,18 +8,98 @@ import dataclasses
 import datetime
 import functools
 import gzip
+import io
 import os
+import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-import torch
+
+from replicate.errors import ReplicateError
+
+if TYPE_CHECKING:
+    import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = ROOT / "tables"
 FIGURES = ROOT / "figures"
 PUBLISHED = ROOT / "data" / "published"
+EXTRA_TABLES = ("curves", "points")  # the extra tables an experiment may write beside its results
+RUN_OPTION = {"run_option": True}  # field metadata: a machine setting (data folder, workers), not the configuration
+
+
+class ResultFileError(ReplicateError):
+    """A result table that cannot be read as one."""
+
+
+# ---- one path rule ---------------------------------------------------------------------------------------------
+
+
+def result_path(name: str, scale: str, tables: Path = TABLES, table: str = "") -> Path:
+    """tables/E_S.csv, or tables/E_S_<table>.csv for an extra table ("curves", "comparison"); scatter points,
+    megabytes of figure data, go to tables/E_S_points.csv.gz; the Markdown comparison is tables/E_S.md."""
+    stem = f"{name}_{scale}{'_' + table if table and table != 'md' else ''}"
+    suffix = {"points": ".csv.gz", "md": ".md"}.get(table, ".csv")
+    return tables / f"{stem}{suffix}"
+
+
+def figure_path(name: str, scale: str, figures: Path = FIGURES, figure: str = "") -> Path:
+    """figures/E_S.png, or figures/E_<figure>_S.png for a named figure of the experiment."""
+    return figures / f"{name}{'_' + figure if figure else ''}_{scale}.png"
+
+
+# ---- what a configuration is -----------------------------------------------------------------------------------
+
+
+def _cell(value: Any) -> Any:
+    """A configuration value as written in a result table: tuples as "1,1,2" (the form --set reads)."""
+    return ",".join(str(v) for v in value) if isinstance(value, tuple) else value
+
+
+def configuration_fields(config) -> dict[str, Any]:
+    """The fields that make a configuration what it is: all but run options (machine settings) and the
+    `quantizer` changes, which enter through their resolved values (quantizer_columns)."""
+    return {
+        f.name: _cell(getattr(config, f.name))
+        for f in dataclasses.fields(config)
+        if not f.metadata.get("run_option") and f.name != "quantizer"
+    }
+
+
+def quantizer_columns(config) -> dict[str, Any]:
+    """Every setting of the quantizer a configuration trains, resolved (defaults included), as q_<name>; empty for
+    configurations without one. A later change of a default shows in the data, not only in git_rev."""
+    if not hasattr(config, "quantizer_config"):
+        return {}
+    resolved = config.quantizer_config()
+    skip = ("num_codes", "dim")  # the K and d columns
+    return {f"q_{f.name}": _cell(getattr(resolved, f.name)) for f in dataclasses.fields(resolved) if f.name not in skip}
+
+
+def config_id(config) -> str:
+    """A stable text id of a configuration: its fields and resolved quantizer settings as key=value."""
+    return ",".join(f"{k}={v}" for k, v in {**configuration_fields(config), **quantizer_columns(config)}.items())
+
+
+def identity(name: str, scale: str, config, data: str) -> dict[str, Any]:
+    """The leading columns of every result row: experiment, scale, config_id, the configuration, the resolved
+    quantizer settings and the data label."""
+    return {
+        "experiment": name,
+        "scale": scale,
+        "config_id": config_id(config),
+        **configuration_fields(config),
+        **quantizer_columns(config),
+        "data": data,
+    }
+
+
+# ---- provenance ------------------------------------------------------------------------------------------------
 
 
 @functools.cache
@@ -41,6 +123,8 @@ def git_revision() -> str:
 
 def provenance(device: torch.device) -> dict[str, str]:
     """Where and with what a result was produced; stored beside every result row."""
+    import torch
+
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     return {
         "git_rev": git_revision(),
@@ -50,9 +134,7 @@ def provenance(device: torch.device) -> dict[str, str]:
     }
 
 
-def config_id(config) -> str:
-    """A stable text id of a configuration dataclass: its fields as key=value, in declaration order."""
-    return ",".join(f"{f.name}={getattr(config, f.name)}" for f in dataclasses.fields(config))
+# ---- reading and writing ---------------------------------------------------------------------------------------
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -79,5 +161,75 @@ def write_csv(path: Path, frame: pd.DataFrame) -> None:
 
 
 def read_csv(path: Path) -> pd.DataFrame | None:
-    """A result table; the revision column stays text (a hash such as 14e8245 would parse as a float)."""
-    return pd.read_csv(path, dtype={"git_rev": str}) if path.exists() else None
+    """A result table (None when absent); the revision column stays text (a hash such as 14e8245 would parse as
+    a float). A damaged file is a one-line error naming it and the way out; the file is left in place."""
+    if not path.exists():
+        return None
+
+    def damaged(what: str) -> ResultFileError:
+        return ResultFileError(
+            f"result table {path} is damaged ({what}); it is left in place for inspection: move it aside "
+            f"(e.g. mv {path} {path}.damaged) and rerun, which starts that table afresh"
+        )
+
+    try:
+        raw = path.read_bytes()
+        if path.suffix == ".gz":
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError, gzip.BadGzipFile) as error:
+        raise damaged(f"unreadable: {type(error).__name__}") from None
+    if raw and not raw.endswith(b"\n"):  # every table this project writes ends with a newline
+        raise damaged("cut off: its last line is incomplete")
+    try:
+        frame = pd.read_csv(io.BytesIO(raw), dtype={"git_rev": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise damaged(f"not a CSV table: {str(error).splitlines()[0]}") from None
+    if "config_id" not in frame.columns:
+        raise damaged("no config_id column")
+    if frame["config_id"].isna().any():
+        raise damaged(f"{int(frame['config_id'].isna().sum())} row(s) without a config_id")
+    return frame
+
+
+@contextmanager
+def table_lock(path: Path) -> Iterator[None]:
+    """Hold tables/E_S.lock while a run writes E_S's tables: a second run of the same experiment and scale is
+    refused with a clear message; a lock left by a process that no longer exists (a killed run) is taken over."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    me = f"{os.getpid()}@{socket.gethostname()}"
+    for _ in range(2):
+        try:
+            handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = path.read_text().strip() if path.exists() else ""
+            if holder and _alive(holder):
+                raise ReplicateError(
+                    f"another run is writing these tables (process {holder}, lock file {path}): wait for it to "
+                    "finish, or delete the lock file if that process is gone"
+                ) from None
+            path.unlink(missing_ok=True)  # stale: its process has ended
+            continue
+        with os.fdopen(handle, "w") as file:
+            file.write(me + "\n")
+        break
+    else:
+        raise ReplicateError(f"could not take the lock file {path}; delete it if no run is in progress")
+    try:
+        yield
+    finally:
+        if path.exists() and path.read_text().strip() == me:
+            path.unlink()
+
+
+def _alive(holder: str) -> bool:
+    """Whether the process "pid@host" of a lock file still runs (one on another host is assumed to)."""
+    pid, _, host = holder.partition("@")
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True
+    return True

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import typing
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,9 +18,23 @@ from tqdm import tqdm
 
 from replicate import distributed
 from replicate.errors import ConfigError, MissingDataError
-from replicate.experiments.spec import SCALES, Experiment
 from replicate.report.compare import compare, render
-from replicate.results import FIGURES, TABLES, config_id, provenance, read_csv, write_atomic, write_csv
+from replicate.report.plotting import save
+from replicate.results import (
+    EXTRA_TABLES,
+    FIGURES,
+    TABLES,
+    config_id,
+    figure_path,
+    identity,
+    provenance,
+    read_csv,
+    result_path,
+    table_lock,
+    write_atomic,
+    write_csv,
+)
+from replicate.spec import SCALES, Experiment, Tables
 
 
 @dataclass
@@ -87,13 +102,6 @@ def _parse(key: str, text: str, hint) -> object:
         raise ConfigError(f"{key}={text!r} is not a valid {name}") from None
 
 
-def result_path(experiment: Experiment, scale: str, tables: Path = TABLES, table: str = "") -> Path:
-    """tables/E_S.csv, or tables/E_S_<table>.csv for an extra table such as "curves"; scatter points, megabytes
-    of figure data, go to tables/E_S_points.csv.gz."""
-    suffix = ".csv.gz" if table == "points" else ".csv"
-    return tables / f"{experiment.name}_{scale}{'_' + table if table else ''}{suffix}"
-
-
 def run_experiment(
     experiment: Experiment,
     scale: str,
@@ -104,7 +112,8 @@ def run_experiment(
     tables: Path = TABLES,
     figures: Path = FIGURES,
 ) -> Outcome:
-    """Run every configuration not yet in the result table, then write the comparison and the figures."""
+    """Run every configuration not yet in the result table (every one with `force`, retraining from scratch),
+    then write the comparison and the figures. Rank 0 holds the table's lock while it runs."""
     started = time.time()
     configs = resolve_configs(experiment, scale, overrides)
     reason = experiment.missing(scale) if experiment.missing else None
@@ -112,36 +121,34 @@ def run_experiment(
         outputs = write_report(experiment, scale, tables) if distributed.rank() == 0 else []
         return Outcome(experiment.name, "skipped", reason, outputs=outputs)
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    store = ResultStore(experiment, scale, tables)
-    done = set() if force or store.results is None else set(store.results["config_id"])
-    todo = [c for c in configs if config_id(c) not in done]
-    new_rows = 0
-    try:
-        for config in tqdm(
-            todo, desc=f"{experiment.name} [{scale}]", unit="config", disable=not todo or distributed.rank() != 0
-        ):
-            config_started = time.time()
-            try:
-                result = experiment.run(config, device)
-            except MissingDataError as error:
-                store.save()
-                outputs = write_report(experiment, scale, tables) if distributed.rank() == 0 else []
-                return Outcome(experiment.name, "skipped", str(error), new_rows, outputs, time.time() - started)
-            identity = {
-                "experiment": experiment.name,
-                "scale": scale,
-                "config_id": config_id(config),
-                **dataclasses.asdict(config),
-                "data": experiment.data(config),
-            }
-            seconds = round(time.time() - config_started, 3)
-            store.add(identity, {**result.metrics, **provenance(device), "seconds": seconds}, result.extra_tables)
-            new_rows += 1
-    finally:
-        store.save()
-    outputs = store.paths()
-    if distributed.rank() == 0:
-        outputs += write_outputs(experiment, scale, tables=tables, figures=figures)
+    lock = table_lock(result_path(experiment.name, scale, tables, "lock")) if distributed.rank() == 0 else nullcontext()
+    with lock:
+        store = ResultStore(experiment, scale, tables)
+        done = set() if force or store.results is None else set(store.results["config_id"])
+        todo = [c for c in configs if config_id(c) not in done]
+        new_rows = 0
+        try:
+            for config in tqdm(
+                todo, desc=f"{experiment.name} [{scale}]", unit="config", disable=not todo or distributed.rank() != 0
+            ):
+                config_started = time.time()
+                if force and experiment.discard is not None:
+                    experiment.discard(config)
+                try:
+                    result = experiment.run(config, device)
+                except MissingDataError as error:
+                    store.save()
+                    outputs = write_report(experiment, scale, tables) if distributed.rank() == 0 else []
+                    return Outcome(experiment.name, "skipped", str(error), new_rows, outputs, time.time() - started)
+                row = identity(experiment.name, scale, config, experiment.data(config))
+                seconds = round(time.time() - config_started, 3)
+                store.add(row, {**result.metrics, **provenance(device), "seconds": seconds}, result.extra_tables)
+                new_rows += 1
+        finally:
+            store.save()
+        outputs = store.paths()
+        if distributed.rank() == 0:
+            outputs += write_outputs(experiment, scale, tables=tables, figures=figures)
     return Outcome(experiment.name, "ran", "", new_rows, outputs, time.time() - started)
 
 
@@ -157,7 +164,7 @@ class ResultStore:
         self.save_every, self.saved_at, self.dirty = save_every, time.time(), set()
 
     def path(self, table: str = "") -> Path:
-        return result_path(self.experiment, self.scale, self.tables, table)
+        return result_path(self.experiment.name, self.scale, self.tables, table)
 
     def paths(self) -> list[Path]:
         return [p for p in [self.path(), *(self.path(t) for t in self.extra)] if p.exists()]
@@ -193,6 +200,12 @@ def _replace_rows(table: pd.DataFrame | None, rows: pd.DataFrame, identity: str)
     return pd.concat([table[table["config_id"] != identity], rows], ignore_index=True)
 
 
+def read_tables(experiment: Experiment, scale: str, tables: Path = TABLES) -> Tables:
+    """The experiment's result tables that exist, by kind ("" the results, "curves", "points")."""
+    found = {kind: read_csv(result_path(experiment.name, scale, tables, kind)) for kind in ("", *EXTRA_TABLES)}
+    return {kind: frame for kind, frame in found.items() if frame is not None}
+
+
 def write_outputs(experiment: Experiment, scale: str, *, tables: Path = TABLES, figures: Path = FIGURES) -> list[Path]:
     """Everything downstream of the result CSVs: the comparison and the figures."""
     return write_report(experiment, scale, tables) + write_figures(experiment, scale, tables, figures)
@@ -200,21 +213,21 @@ def write_outputs(experiment: Experiment, scale: str, *, tables: Path = TABLES, 
 
 def write_report(experiment: Experiment, scale: str, tables: Path = TABLES) -> list[Path]:
     """tables/E_S.md and tables/E_S_comparison.csv from the result CSV; never trains."""
-    results = read_csv(result_path(experiment, scale, tables))
+    results = read_csv(result_path(experiment.name, scale, tables))
     comparison = compare(experiment, results, scale)
     claims = experiment.claims(results) if experiment.claims and results is not None else []
-    report_path = tables / f"{experiment.name}_{scale}.md"
-    write_atomic(report_path, render(experiment, scale, results, comparison, claims))
-    outputs = [report_path]
+    outputs = [result_path(experiment.name, scale, tables, "md")]
+    write_atomic(outputs[0], render(experiment, scale, results, comparison, claims))
     if len(comparison):
-        outputs.append(tables / f"{experiment.name}_{scale}_comparison.csv")
+        outputs.append(result_path(experiment.name, scale, tables, "comparison"))
         write_csv(outputs[-1], comparison)
     return outputs
 
 
 def write_figures(experiment: Experiment, scale: str, tables: Path = TABLES, figures: Path = FIGURES) -> list[Path]:
     """figures/E*_S.png from the result CSVs; never trains."""
-    if experiment.figures is None or not result_path(experiment, scale, tables).exists():
+    found = read_tables(experiment, scale, tables)
+    if experiment.figures is None or "" not in found:
         return []
-    figures.mkdir(parents=True, exist_ok=True)
-    return experiment.figures(tables, scale, figures)
+    drawn = experiment.figures(found, scale)
+    return [save(fig, figure_path(experiment.name, scale, figures, name)) for name, fig in drawn.items()]

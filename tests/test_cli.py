@@ -59,9 +59,13 @@ def test_nan_features_are_rejected_with_a_clear_error():
 
 
 def test_module_entry_point_runs_and_lists_experiments():
-    listed = subprocess.run([sys.executable, "-m", "replicate", "list"], cwd=ROOT, capture_output=True, text=True)
+    listed = subprocess.run(
+        [sys.executable, "-m", "replicate", "list"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert listed.returncode == 0 and "wvq_table4" in listed.stdout
-    bad = subprocess.run([sys.executable, "-m", "replicate", "run", "nope"], cwd=ROOT, capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "replicate", "run", "nope"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error: unknown experiment")
 
 

@@ -4,7 +4,7 @@ committed cpu-scale results (`./run_all.sh --only dq_synthetic,xp_synthetic --sc
 import pandas as pd
 import pytest
 
-from replicate.experiments import EXPERIMENTS
+from replicate.registry import EXPERIMENTS
 from replicate.results import TABLES
 from replicate.runner import run_experiment
 
@@ -50,12 +50,16 @@ def dq_claims():
         "fewer mixture modes covered",
     ],
 )
+@pytest.mark.results
 def test_cpu_results_show_early_quantization_shrinks_the_codebook(dq_claims, what):
+    """Reads the committed tables/dq_synthetic_cpu.csv: checks the results, not the code."""
     claim = next(c for text, c in dq_claims.items() if what in text)
     assert claim.holds, claim.detail
 
 
+@pytest.mark.results
 @pytest.mark.parametrize("metric", ["code_dist_euclid", "perplexity", "modes_covered"])
 def test_cpu_results_show_the_gap_growing_with_input_dimension(dq_claims, metric):
+    """Reads the committed tables/dq_synthetic_cpu.csv: checks the results, not the code."""
     claim = dq_claims[f"the gap in {metric} grows with the input dimension"]
     assert claim.holds, claim.detail

@@ -7,7 +7,7 @@ import pytest
 import scipy.linalg
 import torch
 
-from replicate.quantize.gaussian import gaussian_fit, gaussian_w2, sqrtm_psd
+from replicate.quantize.gaussian import StreamedGaussianFit, gaussian_fit, gaussian_w2, sqrtm_psd
 
 
 def test_w2_of_identical_gaussians_is_zero():
@@ -70,3 +70,26 @@ def test_gaussian_fit_divisor_follows_unbiased_flag():
     x = torch.tensor([[0.0], [2.0]])
     assert gaussian_fit(x, unbiased=True)[1].item() == pytest.approx(2.0)
     assert gaussian_fit(x, unbiased=False)[1].item() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("unbiased", [True, False])
+def test_streamed_fit_over_batches_equals_the_fit_of_all_rows(unbiased):
+    rows = 3.0 + torch.randn(103, 6) @ torch.randn(6, 6)  # float32 rows, offset from 0; fits are float64
+    streamed = StreamedGaussianFit(unbiased=unbiased)
+    for batch in rows.split(25):  # 25, 25, 25, 25 and 3 rows
+        streamed.add(batch)
+    mean, cov = streamed.result()
+    reference_mean, reference_cov = gaussian_fit(rows.double(), unbiased=unbiased)
+    assert mean.dtype == cov.dtype == torch.float64
+    assert torch.allclose(mean, reference_mean, rtol=1e-12, atol=0)
+    assert torch.allclose(cov, reference_cov, rtol=1e-10, atol=1e-12)
+
+
+def test_streamed_fit_of_one_row_has_zero_covariance_as_gaussian_fit_and_of_none_is_an_error():
+    row = torch.randn(1, 4)
+    for unbiased in (True, False):
+        streamed = StreamedGaussianFit(unbiased=unbiased)
+        streamed.add(row)
+        assert torch.equal(streamed.result()[1], gaussian_fit(row.double(), unbiased=unbiased)[1])
+    with pytest.raises(ValueError, match="no rows"):
+        StreamedGaussianFit(unbiased=True).result()

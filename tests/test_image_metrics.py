@@ -12,6 +12,8 @@ from torch import nn
 from replicate.metrics.image import (
     ALEXNET_FILE,
     INCEPTION_FILE,
+    INCEPTION_WEIGHTS_ENV,
+    LPIPS_WEIGHTS_ENV,
     ImageMetrics,
     RFIDAccumulator,
     frechet_distance_of_features,
@@ -120,9 +122,12 @@ def test_streamed_image_metrics_equal_one_pass_over_all_images():
 
 @pytest.fixture
 def empty_hub(tmp_path, monkeypatch):
-    """torch hub's cache pointed at an empty folder, so that the real cache cannot interfere."""
+    """torch hub's cache pointed at an empty folder and the weights variables unset, so that this machine's
+    weights cannot interfere."""
     hub = tmp_path / "hub"
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
+    monkeypatch.delenv(LPIPS_WEIGHTS_ENV, raising=False)
+    monkeypatch.delenv(INCEPTION_WEIGHTS_ENV, raising=False)
     return hub
 
 
@@ -161,12 +166,46 @@ def test_lpips_finds_the_weights_in_torch_hubs_cache(alexnet_file, empty_hub):
     assert model is not None and source == str(empty_hub / "checkpoints" / ALEXNET_FILE)
 
 
-@pytest.mark.parametrize("loader,file_name", [(load_lpips, ALEXNET_FILE), (load_inception, INCEPTION_FILE)])
-def test_absent_weights_give_none_and_the_reason(loader, file_name, empty_hub, tmp_path):
-    model, reason = loader()
-    assert model is None and reason == f"not computed: weights unavailable ({empty_hub / 'checkpoints' / file_name})"
+def test_lpips_finds_the_weights_at_the_variable_and_else_in_the_cache(alexnet_file, empty_hub, monkeypatch):
+    monkeypatch.setenv(LPIPS_WEIGHTS_ENV, str(alexnet_file))
+    model, source = load_lpips()
+    assert model is not None and source == str(alexnet_file)
+    (empty_hub / "checkpoints").mkdir(parents=True)
+    alexnet_file.rename(empty_hub / "checkpoints" / ALEXNET_FILE)  # the variable now names a missing file
+    model, source = load_lpips()
+    assert model is not None and source == str(empty_hub / "checkpoints" / ALEXNET_FILE)
+
+
+@pytest.mark.parametrize(
+    "loader,variable,file_name",
+    [(load_lpips, LPIPS_WEIGHTS_ENV, ALEXNET_FILE), (load_inception, INCEPTION_WEIGHTS_ENV, INCEPTION_FILE)],
+)
+def test_absent_weights_give_none_and_a_reason_without_machine_paths(
+    loader, variable, file_name, empty_hub, tmp_path, monkeypatch
+):
+    expected = f"not computed: weights unavailable ({file_name} not at ${variable} nor in the torch hub cache)"
+    assert loader() == (None, expected)
+    monkeypatch.setenv(variable, str(tmp_path / "missing.pth"))
+    assert loader() == (None, expected)
     model, reason = loader(tmp_path / "missing.pth")
-    assert model is None and reason == f"not computed: weights unavailable ({tmp_path / 'missing.pth'})"
+    assert model is None and reason == f"not computed: weights unavailable ({file_name} not at the weights_path given)"
+
+
+def test_evaluation_rows_hold_numbers_in_metric_columns_and_reasons_in_notes(alexnet_file, empty_hub, monkeypatch):
+    from replicate.models.vqvae import VQVAE, vqvae_config
+    from replicate.quantize import build_quantizer, quantizer_config
+    from replicate.train.evaluate import evaluate_tokenizer
+
+    model = VQVAE(vqvae_config(32, channels=8), build_quantizer(quantizer_config("vanilla", 16, 8)))
+    data = torch.utils.data.TensorDataset(torch.rand(4, 3, 32, 32) * 2 - 1, torch.zeros(4))
+    row = evaluate_tokenizer(model, data, batch_size=2, device=torch.device("cpu"))
+    assert math.isnan(row["lpips"]) and math.isnan(row["rfid"])
+    assert row["lpips_note"] == load_lpips()[1] and row["rfid_note"] == load_inception()[1]
+    assert row["lpips_note"].startswith("not computed") and str(empty_hub) not in row["lpips_note"] + row["rfid_note"]
+    monkeypatch.setenv(LPIPS_WEIGHTS_ENV, str(alexnet_file))
+    row = evaluate_tokenizer(model, data, batch_size=2, device=torch.device("cpu"))
+    assert isinstance(row["lpips"], float) and row["lpips"] > 0 and row["lpips_note"] == ""
+    assert all(isinstance(value, float) for key, value in row.items() if not key.endswith("_note"))
 
 
 def test_frechet_distance_of_a_scaled_and_shifted_copy_has_its_closed_form():

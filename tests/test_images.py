@@ -54,7 +54,7 @@ class Draws:
 
 
 def test_every_dataset_has_a_result_label():
-    assert set(DATASETS) == {"cifar10", "cifar10-jpeg", "svhn", "ffhq", "imagenet", "folder"} == set(DATA_LABELS)
+    assert set(DATASETS) == set(DATA_LABELS) >= {"cifar10", "cifar10-jpeg", "svhn", "ffhq", "imagenet", "folder"}
     assert DATA_LABELS["cifar10-jpeg"] == "CIFAR-10 (JPEG copy)"
 
 
@@ -125,10 +125,37 @@ def test_native_32px_training_images_are_not_augmented(tmp_path):
     assert upsampled[0][0].shape == (3, 64, 64)  # another resolution: the eval transform
 
 
+def test_jpeg_copy_archive_unpacks_once_to_its_train_and_test_class_folders(shape_jpeg_archive, tmp_path, monkeypatch):
+    """The loader of the CIFAR-10 JPEG copy, on a generated archive in the same layout (tests/conftest.py)."""
+    cache = tmp_path / "cache"
+    train = image_dataset(
+        "cifar10-jpeg", "train", root=shape_jpeg_archive, resolution=32, train_augment=True, seed=0, cache_dir=cache
+    )
+    assert os.listdir(cache) == ["cifar10-jpeg"]  # no scratch folder left behind
+
+    def no_unpacking(*args, **kwargs):
+        raise AssertionError("unpacked a second time")
+
+    monkeypatch.setattr(images.tarfile, "open", no_unpacking)
+    test = image_dataset(
+        "cifar10-jpeg", "test", root=shape_jpeg_archive, resolution=32, train_augment=False, seed=0, cache_dir=cache
+    )
+    assert (len(train), len(test)) == (32, 8)
+    assert train.classes == test.classes == ("disc", "gradient", "square", "stripes")  # sorted class folders
+    assert train.images.labels == [label for label in range(4) for _ in range(8)]
+    for dataset, split in ((train, "train"), (test, "test")):
+        for index in (0, len(dataset) - 1):
+            image, label = dataset[index]
+            stored = Path(dataset.images.files[index])
+            assert stored.parent == cache / "cifar10-jpeg" / split / dataset.classes[label]
+            assert torch.equal(image, to_signed_tensor(Image.open(stored).convert("RGB")))  # 32 px: not augmented
+            assert label == (0 if index == 0 else 3)
+
+
 @pytest.fixture(scope="module")
-def jpeg_copy(tmp_path_factory):
+def shared_jpeg_copy(tmp_path_factory):
     if not JPEG_ARCHIVE.is_file():
-        pytest.skip(f"{JPEG_ARCHIVE} not present")
+        pytest.skip(f"{JPEG_ARCHIVE} not present (the loader itself is tested on a generated archive)")
     cache = tmp_path_factory.mktemp("cache")
     start = time.perf_counter()
     train = image_dataset(
@@ -138,14 +165,9 @@ def jpeg_copy(tmp_path_factory):
     return cache, train
 
 
-def test_jpeg_copy_unpacks_once_to_50000_training_and_10000_test_images(jpeg_copy, monkeypatch):
-    cache, train = jpeg_copy
-    assert os.listdir(cache) == ["cifar10-jpeg"]  # no scratch folder left behind
-
-    def no_unpacking(*args, **kwargs):
-        raise AssertionError("unpacked a second time")
-
-    monkeypatch.setattr(images.tarfile, "open", no_unpacking)
+def test_shared_jpeg_copy_holds_50000_training_and_10000_test_images_of_10_classes(shared_jpeg_copy):
+    """In addition to the loader test above: the content of the shared archive itself, where it is present."""
+    cache, train = shared_jpeg_copy
     test = image_dataset("cifar10-jpeg", "test", root=None, resolution=32, train_augment=False, seed=0, cache_dir=cache)
     assert (len(train), len(test)) == (50_000, 10_000)
     assert len(train.classes) == 10 and train.classes == test.classes and train.classes[0] == "airplane"

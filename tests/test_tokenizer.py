@@ -1,5 +1,6 @@
-"""The image tokenizer pipeline at smoke scale on the CIFAR-10 JPEG copy: every quantizer trains, DDP keeps the
-ranks identical, a SIGKILLed run resumes to the same result, and bad input ends with one line and status 2."""
+"""The image tokenizer pipeline at smoke scale on a generated image folder (tests/conftest.py: shape_folder), the
+same in every checkout: every quantizer trains, DDP keeps the ranks identical, a SIGKILLed run resumes to the same
+result, and bad input ends with one line and status 2."""
 
 import dataclasses
 import os
@@ -15,40 +16,42 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from replicate.data.images import JPEG_ARCHIVE, image_dataset
+from replicate.data.images import image_dataset
 from replicate.models.vqvae import VQVAE
 from replicate.quantize import QUANTIZERS, build_quantizer
 from replicate.results import ROOT
 from replicate.train.configs import train_config
 from replicate.train.tokenizer import build_optimizer, train_step
 
-needs_cifar = pytest.mark.skipif(
-    not JPEG_ARCHIVE.exists(), reason=f"the CIFAR-10 JPEG copy is not at {JPEG_ARCHIVE} (set $VQ_CIFAR10_JPEG)"
-)
 SMOKE = train_config("cifar10-wasserstein", "smoke")
 METRICS = ["psnr", "ssim", "rec_mse", "quant_error", "utilization", "perplexity", "w2_distance", "train_loss"]
+TRAINING_TIMEOUT = 600  # seconds for one smoke training subprocess: a hang fails instead of blocking the run
 
 
 def replicate_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "replicate", *args]
 
 
-@needs_cifar
+def on_folder(root: Path) -> tuple[str, str]:
+    """--set overrides that train on the generated image folder instead of the CIFAR-10 JPEG copy."""
+    return "dataset=folder", f"data_root={root}"
+
+
 @pytest.mark.parametrize("method", list(QUANTIZERS))
-def test_tiny_vqvae_reconstruction_loss_decreases_with_every_quantizer(method):
+def test_tiny_vqvae_reconstruction_loss_decreases_with_every_quantizer(method, shape_folder):
     """40 steps on 16 images (lr 1e-4). The reconstruction term is what must fall: Vanilla VQ's whole objective
     first rises, as the encoder outputs grow away from its tiny initial codebook (U(-1/K, 1/K), official)."""
     config = dataclasses.replace(SMOKE, method=method, K=64, lr=1e-4)
     torch.manual_seed(0)
-    data = image_dataset("cifar10-jpeg", "train", root=None, resolution=32, train_augment=True, seed=0)
-    images = torch.stack([data[i][0] for i in range(16)])
+    data = image_dataset("folder", "train", root=shape_folder, resolution=32, train_augment=False, seed=0)
+    images = torch.stack([data[i][0] for i in range(0, len(data), len(data) // 16)])
     model = VQVAE(config.model_config(), build_quantizer(config.quantizer_config()))
     optimizer = build_optimizer(model, config)
 
-    def reconstruction_loss() -> float:
+    def reconstruction_loss() -> float:  # through the quantizer, as evaluated
         model.eval()
         with torch.no_grad():
-            loss = F.mse_loss(model(images)[0], images).item()
+            loss = F.mse_loss(model.decode(model.quantizer(model.encode(images)).quantized), images).item()
         model.train()
         return loss
 
@@ -58,46 +61,66 @@ def test_tiny_vqvae_reconstruction_loss_decreases_with_every_quantizer(method):
     assert reconstruction_loss() < 0.6 * before
 
 
-@needs_cifar
-def test_two_process_torchrun_keeps_parameters_and_buffers_identical(tmp_path):
+DDP_SCRIPT = """
+import dataclasses, sys, torch
+from pathlib import Path
+from replicate import distributed
+from replicate.train.configs import train_config
+from replicate.train import tokenizer
+out, root = Path(sys.argv[1]), sys.argv[2]
+for method in ('ema', 'online', 'wasserstein'):
+    config = dataclasses.replace(train_config('cifar10-' + method, 'smoke'), dataset='folder', data_root=root,
+                                 max_train_images=256, batch_size=32, max_eval_images=32)
+    captured = {}
+    original = tokenizer.VQVAE
+    class Capturing(original):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            captured['model'] = self
+            captured['initial'] = {name: value.clone() for name, value in self.state_dict().items()}
+    tokenizer.VQVAE = Capturing
+    tokenizer.train_tokenizer(config, out / method, progress=False)
+    tokenizer.VQVAE = original
+    model = captured['model']
+    torch.save({'initial': captured['initial'], 'final': model.state_dict(),
+                'parameters': [name for name, _ in model.named_parameters()]},
+               out / f'{method}_rank{distributed.rank()}.pt')
+distributed.teardown()
+"""
+
+
+def run_process_group(command: list[str], **kwargs) -> subprocess.CompletedProcess:
+    """subprocess.run with TRAINING_TIMEOUT that, on timeout, kills the whole process group: torchrun's workers too."""
+    with subprocess.Popen(
+        command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=TRAINING_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def test_two_process_torchrun_trains_and_keeps_parameters_and_buffers_identical(tmp_path, shape_folder):
     script = tmp_path / "ddp_check.py"
-    script.write_text(
-        "import dataclasses, sys, torch\n"
-        "from pathlib import Path\n"
-        "from replicate import distributed\n"
-        "from replicate.train.configs import train_config\n"
-        "from replicate.train import tokenizer\n"
-        "out = Path(sys.argv[1])\n"
-        "for method in ('ema', 'online', 'wasserstein'):\n"
-        "    config = dataclasses.replace(train_config('cifar10-' + method, 'smoke'), max_train_images=256,\n"
-        "                                 batch_size=32, max_eval_images=32)\n"
-        "    captured = {}\n"
-        "    original = tokenizer.VQVAE\n"
-        "    class Capturing(original):\n"
-        "        def __init__(self, *a, **k):\n"
-        "            super().__init__(*a, **k); captured['model'] = self\n"
-        "    tokenizer.VQVAE = Capturing\n"
-        "    tokenizer.train_tokenizer(config, out / method, progress=False)\n"
-        "    tokenizer.VQVAE = original\n"
-        "    torch.save(captured['model'].state_dict(), out / f'{method}_rank{distributed.rank()}.pt')\n"
-        "distributed.teardown()\n"
-    )
-    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
-    completed = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", str(script), str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=600,
+    script.write_text(DDP_SCRIPT)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
+    completed = run_process_group(
+        [*launcher, str(script), str(tmp_path), str(shape_folder)], cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     for method in ("ema", "online", "wasserstein"):
         first, second = (torch.load(tmp_path / f"{method}_rank{r}.pt") for r in (0, 1))
-        assert first.keys() == second.keys()
-        for name in first:
-            assert torch.equal(first[name], second[name]), (method, name)
-        # the quantizer trained: its state differs from a fresh initialisation
+        assert first["final"].keys() == second["final"].keys() == first["initial"].keys()
+        for name in first["final"]:
+            assert torch.equal(first["final"][name], second["final"][name]), (method, name)
+        assert all(torch.equal(first["initial"][n], second["initial"][n]) for n in first["initial"])
+        # training happened: every parameter and the codebook (a buffer under EMA) moved from its initial value
+        trained = [*first["parameters"], "quantizer.weight"]
+        unchanged = [name for name in trained if torch.equal(first["initial"][name], first["final"][name])]
+        assert unchanged == [], (method, unchanged)
         assert (tmp_path / method / "eval.csv").exists()
 
 
@@ -118,32 +141,39 @@ def train_smoke_command(run_dir: Path, out: Path, *settings: str) -> list[str]:
     )
 
 
-def run_training(run_dir: Path, out: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        train_smoke_command(run_dir, out, "max_train_images=2048"),
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+RESUMED_RUN = ("max_train_images=512", "batch_size=32", "checkpoint_every=4")  # 16 steps, 3 checkpoints inside
 
 
-@needs_cifar
-def test_run_killed_mid_epoch_resumes_to_the_same_final_metrics(tmp_path):
-    uninterrupted = run_training(tmp_path / "a", tmp_path / "out_a")
-    assert uninterrupted.wait(timeout=900) == 0, uninterrupted.stderr.read()
-    interrupted = run_training(tmp_path / "b", tmp_path / "out_b")
+def run_training(run_dir: Path, out: Path, root: Path, log: Path) -> subprocess.Popen:
+    """The smoke training on the generated folder (RESUMED_RUN), in the background; stderr goes to a file, as a
+    pipe nobody reads could fill and stall the run."""
+    command = train_smoke_command(run_dir, out, *on_folder(root), *RESUMED_RUN)
+    with open(log, "w") as stderr:
+        return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr)
+
+
+def finish(process: subprocess.Popen, log: Path) -> None:
+    try:
+        status = process.wait(timeout=TRAINING_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+    assert status == 0, log.read_text()[-3000:]
+
+
+def test_run_killed_mid_epoch_resumes_to_the_same_final_metrics(tmp_path, shape_folder):
+    finish(run_training(tmp_path / "a", tmp_path / "out_a", shape_folder, tmp_path / "a.log"), tmp_path / "a.log")
+    interrupted = run_training(tmp_path / "b", tmp_path / "out_b", shape_folder, tmp_path / "b.log")
     checkpoint = tmp_path / "b" / "checkpoint.pt"
-    deadline = time.time() + 600
+    deadline = time.time() + TRAINING_TIMEOUT
     while not checkpoint.exists() and time.time() < deadline and interrupted.poll() is None:
         time.sleep(0.01)
     interrupted.send_signal(signal.SIGKILL)
-    interrupted.wait()
+    interrupted.wait(timeout=60)
     assert not (tmp_path / "b" / "eval.csv").exists(), "the run finished before it could be killed"
     state = torch.load(checkpoint, weights_only=False)
     assert state["run"]["step"] > 0  # killed inside the epoch
-    resumed = run_training(tmp_path / "b", tmp_path / "out_b")
-    assert resumed.wait(timeout=900) == 0, resumed.stderr.read()
+    finish(run_training(tmp_path / "b", tmp_path / "out_b", shape_folder, tmp_path / "b.log"), tmp_path / "b.log")
     first = pd.read_csv(tmp_path / "a" / "eval.csv")[METRICS]
     second = pd.read_csv(tmp_path / "b" / "eval.csv")[METRICS]
     pd.testing.assert_frame_equal(first, second, rtol=1e-6)
@@ -163,15 +193,15 @@ def train_smoke(tmp_path: Path, *settings: str) -> subprocess.CompletedProcess:
         cwd=ROOT,
         capture_output=True,
         text=True,
+        timeout=TRAINING_TIMEOUT,
     )
 
 
-@needs_cifar
-def test_corrupt_checkpoint_is_a_one_line_error_and_is_kept(tmp_path):
+def test_corrupt_checkpoint_is_a_one_line_error_and_is_kept(tmp_path, shape_folder):
     (tmp_path / "run").mkdir()
     checkpoint = tmp_path / "run" / "checkpoint.pt"
     checkpoint.write_bytes(b"not a checkpoint")
-    one_line_error(train_smoke(tmp_path), "is unreadable")
+    one_line_error(train_smoke(tmp_path, *on_folder(shape_folder)), "is unreadable")
     assert checkpoint.read_bytes() == b"not a checkpoint"
 
 

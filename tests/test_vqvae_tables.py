@@ -8,14 +8,14 @@ import pandas as pd
 import pytest
 import torch
 
-from replicate.experiments import EXPERIMENTS
+from replicate.registry import EXPERIMENTS
 from replicate.experiments.wvq_vqvae import CPU_SHORTENING, TABLES
 from replicate.models.vqvae import VQVAE
 from replicate.quantize import build_quantizer
 from replicate.report.compare import compare
 from replicate.results import PUBLISHED
 from replicate.results import TABLES as TABLES_DIR
-from replicate.runner import run_experiment
+from replicate.runner import run_experiment, write_figures
 from replicate.train.tokenizer import build_optimizer, train_step
 
 TOKENIZER_EXPERIMENTS = [*(t.name for t in TABLES), "dq_cifar_sweep"]
@@ -26,7 +26,7 @@ def unique_models():
     seen = {}
     for name in TOKENIZER_EXPERIMENTS:
         for config in EXPERIMENTS[name].configs("paper"):
-            training = config.training(batch_size=2)
+            training = dataclasses.replace(config, batch_size=2)
             key = (
                 training.resolution,
                 training.channel_mult,
@@ -59,7 +59,7 @@ def test_paper_scale_uses_the_published_settings():
     table6 = EXPERIMENTS["wvq_table6"].configs("paper")
     assert {(c.resolution, c.channel_mult, c.epochs, c.batch_size) for c in table6} == {(32, (1, 1, 2), 50, 128)}
     assert len(table6) == 12 and {c.K for c in table6} == {8192, 16384, 32768}
-    wasserstein = next(c for c in table6 if c.method == "wasserstein").training()
+    wasserstein = next(c for c in table6 if c.method == "wasserstein")
     settings = wasserstein.quantizer_config()
     assert (settings.beta, settings.gamma, settings.codebook_lr, settings.queue_size) == (0.1, 0.5, 0.02, 65536)
 
@@ -97,7 +97,9 @@ def table6_claims():
     return {claim.text.split(": ", 1)[1]: claim for claim in EXPERIMENTS["wvq_table6"].claims(results)}
 
 
+@pytest.mark.results
 def test_cpu_table6_rows_state_every_reduction_in_their_data_label():
+    """Reads the committed tables/wvq_table6_cpu.csv: checks the results, not the code."""
     results = pd.read_csv(TABLES_DIR / "wvq_table6_cpu.csv")
     assert sorted(results["method"]) == ["ema", "online", "vanilla", "wasserstein"]
     assert set(results["data"]) == {"CIFAR-10 (JPEG copy), 2 epochs, ch 32, 20,000 training images"}
@@ -106,25 +108,33 @@ def test_cpu_table6_rows_state_every_reduction_in_their_data_label():
 @pytest.mark.parametrize(
     "claim", ["Vanilla VQ has the lowest U", "Wasserstein VQ has the highest U of the four methods"]
 )
+@pytest.mark.results
 def test_cpu_table6_orders_utilization_as_the_paper(table6_claims, claim):
+    """Reads the committed tables/wvq_table6_cpu.csv: checks the results, not the code."""
     assert table6_claims[claim].holds, table6_claims[claim].detail
 
 
 @pytest.mark.xfail(strict=True, reason="finding at 2 epochs: EMA's perplexity (5550) exceeds Wasserstein VQ's (4606)")
+@pytest.mark.results
 def test_cpu_table6_wasserstein_has_the_highest_perplexity(table6_claims):
+    """Reads the committed tables/wvq_table6_cpu.csv: checks the results, not the code."""
     claim = table6_claims["Wasserstein VQ has the highest C of the four methods"]
     assert claim.holds, claim.detail
 
 
 @pytest.mark.xfail(strict=True, reason="finding at 2 epochs: Wasserstein VQ reaches U = 0.905, not the paper's 1.0")
+@pytest.mark.results
 def test_cpu_table6_wasserstein_reaches_95_percent_utilization(table6_claims):
+    """Reads the committed tables/wvq_table6_cpu.csv: checks the results, not the code."""
     claim = table6_claims["Wasserstein VQ reaches U >= 0.95"]
     assert claim.holds, claim.detail
 
 
+@pytest.mark.results
 @pytest.mark.parametrize("what", ["higher perplexity", "higher pairwise Euclidean distance"])
 def test_cpu_dq_sweep_deferred_quantization_spreads_the_codebook_at_the_largest_K(what):
-    """V2 Fig. 4's claim on the committed cpu-scale sweep (`./run_all.sh --only dq_cifar_sweep --scale cpu`)."""
+    """V2 Fig. 4's claim on the committed cpu-scale sweep (`./run_all.sh --only dq_cifar_sweep --scale cpu`):
+    reads tables/dq_cifar_sweep_cpu.csv, checks the results, not the code."""
     results = pd.read_csv(TABLES_DIR / "dq_cifar_sweep_cpu.csv")
     assert {2**6, 2**8, 2**10, 2**12, 2**13} <= set(results["K"])
     claim = next(c for c in EXPERIMENTS["dq_cifar_sweep"].claims(results) if what in c.text)
@@ -138,6 +148,8 @@ def test_cpu_dq_sweep_deferred_quantization_spreads_the_codebook_at_the_largest_
         ("dq_cifar_sweep", ["dq_cifar_sweep_cpu.png", "dq_cifar_sweep_scatter_cpu.png"]),
     ],
 )
+@pytest.mark.results
 def test_committed_cpu_results_redraw_every_figure_including_the_feature_code_scatter(name, expected, tmp_path):
-    paths = EXPERIMENTS[name].figures(TABLES_DIR, "cpu", tmp_path)
+    """Reads the committed cpu-scale tables under tables/ (results, not a run) and redraws their figures."""
+    paths = write_figures(EXPERIMENTS[name], "cpu", TABLES_DIR, tmp_path)
     assert sorted(path.name for path in paths) == expected and all(path.stat().st_size > 0 for path in paths)

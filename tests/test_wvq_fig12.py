@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from replicate.experiments import EXPERIMENTS
+from replicate.registry import EXPERIMENTS
 from replicate.experiments.wvq_fig12 import configs, run
 from replicate.results import TABLES
 from replicate.train.atomic import atomic_quantizer, atomic_settings
@@ -71,15 +71,21 @@ def cpu_claims():
     return {c.text: c for c in FIG12.claims(pd.read_csv(TABLES / "wvq_fig12_cpu.csv"))}
 
 
+@pytest.mark.results
 def test_cpu_scale_wasserstein_keeps_full_utilization(cpu_claims):
+    """Reads the committed tables/wvq_fig12_cpu.csv: checks the results, not the code."""
     assert cpu_claims["Wasserstein VQ keeps U >= 0.99 for every mu and nu"].holds
 
 
+@pytest.mark.results
 def test_cpu_scale_wasserstein_keeps_its_quantization_error(cpu_claims):
+    """Reads the committed tables/wvq_fig12_cpu.csv: checks the results, not the code."""
     assert cpu_claims["Wasserstein VQ keeps E within 10% of its mu = 0 value for every mu and nu"].holds
 
 
+@pytest.mark.results
 @pytest.mark.parametrize("method", ["Vanilla VQ", "EMA VQ"])
 @pytest.mark.parametrize("distribution", ["gaussian", "uniform"])
 def test_cpu_scale_vanilla_and_ema_utilization_collapses(cpu_claims, method, distribution):
+    """Reads the committed tables/wvq_fig12_cpu.csv: checks the results, not the code."""
     assert cpu_claims[f"{method} utilization collapses as mu grows ({distribution})"].holds

@@ -4,7 +4,7 @@ published (RMS E, U, C) within the stated tolerance (U 3 points, C and RMS E 10%
 import pandas as pd
 import pytest
 
-from replicate.experiments import EXPERIMENTS
+from replicate.registry import EXPERIMENTS
 from replicate.experiments.wvq_fig3 import Config, draw, run
 from replicate.runner import run_experiment
 

@@ -4,7 +4,7 @@ results (cpu = paper configuration; `./run_all.sh --only wvq_fig10,wvq_fig11 --s
 import pandas as pd
 import pytest
 
-from replicate.experiments.wvq_quantitative import FIG10, against_trend, grid, trend_failures
+from replicate.experiments.wvq_quantitative import DEFAULTS, FIG10, against_trend, grid, trend_failures
 from replicate.results import TABLES
 from replicate.runner import run_experiment
 
@@ -35,8 +35,10 @@ def test_smoke_run_writes_the_18_panel_figure(tmp_path):
     assert (tmp_path / "figures" / "wvq_fig10_smoke.png").exists()
 
 
+@pytest.mark.results
 @pytest.mark.parametrize("name", ["wvq_fig10", "wvq_fig11"])
 def test_cpu_scale_results_show_u_and_c_falling_as_distributions_move_apart(name):
+    """Reads the committed tables/wvq_fig10_cpu.csv and wvq_fig11_cpu.csv: checks the results, not the code."""
     results = pd.read_csv(TABLES / f"{name}_cpu.csv")
     assert len(results) == 1440  # 2 families x 6 x-values x 24 sweep points x 5 repeats
     total, failures = trend_failures(results)
@@ -44,10 +46,16 @@ def test_cpu_scale_results_show_u_and_c_falling_as_distributions_move_apart(name
     assert failures["U falls"] == [] and failures["C falls"] == []
 
 
+# The one curve on which E does not grow, as the README reports it: Fig. 10's codes N(0, sigma^2 I) against features
+# N(0, I) in d = 2 (the d sweep's d = 2 point, at the default K and N).
+E_EXCEPTIONS = {"wvq_fig10": [("scale", "d", DEFAULTS["K"], 2, DEFAULTS["N"])], "wvq_fig11": []}
+
+
+@pytest.mark.results
 @pytest.mark.parametrize("name", ["wvq_fig10", "wvq_fig11"])
-def test_cpu_scale_results_show_e_growing_except_for_slightly_wider_codes_in_low_dimension(name):
-    # A finding, not a failure of the code: in low dimension the MSE-optimal code density is f^(d/(d+2)),
-    # wider than f, so codes at scale 2 can quantize better than at scale 1. Every other curve must grow.
+def test_cpu_scale_results_show_e_growing_except_for_slightly_wider_gaussian_codes_in_2d(name):
+    """Reads the committed tables/wvq_fig10_cpu.csv and wvq_fig11_cpu.csv: checks the results, not the code.
+    A finding, not a failure of the code: in low dimension the MSE-optimal code density is f^(d/(d+2)), wider than
+    f, so Gaussian codes at sigma = 2 quantize N(0, I) in d = 2 better than at sigma = 1. Every other curve grows."""
     _, failures = trend_failures(pd.read_csv(TABLES / f"{name}_cpu.csv"))
-    for family, sweep, K, d, N in failures["E grows"]:
-        assert family == "scale" and d <= 4, (family, sweep, K, d, N)
+    assert failures["E grows"] == E_EXCEPTIONS[name]

@@ -6,8 +6,9 @@ import dataclasses
 import pandas as pd
 import pytest
 
-from replicate.experiments import EXPERIMENTS
-from replicate.runner import result_path, run_experiment
+from replicate.registry import EXPERIMENTS
+from replicate.results import result_path
+from replicate.runner import run_experiment
 
 TABLE4 = EXPERIMENTS["wvq_table4"]
 
@@ -67,7 +68,7 @@ def test_rerun_skips_finished_configurations_and_force_recomputes(tmp_path):
     second = run_experiment(TABLE4, "smoke", tables=tables, figures=figures)
     forced = run_experiment(TABLE4, "smoke", tables=tables, figures=figures, force=True)
     assert (first.new_rows, second.new_rows, forced.new_rows) == (8, 0, 8)
-    assert len(pd.read_csv(result_path(TABLE4, "smoke", tables))) == 8
+    assert len(pd.read_csv(result_path(TABLE4.name, "smoke", tables))) == 8
 
 
 def test_interrupted_run_resumes_where_it_stopped(tmp_path):
@@ -82,7 +83,7 @@ def test_interrupted_run_resumes_where_it_stopped(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         run_experiment(dataclasses.replace(TABLE4, run=run_then_interrupt), "smoke", tables=tables, figures=figures)
-    saved = pd.read_csv(result_path(TABLE4, "smoke", tables))
+    saved = pd.read_csv(result_path(TABLE4.name, "smoke", tables))
     assert len(saved) == 3  # the three finished configurations survived the interruption
     resumed = run_experiment(TABLE4, "smoke", tables=tables, figures=figures)
     assert resumed.new_rows == 5

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from replicate.experiments import EXPERIMENTS
+from replicate.registry import EXPERIMENTS
 from replicate.experiments.wvq_theory import density_exponent, lloyd_1d_gaussian
 from replicate.quantize.kmeans import kmeans
 from replicate.results import TABLES
@@ -45,13 +45,17 @@ def cpu_claims():
     return {c.text: c for c in EXPERIMENTS["wvq_theory"].claims(results)}
 
 
+@pytest.mark.results
 @pytest.mark.parametrize("case", ["equal supports", "codes strictly inside", "codes strictly outside"])
 def test_theorem_1_support_pattern_holds_on_cpu_results(cpu_claims, case):
+    """Reads the committed tables/wvq_theory_cpu.csv: checks the results, not the code."""
     assert next(c for text, c in cpu_claims.items() if case in text).holds
 
 
+@pytest.mark.results
 @pytest.mark.parametrize("d", [1, 2])
 def test_lloyd_codebooks_follow_the_standard_exponent_not_the_papers(cpu_claims, d):
+    """Reads the committed tables/wvq_theory_cpu.csv: checks the results, not the code."""
     # a finding: Theorem 2 as printed in the paper has the exponent inverted
     assert cpu_claims[f"standard quantization theory, d = {d}: optimal code density ~ f^(d/(d+2))"].holds
     assert not cpu_claims[f"Theorem 2 as the paper writes it, d = {d}: optimal code density ~ f^((d+2)/d)"].holds

@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageDraw
 from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision.datasets import CIFAR10, SVHN
@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 JPEG_ARCHIVE = Path(os.environ.get("VQ_CIFAR10_JPEG", REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"))
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 SPLITS = ("train", "test")
-SMALL = ("cifar10", "cifar10-jpeg", "svhn")  # 32 px: no resize, no augmentation at native resolution
+SMALL = ("cifar10", "cifar10-jpeg", "svhn", "shapes")  # 32 px: no resize, no augmentation at native resolution
 TRAIN_MIN_CROP = 0.8  # official augmentation: the crop covers at least 80% of the short side
 DATA_LABELS = {
     "cifar10": "CIFAR-10",
@@ -37,7 +37,9 @@ DATA_LABELS = {
     "ffhq": "FFHQ",
     "imagenet": "ImageNet-1k",
     "folder": "image folder",
+    "shapes": "generated shapes (smoke scale only)",
 }
+SHAPES_SIZES = {"train": 256, "test": 64}  # images per split of the generated smoke-scale dataset
 
 Images = Sequence[tuple[Image.Image, int]]  # what the loaders below return: (RGB PIL image, label) pairs
 
@@ -219,6 +221,42 @@ def _cifar10_jpeg(split: str, root: str | Path | None, cache_dir: Path) -> tuple
     return class_folder(source / split)
 
 
+class Shapes:
+    """Generated 32 px images (a filled rectangle, ellipse or triangle of random colour, size and place on a
+    random background; label = the shape), a function of (split, index) only: smoke-scale runs and tests need
+    no data on disk."""
+
+    KINDS = ("rectangle", "ellipse", "triangle")
+
+    def __init__(self, split: str) -> None:
+        self.split = split
+
+    def __len__(self) -> int:
+        return SHAPES_SIZES[self.split]
+
+    def __getitem__(self, index: int) -> tuple[Image.Image, int]:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        rng = random.Random(f"shapes/{self.split}/{index}")
+        colour = lambda: tuple(rng.randrange(256) for _ in range(3))  # noqa: E731
+        image = Image.new("RGB", (32, 32), colour())
+        label = rng.randrange(len(self.KINDS))
+        x0, y0 = rng.randrange(0, 16), rng.randrange(0, 16)
+        x1, y1 = x0 + rng.randrange(8, 16), y0 + rng.randrange(8, 16)
+        draw = ImageDraw.Draw(image)
+        if label == 0:
+            draw.rectangle((x0, y0, x1, y1), fill=colour())
+        elif label == 1:
+            draw.ellipse((x0, y0, x1, y1), fill=colour())
+        else:
+            draw.polygon([(x0, y1), (x1, y1), ((x0 + x1) // 2, y0)], fill=colour())
+        return image, label
+
+
+def _shapes(split: str, root: str | Path | None, cache_dir: Path) -> tuple[Images, list[str]]:
+    return Shapes(split), list(Shapes.KINDS)
+
+
 def _folder(split: str, root: str | Path | None, cache_dir: Path) -> tuple[Images, list[str]]:
     if not root:
         raise MissingDataError("an image folder needs a data root holding train/<class>/* and test/<class>/*")
@@ -257,6 +295,7 @@ DATASETS: dict[str, Callable[[str, str | Path | None, Path], tuple[Images, list[
     "ffhq": _ffhq,
     "imagenet": _imagenet,
     "folder": _folder,
+    "shapes": _shapes,
 }
 
 

@@ -13,13 +13,14 @@ the same shortening as wvq_table6 (CIFAR-10 JPEG copy, ch 32, 20,000 training im
 
 from __future__ import annotations
 
-from pathlib import Path
+import dataclasses
 
 import pandas as pd
 
-from replicate.experiments.spec import Claim, Experiment
-from replicate.experiments.wvq_vqvae import CPU_SHORTENING, Config, data, paper_config, run, scatter_figure
-from replicate.report.plotting import figure, save
+from replicate.experiments.wvq_vqvae import CPU_SHORTENING, data, discard, paper_config, run, scatter_figure
+from replicate.report.plotting import figure
+from replicate.spec import Claim, Experiment, Figures, Tables
+from replicate.train.tokenizer import TokenizerTraining, smoke_scale
 
 EMA_SETTINGS = (("decay", 0.99), ("beta", 0.25))
 PAPER_K = tuple(2**p for p in range(6, 15))
@@ -27,48 +28,25 @@ CPU_K = (2**6, 2**8, 2**10, 2**12, 2**13)
 COLOURS = {"early": "tab:red", "deferred": "tab:blue"}
 
 
-def configs(scale: str) -> list[Config]:
+def arm(K: int, schedule: str, warmup_epochs: int, **changes) -> TokenizerTraining:
+    """EMA VQ (decay 0.99, beta 0.25) on the CIFAR-10 model of Table 5, early or deferred quantization."""
+    return paper_config(
+        "cifar10",
+        "ema",
+        K,
+        schedule=schedule,
+        warmup_epochs=warmup_epochs if schedule == "deferred" else 0,
+        quantizer=EMA_SETTINGS,
+        **changes,
+    )
+
+
+def configs(scale: str) -> list[TokenizerTraining]:
     if scale == "paper":
-        return [
-            paper_config(
-                "cifar10", "ema", K, schedule=s, warmup_epochs=25 if s == "deferred" else 0, quantizer=EMA_SETTINGS
-            )
-            for K in PAPER_K
-            for s in COLOURS
-        ]
+        return [arm(K, s, 25) for K in PAPER_K for s in COLOURS]
     if scale == "cpu":
-        return [
-            Config(
-                "cifar10",
-                "ema",
-                K,
-                schedule=s,
-                warmup_epochs=1 if s == "deferred" else 0,
-                quantizer=EMA_SETTINGS,
-                **CPU_SHORTENING,
-            )
-            for K in CPU_K
-            for s in COLOURS
-        ]
-    return [
-        Config(
-            "cifar10",
-            "ema",
-            K,
-            data_source="cifar10-jpeg",
-            channels=32,
-            channel_mult=(1, 2),
-            epochs=2,
-            batch_size=16,
-            max_train_images=64,
-            max_eval_images=32,
-            schedule=s,
-            warmup_epochs=1 if s == "deferred" else 0,
-            quantizer=EMA_SETTINGS,
-        )
-        for K in (16, 64)
-        for s in COLOURS
-    ]
+        return [dataclasses.replace(arm(K, s, 1), **CPU_SHORTENING) for K in CPU_K for s in COLOURS]
+    return [smoke_scale(arm(K, s, 1), epochs=2) for K in (16, 64) for s in COLOURS]
 
 
 def claims(results: pd.DataFrame) -> list[Claim]:
@@ -102,10 +80,10 @@ def claims(results: pd.DataFrame) -> list[Claim]:
     return found
 
 
-def figures(tables: Path, scale: str, out: Path) -> list[Path]:
+def figures(tables: Tables, scale: str) -> Figures:
     """V2 Fig. 4: reconstruction MSE, perplexity, cosine and Euclidean codebook distance against K; and the
     features and codes of each K, early beside deferred."""
-    results = pd.read_csv(tables / f"dq_cifar_sweep_{scale}.csv")
+    results = tables[""]
     metrics = (
         ("rec_mse", "reconstruction MSE"),
         ("perplexity", "perplexity"),
@@ -133,14 +111,11 @@ def figures(tables: Path, scale: str, out: Path) -> list[Path]:
     axes[0, 0].legend(frameon=False)
     fig.suptitle(f"Deferred Quantization V2 Fig. 4 reproduced ({results['data'].iloc[0]})")
     fig.tight_layout()
-    paths = [save(fig, out / f"dq_cifar_sweep_{scale}.png")]
-    points_path = tables / f"dq_cifar_sweep_{scale}_points.csv.gz"
-    if points_path.exists():  # the latent-space shrinkage plot: early vs deferred codes among the encoder outputs
+    drawn = {"": fig}
+    if "points" in tables:  # the latent-space shrinkage plot: early vs deferred codes among the encoder outputs
         names = {schedule: f"{schedule} quantization" for schedule in ("early", "deferred")}
-        paths.append(
-            scatter_figure(pd.read_csv(points_path), out / f"dq_cifar_sweep_scatter_{scale}.png", "schedule", names)
-        )
-    return paths
+        drawn["scatter"] = scatter_figure(tables["points"], "schedule", names)
+    return drawn
 
 
 EXPERIMENT = Experiment(
@@ -154,4 +129,5 @@ EXPERIMENT = Experiment(
     notes="The paper reports Fig. 4 as curves without numbers; the claims below are its text's statements.",
     claims=claims,
     figures=figures,
+    discard=discard,
 )

@@ -18,18 +18,18 @@ Every choice below is ours; the paper leaves it open (digest Sec. 8):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from matplotlib import colormaps
+from matplotlib.figure import Figure
 
 from replicate.errors import ConfigError
-from replicate.experiments.spec import Claim, Experiment, RunResult
 from replicate.metrics.projection import pca_2d, tsne_2d
-from replicate.quantize import QUANTIZERS, quantizer_config
-from replicate.report.plotting import figure, save
+from replicate.quantize import QuantizerConfig, quantizer_config
+from replicate.report.plotting import figure
+from replicate.spec import Claim, Experiment, Figures, RunResult, Tables
 from replicate.train.schedule import SCHEDULES, QuantizationSchedule
 from replicate.train.synthetic import SyntheticResult, SyntheticTraining, train_synthetic
 
@@ -44,6 +44,9 @@ POINTS_PER_MODE = 60  # points per component kept for the scatter plots
 COLOURS = {"early": "tab:red", "deferred": "tab:blue", "random": "tab:gray"}
 
 
+EMA_SETTINGS = (("decay", 0.99), ("beta", 0.25))  # the paper's EMA VQ (van den Oord et al. 2017)
+
+
 @dataclass(frozen=True)
 class Config:
     dim: int
@@ -52,26 +55,36 @@ class Config:
     K: int = 32
     encoder_width: int = 64
     encoder_depth: int = 2
+    decoder_width: int = 64
+    decoder_depth: int = 2
     steps: int = STEPS
     warmup_steps: int = 0  # continuous steps before quantizing: WARMUP for "deferred", 0 otherwise
+    batch: int = 256
+    lr: float = 1e-3  # Adam (0.9, 0.999), no clipping
+    kmeans_iterations: int = 50  # Lloyd iterations of the early / deferred codebook initialisation
+    quantizer: tuple[tuple[str, float | int | str | bool | None], ...] = ()  # changes to the method's defaults
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"unknown schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
-        if self.method not in QUANTIZERS:
-            raise ConfigError(f"unknown method {self.method!r}; valid: {', '.join(QUANTIZERS)}")
-        for name in ("K", "encoder_width", "encoder_depth", "steps"):
+        for name in ("K", "encoder_width", "encoder_depth", "decoder_width", "decoder_depth", "steps", "batch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.dim < 2:
             raise ConfigError(f"dim must be >= 2 (the plots project to 2-D), got {self.dim}")
         if self.warmup_steps >= self.steps:
             raise ConfigError(f"warmup_steps ({self.warmup_steps}) must be below steps ({self.steps})")
+        self.quantizer_config()  # an unknown method or setting fails here
+
+    def quantizer_config(self) -> QuantizerConfig:
+        return quantizer_config(self.method, self.K, self.dim, **dict(self.quantizer))
 
 
-def make(dim: int, schedule: str, *, steps: int = STEPS, warmup: int = WARMUP, **fields) -> Config:
-    return Config(dim, schedule, steps=steps, warmup_steps=warmup if schedule == "deferred" else 0, **fields)
+def make(dim: int, schedule: str, *, steps: int = STEPS, warmup: int = WARMUP, method: str = "ema", **fields) -> Config:
+    """A configuration of this study: EMA VQ with the paper's settings unless `quantizer` says otherwise."""
+    fields.setdefault("quantizer", EMA_SETTINGS if method == "ema" else ())
+    return Config(dim, schedule, method, steps=steps, warmup_steps=warmup if schedule == "deferred" else 0, **fields)
 
 
 def configs(scale: str) -> list[Config]:
@@ -86,32 +99,27 @@ def configs(scale: str) -> list[Config]:
     return list(dict.fromkeys(grid))  # the default point belongs to every sweep: run it once
 
 
-def quantizer_settings(method: str) -> dict:
-    """The Deferred Quantization paper's EMA VQ (van den Oord et al. 2017): decay 0.99, beta 0.25."""
-    return {"decay": 0.99, "beta": 0.25} if method == "ema" else {}
-
-
 def training(config: Config) -> SyntheticTraining:
     return SyntheticTraining(
         dim=config.dim,
         steps=config.steps,
-        batch=256,
-        lr=1e-3,
+        batch=config.batch,
+        lr=config.lr,
         encoder_width=config.encoder_width,
         encoder_depth=config.encoder_depth,
-        decoder_width=64,
-        decoder_depth=2,
+        decoder_width=config.decoder_width,
+        decoder_depth=config.decoder_depth,
         record_every=100 if config.steps >= 1000 else 10,
         seed=config.seed,
     )
 
 
-def run_with(config: Config, settings: dict, keep_points: bool) -> RunResult:
-    """Train one configuration; the scatter points are kept for seed 0 of the default model when asked."""
+def run_keeping_points(config: Config, keep_points: bool) -> RunResult:
+    """Train one configuration; with keep_points, also the scatter points of its embeddings and codes."""
     result = train_synthetic(
         training(config),
-        quantizer_config(config.method, config.K, config.dim, **settings),
-        QuantizationSchedule(config.schedule, config.warmup_steps),
+        config.quantizer_config(),
+        QuantizationSchedule(config.schedule, config.warmup_steps, kmeans_iterations=config.kmeans_iterations),
     )
     extra = {"curves": result.history}
     if keep_points:
@@ -131,8 +139,9 @@ def default_model(frame: pd.DataFrame, except_for: str = "") -> pd.DataFrame:
 
 
 def run(config: Config, device: torch.device) -> RunResult:
+    """The scatter points are kept for seed 0 of the default model."""
     default = all(getattr(config, k) == v for k, v in DEFAULT_MODEL.items())
-    return run_with(config, quantizer_settings(config.method), keep_points=config.seed == 0 and default)
+    return run_keeping_points(config, keep_points=config.seed == 0 and default)
 
 
 def scatter_points(result: SyntheticResult) -> list[dict]:
@@ -226,26 +235,18 @@ def claims(results: pd.DataFrame) -> list[Claim]:
     return found
 
 
-def figures(tables: Path, scale: str, out: Path) -> list[Path]:
-    results = pd.read_csv(tables / f"dq_synthetic_{scale}.csv")
-    paths = []
-    points_path, curves_path = (
-        tables / f"dq_synthetic_{scale}_points.csv.gz",
-        tables / f"dq_synthetic_{scale}_curves.csv",
-    )
-    if points_path.exists():
-        points = pd.read_csv(points_path)
-        paths += [
-            shrinkage_plot(points, "pca", out / f"dq_synthetic_latent_pca_{scale}.png"),
-            shrinkage_plot(points, "tsne", out / f"dq_synthetic_latent_tsne_{scale}.png"),
-        ]
-    if curves_path.exists():
-        paths.append(distance_curves(pd.read_csv(curves_path), out / f"dq_synthetic_curves_{scale}.png"))
-    paths.append(diagnostics_plot(results, out / f"dq_synthetic_diagnostics_{scale}.png"))
-    return paths
+def figures(tables: Tables, scale: str) -> Figures:
+    """Latent-space scatter (PCA and t-SNE), spread curves and the diagnostics against each sweep."""
+    drawn = {}
+    if "points" in tables:
+        drawn["latent_pca"] = shrinkage_plot(tables["points"], "pca")
+        drawn["latent_tsne"] = shrinkage_plot(tables["points"], "tsne")
+    if "curves" in tables:
+        drawn["curves"] = distance_curves(tables["curves"])
+    return drawn | {"diagnostics": diagnostics_plot(tables[""])}
 
 
-def shrinkage_plot(points: pd.DataFrame, projection: str, path: Path) -> Path:
+def shrinkage_plot(points: pd.DataFrame, projection: str) -> Figure:
     """Rows: input dimensions. Columns: latent space (embeddings coloured by mode, codes as black crosses) for
     early, deferred and random; then data (grey) vs reconstructions (coloured) for early and deferred."""
     dims = sorted(points["dim"].unique())
@@ -282,10 +283,10 @@ def shrinkage_plot(points: pd.DataFrame, projection: str, path: Path) -> Path:
         "codes (x); data (grey) with reconstructions coloured by the mode of their input"
     )
     fig.tight_layout()
-    return save(fig, path)
+    return fig
 
 
-def distance_curves(curves: pd.DataFrame, path: Path) -> Path:
+def distance_curves(curves: pd.DataFrame) -> Figure:
     """Codebook spread over training: pairwise Euclidean code distance, its ratio to the latent spread, and
     perplexity, per input dimension; mean +- std over seeds."""
     curves = default_model(curves)
@@ -316,10 +317,10 @@ def distance_curves(curves: pd.DataFrame, path: Path) -> Path:
     axes[0, 0].legend(frameon=False)
     fig.suptitle("Codebook spread during training (deferred: quantized after the warm-up)")
     fig.tight_layout()
-    return save(fig, path)
+    return fig
 
 
-def diagnostics_plot(results: pd.DataFrame, path: Path) -> Path:
+def diagnostics_plot(results: pd.DataFrame) -> Figure:
     """Each diagnostic against input dimension, codebook size K and encoder width and depth."""
     metrics = (
         ("code_dist_euclid", "pairwise code distance"),
@@ -357,7 +358,7 @@ def diagnostics_plot(results: pd.DataFrame, path: Path) -> Path:
     axes[0, 0].legend(frameon=False)
     fig.suptitle("Shrinkage diagnostics (mean +- std over 3 seeds; other settings at their defaults)")
     fig.tight_layout()
-    return save(fig, path)
+    return fig
 
 
 EXPERIMENT = Experiment(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from replicate.errors import MissingDataError
-from replicate.experiments.spec import Experiment, RunResult
+from replicate.spec import Experiment, RunResult
 
 REASON = (
     "needs ImageNet-100 or ODIR and the MaskGIT / VAR tokenizers and generators, which this repository "

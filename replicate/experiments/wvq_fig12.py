@@ -16,7 +16,6 @@ cpu scale: 10,000 training features per step instead of 50,000 (the only change;
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,13 +23,13 @@ import torch
 
 from replicate.data.synthetic import DISTRIBUTIONS, sample
 from replicate.errors import ConfigError
-from replicate.experiments.spec import Claim, Experiment, RunResult, absolute, relative
 from replicate.metrics.codebook import evaluate_codebook
-from replicate.quantize import QUANTIZERS
+from replicate.quantize import QUANTIZERS, QuantizerConfig, quantizer_config
 from replicate.quantize.gaussian import gaussian_fit, gaussian_w2
-from replicate.report.plotting import figure, save
+from replicate.report.plotting import figure
 from replicate.results import PUBLISHED
-from replicate.train.atomic import atomic_quantizer, atomic_step
+from replicate.spec import Claim, Experiment, Figures, RunResult, Tables, absolute, relative
+from replicate.train.atomic import MOMENTUM, atomic_settings, atomic_step, build_atomic
 
 MUS = tuple(float(m) for m in range(9))
 OFFICIAL_SEED = 12
@@ -62,29 +61,42 @@ class Config:
     train_samples: int = 50_000  # fresh features per training step
     val_samples: int = 200_000  # fresh features per evaluation
     eval_every: int = 100
+    sgd_lr: float | None = None  # None: no optimizer (EMA VQ); make() sets the official per-method value
+    sgd_momentum: float = MOMENTUM
+    quantizer: tuple[tuple[str, float | int | str | bool | None], ...] = ()  # make(): the official atomic settings
     seed: int = OFFICIAL_SEED
 
     def __post_init__(self) -> None:
         if self.distribution not in DISTRIBUTIONS:
             raise ConfigError(f"unknown distribution {self.distribution!r}; valid: {', '.join(DISTRIBUTIONS)}")
-        if self.method not in QUANTIZERS:
-            raise ConfigError(f"unknown method {self.method!r}; valid: {', '.join(QUANTIZERS)}")
         for name in ("K", "d", "steps", "train_samples", "val_samples", "eval_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        self.quantizer_config()  # an unknown method or setting fails here
+
+    def quantizer_config(self) -> QuantizerConfig:
+        """Codes initialised as the features' family at the origin: N(0, I) or U(-1, 1)^d."""
+        init = "normal" if self.distribution == "gaussian" else "uniform"
+        return quantizer_config(self.method, self.K, self.d, init=init, init_scale=1.0, **dict(self.quantizer))
+
+
+def make(distribution: str, mu: float, method: str, *, d: int = 8, **fields) -> Config:
+    """A configuration with the official simulation's settings of the method (train/atomic.py) for dimension d."""
+    settings, lr = atomic_settings(method, d)
+    return Config(distribution, mu, method, d=d, sgd_lr=lr, quantizer=tuple(settings.items()), **fields)
 
 
 def configs(scale: str) -> list[Config]:
     if scale == "smoke":
         return [
-            Config(dist, mu, method, K=256, steps=20, train_samples=2000, val_samples=5000, eval_every=10)
+            make(dist, mu, method, K=256, steps=20, train_samples=2000, val_samples=5000, eval_every=10)
             for dist in DISTRIBUTIONS
             for mu in (0.0, 4.0)
             for method in QUANTIZERS
         ]
     train_samples = 50_000 if scale == "paper" else 10_000
     return [
-        Config(dist, mu, method, train_samples=train_samples)
+        make(dist, mu, method, train_samples=train_samples)
         for dist in DISTRIBUTIONS
         for method in QUANTIZERS
         for mu in MUS
@@ -110,8 +122,7 @@ def evaluate(config: Config, quantizer, step: int, device: torch.device) -> dict
 
 def run(config: Config, device: torch.device) -> RunResult:
     torch.manual_seed(config.seed)  # the codebook initialisation and every feature draw use the global generator
-    init = "normal" if config.distribution == "gaussian" else "uniform"
-    quantizer, optimizer = atomic_quantizer(config.method, config.K, config.d, init=init, init_scale=1.0, device=device)
+    quantizer, optimizer = build_atomic(config.quantizer_config(), config.sgd_lr, config.sgd_momentum, device)
     curve = [evaluate(config, quantizer, 0, device)]
     for step in range(1, config.steps + 1):
         atomic_step(quantizer, optimizer, features(config, config.train_samples, device))
@@ -174,10 +185,10 @@ def claims(results: pd.DataFrame) -> list[Claim]:
     return found
 
 
-def figures(tables: Path, scale: str, out: Path) -> list[Path]:
+def figures(tables: Tables, scale: str) -> Figures:
     """8 panels as the paper: ln E, U, ln C and W2 against mu (Gaussian, top) and nu (uniform, bottom) at the
     last step; hollow markers: the official run's values."""
-    results = pd.read_csv(tables / f"wvq_fig12_{scale}.csv")
+    results = tables[""]
     published = pd.read_csv(PUBLISHED / "wvq_fig12.csv")
     fig, axes = figure(2, 4, width=15, height=6.5)
     panels = (
@@ -228,7 +239,7 @@ def figures(tables: Path, scale: str, out: Path) -> list[Path]:
         f"Wasserstein VQ Fig. 12 reproduced (atomic setting, step 2000, scale {scale}); hollow circles: official run"
     )
     fig.tight_layout()
-    return [save(fig, out / f"wvq_fig12_{scale}.png")]
+    return {"": fig}
 
 
 EXPERIMENT = Experiment(

@@ -20,7 +20,6 @@ import functools
 import math
 import random
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -28,9 +27,9 @@ from matplotlib.patches import Circle
 
 from replicate.data.synthetic import sample_disk
 from replicate.errors import ConfigError
-from replicate.experiments.spec import Claim, Experiment, RunResult, absolute, relative
 from replicate.metrics.codebook import evaluate_codebook
-from replicate.report.plotting import figure, save
+from replicate.report.plotting import figure
+from replicate.spec import Claim, Experiment, Figures, RunResult, Tables, absolute, relative
 
 # panel -> (row, feature disk centre x, code disk centre x, code disk radius)
 PANELS = {
@@ -176,13 +175,11 @@ def claims(results: pd.DataFrame) -> list[Claim]:
     return found
 
 
-def figures(tables: Path, scale: str, out: Path) -> list[Path]:
+def figures(tables: Tables, scale: str) -> Figures:
     """The 8 panels in the paper's style: red feature disk and points, green code disk and points."""
-    results = pd.read_csv(tables / f"wvq_fig3_{scale}.csv")
-    points_path = tables / f"wvq_fig3_{scale}_points.csv.gz"
-    if not points_path.exists():
-        return []
-    points = pd.read_csv(points_path)
+    if "points" not in tables:
+        return {}
+    results, points = tables[""], tables["points"]
     official = results[results["sampler"] == "official"].set_index("panel")
     fig, axes = figure(2, 4, width=9, height=4.6)
     for axis, (panel, (row, feature_x, code_x, radius)) in zip(axes.flat, PANELS.items(), strict=True):
@@ -202,7 +199,7 @@ def figures(tables: Path, scale: str, out: Path) -> list[Path]:
         axis.set_xlim(middle - 2.0, middle + 2.0)
         axis.set_ylim(-1.7, 1.7)
     fig.suptitle("Wasserstein VQ Fig. 3 reproduced: features (red) and codes (green); published draw, E = RMS distance")
-    return [save(fig, out / f"wvq_fig3_{scale}.png")]
+    return {"": fig}
 
 
 EXPERIMENT = Experiment(

@@ -17,8 +17,8 @@ import torch
 
 from replicate.data.synthetic import DISTRIBUTIONS, sample
 from replicate.errors import ConfigError
-from replicate.experiments.spec import Claim, Experiment, RunResult, absolute, relative
 from replicate.metrics.codebook import evaluate_codebook
+from replicate.spec import Claim, Experiment, RunResult, absolute, relative
 
 SPREADS = (1e-4, 1e-3, 1e-2, 0.1, 1.0)  # sigma (Gaussian) or zeta (uniform)
 

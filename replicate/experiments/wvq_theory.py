@@ -27,9 +27,9 @@ import pandas as pd
 import torch
 
 from replicate.errors import ConfigError
-from replicate.experiments.spec import Claim, Experiment, RunResult
 from replicate.metrics.codebook import evaluate_codebook
 from replicate.quantize.kmeans import kmeans
+from replicate.spec import Claim, Experiment, RunResult
 
 SUPPORTS = {"inside": 0.5, "equal": 1.0, "outside": 2.0}  # half-width of the code square; features: 1.0
 INSIDE_LIMIT = 1 / 12  # E of clamping U(-1, 1)^2 onto [-1/2, 1/2]^2: 2 * (1/2) * (1/2)^2 / 3

@@ -6,29 +6,32 @@ and 10 (K = 512, CIFAR-10 and SVHN, with LPIPS). Each row is one tokenizer train
 code does) or 4 epochs (ImageNet, cosine); 32 px -> 8 x 8 x 8 latents, [1, 1, 2], batch 128, 50 epochs.
 Table 10 gives no epochs: we use the CIFAR/SVHN column of Table 5.
 
-`paper` scale is the published configuration, for a GPU box (`torchrun ... -m replicate run wvq_table6 --scale
-paper`). `cpu` scale exists for Table 6 only: the 4 methods at K = 8192 on the CIFAR-10 JPEG copy, shortened
-(see CPU_SHORTENING); every reduction is a column of the result and part of its `data` label.
+Every row is a replicate.train.tokenizer.TokenizerTraining: `dataset` is the data actually read. `paper` scale
+is the published configuration, for a GPU box (`torchrun ... -m replicate run wvq_table6 --scale paper`). `cpu`
+scale exists for Table 6 only: the 4 methods at K = 8192 on the CIFAR-10 JPEG copy, shortened (see
+CPU_SHORTENING); every reduction is a column of the result and part of its `data` label. `smoke` is
+tokenizer.smoke_scale of the table's first four rows (generated images, seconds).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from dataclasses import asdict, dataclass
+import shutil
 
 import pandas as pd
 import torch
 
-from replicate.errors import ConfigError
-from replicate.experiments.spec import Claim, Experiment, RunResult, absolute, relative
 from replicate.metrics.projection import pca_2d
-from replicate.report.plotting import figure, save
-from replicate.results import ROOT
+from replicate.report.plotting import figure
+from replicate.results import ROOT, config_id
+from replicate.spec import Claim, Experiment, Figures, RunResult, Tables, absolute, relative
 from replicate.train.tokenizer import (
     TokenizerTraining,
     describe_data,
     latent_sample,
     load_trained,
+    smoke_scale,
     train_tokenizer,
 )
 
@@ -44,94 +47,48 @@ TOLERANCES = {
     "rec_mse": relative(0.15),
     "lpips": absolute(0.02),
 }
-PAPER = {  # dataset -> (resolution, channel multipliers, epochs, batch, lr schedule); Table 5 and official code
-    "ffhq": (256, (1, 1, 2, 2, 4), 30, 32, "constant"),
-    "imagenet": (256, (1, 1, 2, 2, 4), 4, 32, "cosine"),
-    "cifar10": (32, (1, 1, 2), 50, 128, "constant"),
-    "svhn": (32, (1, 1, 2), 50, 128, "constant"),
+PAPER = {  # dataset -> (resolution, epochs, batch, lr schedule); Table 5 and official code
+    "ffhq": (256, 30, 32, "constant"),
+    "imagenet": (256, 4, 32, "cosine"),
+    "cifar10": (32, 50, 128, "constant"),
+    "svhn": (32, 50, 128, "constant"),
 }
 # Measured on 2 cores: the Table 5 CIFAR model trains at ~45 images/s (one epoch of 50,000: ~20 min, 50 epochs:
 # ~17 h per row); with 32 channels at ~150 images/s. cpu scale: 32 channels, a fixed 20,000-image subset, 2 epochs
 # (~5 min per row with evaluation on all 10,000 test images). Everything else is the paper's.
-CPU_SHORTENING = {"data_source": "cifar10-jpeg", "channels": 32, "epochs": 2, "max_train_images": 20_000}
+CPU_SHORTENING = {"dataset": "cifar10-jpeg", "channels": 32, "epochs": 2, "max_train_images": 20_000}
 
 
-@dataclass(frozen=True)
-class Config:
-    dataset: str  # the paper's dataset: cifar10, svhn, ffhq, imagenet
-    method: str
-    K: int
-    d: int = 8
-    data_source: str = ""  # the replicate.data.images dataset actually read ("" = the paper's dataset)
-    resolution: int = 32
-    channel_mult: tuple[int, ...] = (1, 1, 2)
-    channels: int = 64
-    epochs: int = 50
-    batch_size: int = 128
-    lr_schedule: str = "constant"
-    max_train_images: int | None = None
-    max_eval_images: int | None = None
-    schedule: str = "random"  # quantization schedule (Deferred Quantization's "early" / "deferred" elsewhere)
-    warmup_epochs: int = 0
-    quantizer: tuple[tuple[str, float | int | str], ...] = ()  # changes to the method's official settings
-    seed: int = 123  # official
-
-    def __post_init__(self) -> None:
-        if self.dataset not in PAPER:
-            raise ConfigError(f"unknown dataset {self.dataset!r}; valid: {', '.join(PAPER)}")
-        self.training()  # validates every field through the training configuration
-
-    def training(self, batch_size: int | None = None) -> TokenizerTraining:
-        return TokenizerTraining(
-            self.data_source or self.dataset,
-            self.resolution,
-            self.method,
-            self.K,
-            self.d,
-            channels=self.channels,
-            channel_mult=self.channel_mult,
-            epochs=self.epochs,
-            batch_size=batch_size or self.batch_size,
-            lr_schedule=self.lr_schedule,
-            schedule=self.schedule,
-            warmup_epochs=self.warmup_epochs,
-            quantizer=self.quantizer,
-            max_train_images=self.max_train_images,
-            max_eval_images=self.max_eval_images,
-            seed=self.seed,
-        )
-
-
-def paper_config(dataset: str, method: str, K: int, d: int = 8, **changes) -> Config:
-    resolution, channel_mult, epochs, batch, lr_schedule = PAPER[dataset]
-    return Config(
-        dataset,
-        method,
-        K,
-        d,
-        resolution=resolution,
-        channel_mult=channel_mult,
-        epochs=epochs,
-        batch_size=batch,
-        lr_schedule=lr_schedule,
-        **changes,
+def paper_config(dataset: str, method: str, K: int, d: int = 8, **changes) -> TokenizerTraining:
+    """The published configuration of one row (Table 5; channel multipliers by table5_layout)."""
+    resolution, epochs, batch, lr_schedule = PAPER[dataset]
+    return TokenizerTraining(
+        dataset, resolution, method, K, d, epochs=epochs, batch_size=batch, lr_schedule=lr_schedule, **changes
     )
 
 
-def run(config: Config, device: torch.device) -> RunResult:
-    """Train (or resume) the tokenizer in runs/tokenizers/<hash of the configuration>/ and report its last
-    evaluation; the per-epoch evaluations are the curves; 3,000 features and 1,000 codes, projected on the
-    features' two principal axes, are the points of the Fig. 5 scatter."""
-    key = hashlib.sha1(repr(asdict(config)).encode()).hexdigest()[:16]
-    training = config.training()
-    history = train_tokenizer(training, RUNS / key, device=str(device))
+def run_dir(config: TokenizerTraining):
+    """runs/tokenizers/<hash of config_id>/: the run's checkpoint and per-epoch log."""
+    return RUNS / hashlib.sha1(config_id(config).encode()).hexdigest()[:16]
+
+
+def discard(config: TokenizerTraining) -> None:
+    """--force: forget the run's checkpoint, so that it retrains from scratch."""
+    shutil.rmtree(run_dir(config), ignore_errors=True)
+
+
+def run(config: TokenizerTraining, device: torch.device) -> RunResult:
+    """Train (or resume) the tokenizer in its run folder and report its last evaluation; the per-epoch
+    evaluations are the curves; 3,000 features and 1,000 codes, projected on the features' two principal axes,
+    are the points of the Fig. 5 scatter."""
+    history = train_tokenizer(config, run_dir(config), device=str(device))
     final = {k: v for k, v in history.iloc[-1].to_dict().items() if k not in ("epoch", "step")}
-    return RunResult(final, {"curves": history.to_dict("records"), "points": scatter_points(training, RUNS / key)})
+    return RunResult(final, {"curves": history.to_dict("records"), "points": scatter_points(config, run_dir(config))})
 
 
-def scatter_points(training: TokenizerTraining, run_dir) -> list[dict]:
+def scatter_points(training: TokenizerTraining, folder) -> list[dict]:
     """Fig. 5: 3,000 random encoder outputs and 1,000 random codes (the paper's counts), in 2-D."""
-    model = load_trained(training, run_dir)
+    model = load_trained(training, folder)
     generator = torch.Generator().manual_seed(0)
     features = latent_sample(model, training, 10_000)
     features = features[torch.randperm(len(features), generator=generator)[:FIG5_FEATURES]]
@@ -145,25 +102,17 @@ def scatter_points(training: TokenizerTraining, run_dir) -> list[dict]:
     ]
 
 
-def data(config: Config) -> str:
-    return describe_data(config.training())
+def data(config: TokenizerTraining) -> str:
+    return describe_data(config)
 
 
-def figures_for(name: str):
-    def figures(tables, scale: str, out) -> list:
-        """Fig. 5-style scatter of features vs codes per method and configuration; U and C against K."""
-        results = pd.read_csv(tables / f"{name}_{scale}.csv")
-        paths = []
-        points_path = tables / f"{name}_{scale}_points.csv.gz"
-        if points_path.exists():
-            paths.append(scatter_figure(pd.read_csv(points_path), out / f"{name}_scatter_{scale}.png"))
-        paths.append(usage_figure(results, out / f"{name}_usage_{scale}.png"))
-        return paths
-
-    return figures
+def figures(tables: Tables, scale: str) -> Figures:
+    """Fig. 5-style scatter of features vs codes per method and configuration; U and C against K."""
+    drawn = {"scatter": scatter_figure(tables["points"])} if "points" in tables else {}
+    return drawn | {"usage": usage_figure(tables[""])}
 
 
-def scatter_figure(points: pd.DataFrame, path, column: str = "method", names: dict[str, str] = LABELS) -> object:
+def scatter_figure(points: pd.DataFrame, column: str = "method", names: dict[str, str] = LABELS):
     """One row per (dataset, K, d), one panel per value of `column` (the method, or the DQ schedule)."""
     settings = (
         points[["dataset", "K", "d"]].drop_duplicates().sort_values(["dataset", "K", "d"]).to_records(index=False)
@@ -186,10 +135,10 @@ def scatter_figure(points: pd.DataFrame, path, column: str = "method", names: di
         "on the features' two principal axes (as Wasserstein VQ Fig. 5)"
     )
     fig.tight_layout()
-    return save(fig, path)
+    return fig
 
 
-def usage_figure(results: pd.DataFrame, path) -> object:
+def usage_figure(results: pd.DataFrame):
     """U and C against the swept variable (K, or d for Table 9) per method (and dataset), one line per method."""
     swept = "d" if results["d"].nunique() > 1 and results["K"].nunique() == 1 else "K"
     datasets = sorted(results["dataset"].unique())
@@ -210,7 +159,7 @@ def usage_figure(results: pd.DataFrame, path) -> object:
     axes[0, 0].legend(frameon=False)
     fig.suptitle(f"Codebook usage ({results['data'].iloc[0]})")
     fig.tight_layout()
-    return save(fig, path)
+    return fig
 
 
 def table_experiment(
@@ -218,33 +167,17 @@ def table_experiment(
     dataset_rows: list[tuple[str, int, int]],
     title: str,
     keys: tuple[str, ...],
-    cpu_rows: list[Config] | None = None,
+    cpu_rows: list[TokenizerTraining] | None = None,
 ) -> Experiment:
     """dataset_rows: (dataset, K, d) of the table; every method of METHODS at each."""
 
-    def configs(scale: str) -> list[Config]:
+    def configs(scale: str) -> list[TokenizerTraining]:
         paper = [paper_config(dataset, m, K, d) for dataset, K, d in dataset_rows for m in METHODS]
         if scale == "paper":
             return paper
         if scale == "cpu":
             return cpu_rows or []
-        return [
-            Config(
-                c.dataset,
-                c.method,
-                min(c.K, 64),
-                c.d,
-                data_source="cifar10-jpeg",
-                resolution=32,
-                channels=32,
-                channel_mult=(1, 2),
-                epochs=1,
-                batch_size=16,
-                max_train_images=64,
-                max_eval_images=32,
-            )
-            for c in paper[:4]
-        ]
+        return [smoke_scale(c) for c in paper[:4]]
 
     def missing(scale: str) -> str | None:
         if scale == "cpu" and not cpu_rows:
@@ -266,8 +199,9 @@ def table_experiment(
         "their numbers are not replications of the published ones. PSNR/SSIM on the JPEG copy are not comparable "
         "in absolute value with the original CIFAR-10 (shared/data/README.md).",
         claims=claims,
-        figures=figures_for(f"wvq_table{number}"),
+        figures=figures,
         missing=missing,
+        discard=discard,
     )
 
 
@@ -307,7 +241,7 @@ def claims(results: pd.DataFrame) -> list[Claim]:
     return found
 
 
-CPU_TABLE6 = [Config("cifar10", m, 8192, **CPU_SHORTENING) for m in METHODS]
+CPU_TABLE6 = [dataclasses.replace(paper_config("cifar10", m, 8192), **CPU_SHORTENING) for m in METHODS]
 KEYS = ("method", "K", "d")
 TABLE1 = table_experiment(1, [("ffhq", K, 8) for K in (16384, 50000, 100000)], "VQ-VAE on FFHQ (256 tokens)", KEYS)
 TABLE2 = table_experiment(2, [("imagenet", K, 8) for K in (16384, 50000, 100000)], "VQ-VAE on ImageNet-1k", KEYS)

@@ -11,34 +11,35 @@ gamma 0.5, codebook lr 0.02), except the Wasserstein feature queue: 2,048 vector
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import torch
 
-from replicate.experiments.dq_synthetic import DIMS, SEEDS, Config, data, make, run_with
-from replicate.experiments.spec import Claim, Experiment, RunResult
+from replicate.experiments.dq_synthetic import DIMS, SEEDS, Config, data, run_keeping_points
+from replicate.experiments.dq_synthetic import make as dq_make
 from replicate.quantize import QUANTIZERS
-from replicate.report.plotting import figure, save
+from replicate.report.plotting import figure
+from replicate.spec import Claim, Experiment, Figures, RunResult, Tables
 
 SCHEDULES = ("early", "deferred")
 QUEUE_BATCHES = 8
 LABELS = {"vanilla": "Vanilla", "ema": "EMA", "online": "Online", "linear": "Linear", "wasserstein": "Wasserstein"}
 
 
+def make(dim: int, schedule: str, method: str, **fields) -> Config:
+    """dq_synthetic's configuration with the method's official settings, the Wasserstein queue shortened."""
+    changes = (("queue_size", QUEUE_BATCHES * 256),) if method == "wasserstein" else ()
+    return dq_make(dim, schedule, method=method, quantizer=changes, **fields)
+
+
 def configs(scale: str) -> list[Config]:
     if scale == "smoke":
-        return [make(4, s, steps=60, warmup=30, method=m) for m in QUANTIZERS for s in SCHEDULES]
-    return [make(dim, s, method=m, seed=seed) for dim in DIMS for m in QUANTIZERS for s in SCHEDULES for seed in SEEDS]
-
-
-def quantizer_settings(method: str) -> dict:
-    return {"queue_size": QUEUE_BATCHES * 256} if method == "wasserstein" else {}
+        return [make(4, s, m, steps=60, warmup=30) for m in QUANTIZERS for s in SCHEDULES]
+    return [make(dim, s, m, seed=seed) for dim in DIMS for m in QUANTIZERS for s in SCHEDULES for seed in SEEDS]
 
 
 def run(config: Config, device: torch.device) -> RunResult:
-    return run_with(config, quantizer_settings(config.method), keep_points=False)
+    return run_keeping_points(config, keep_points=False)
 
 
 def claims(results: pd.DataFrame) -> list[Claim]:
@@ -62,10 +63,10 @@ def claims(results: pd.DataFrame) -> list[Claim]:
     return found
 
 
-def figures(tables: Path, scale: str, out: Path) -> list[Path]:
+def figures(tables: Tables, scale: str) -> Figures:
     """One figure: rows = modes covered, perplexity, codebook / latent spread; columns = input dimension;
     bars = methods, early (light, hatched) beside deferred (dark); error bars = std over seeds."""
-    results = pd.read_csv(tables / f"xp_synthetic_{scale}.csv")
+    results = tables[""]
     metrics = (
         ("modes_covered", "modes covered (of 10)"),
         ("perplexity", "codebook perplexity"),
@@ -102,7 +103,7 @@ def figures(tables: Path, scale: str, out: Path) -> list[Path]:
         "Quantization's two schedules; mean +- std over 3 seeds)"
     )
     fig.tight_layout()
-    return [save(fig, out / f"xp_synthetic_{scale}.png")]
+    return {"": fig}
 
 
 EXPERIMENT = Experiment(

@@ -8,12 +8,14 @@ lpips:   the lpips package, AlexNet trunk with the LPIPS v0.1 linear layers (pyi
 rfid:    FID between reconstructions and originals on torch-fidelity's InceptionV3 2048-d pool features.
 
 LPIPS and rFID need pretrained weights that their packages download on first use; nothing here downloads.
-load_lpips and load_inception return (None, reason) when the file is absent, and callers write that reason
-("not computed: weights unavailable (<path>)") into the `lpips` / `rfid` result columns instead of a number.
+load_lpips and load_inception return (None, reason) when the file is absent; callers write NaN into the `lpips` /
+`rfid` result columns and the reason into `lpips_note` / `rfid_note` ("not computed: weights unavailable (...)",
+naming the file and where it was looked for, never a machine path).
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from replicate.quantize.gaussian import StreamedGaussianFit
+
 if TYPE_CHECKING:
     import lpips
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
@@ -31,6 +35,7 @@ PSNR_EPS = 1e-8  # pyiqa 0.1.11 psnr(): 10 log10(1 / (mse + eps)), so identical 
 SSIM_WINDOW, SSIM_SIGMA, SSIM_K1, SSIM_K2 = 11, 1.5, 0.01, 0.03  # piq 0.8.0 ssim() defaults (Wang et al. 2004)
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"  # torchvision's ImageNet AlexNet, as torch hub caches it
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's URL_INCEPTION_V3, same cache
+LPIPS_WEIGHTS_ENV, INCEPTION_WEIGHTS_ENV = "VQ_LPIPS_WEIGHTS", "VQ_INCEPTION_WEIGHTS"  # paths to the two files
 
 
 def _unit(images: Tensor) -> Tensor:
@@ -109,18 +114,30 @@ class ImageMetrics:
         return dict(zip(self.names, (self.totals / self.count).tolist(), strict=True))
 
 
-def _weights_file(weights_path: str | Path | None, file_name: str) -> Path:
-    """The given path, else the file in torch hub's cache (where torch.hub.load_state_dict_from_url saves it)."""
-    return Path(weights_path) if weights_path is not None else Path(torch.hub.get_dir()) / "checkpoints" / file_name
+def _weights_file(weights_path: str | Path | None, variable: str, file_name: str) -> tuple[Path | None, str]:
+    """(the weights file, "") or (None, reason): `weights_path` alone when given, else the first file of
+    $variable and file_name in torch hub's cache (where torch.hub.load_state_dict_from_url saves it).
+    The reason names the places symbolically, so that no machine's path enters a result.
+    """
+    if weights_path is not None:
+        candidates, places = [weights_path], "at the weights_path given"
+    else:
+        candidates = [os.environ.get(variable), Path(torch.hub.get_dir()) / "checkpoints" / file_name]
+        places = f"at ${variable} nor in the torch hub cache"
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return Path(candidate), ""
+    return None, f"not computed: weights unavailable ({file_name} not {places})"
 
 
 def load_lpips(weights_path: str | Path | None = None) -> tuple[lpips.LPIPS | None, str]:
-    """LPIPS (AlexNet, v0.1) with its trunk from torchvision's AlexNet state dict at `weights_path` (default: torch
-    hub's cache); returns (model, the file used), or (None, reason) when the file is absent. Never downloads.
+    """LPIPS (AlexNet, v0.1) with its trunk from torchvision's AlexNet state dict at `weights_path` (default:
+    $VQ_LPIPS_WEIGHTS, else torch hub's cache); returns (model, the file used), or (None, reason) when the file is
+    absent. Never downloads.
     """
-    path = _weights_file(weights_path, ALEXNET_FILE)
-    if not path.is_file():
-        return None, f"not computed: weights unavailable ({path})"
+    path, reason = _weights_file(weights_path, LPIPS_WEIGHTS_ENV, ALEXNET_FILE)
+    if path is None:
+        return None, reason
     import lpips  # imported here: pulls in torchvision, needed only when the weights exist
 
     with warnings.catch_warnings():  # lpips builds the trunk with torchvision's deprecated alexnet(pretrained=False)
@@ -144,11 +161,12 @@ def lpips_distance(model: lpips.LPIPS, reconstructions: Tensor, originals: Tenso
 
 def load_inception(weights_path: str | Path | None = None) -> tuple[FeatureExtractorInceptionV3 | None, str]:
     """torch-fidelity's 'inception-v3-compat' extractor of 2048-d pool features from the weights file at
-    `weights_path` (default: torch hub's cache); (extractor, the file used) or (None, reason). Never downloads.
+    `weights_path` (default: $VQ_INCEPTION_WEIGHTS, else torch hub's cache); (extractor, the file used) or
+    (None, reason). Never downloads.
     """
-    path = _weights_file(weights_path, INCEPTION_FILE)
-    if not path.is_file():
-        return None, f"not computed: weights unavailable ({path})"
+    path, reason = _weights_file(weights_path, INCEPTION_WEIGHTS_ENV, INCEPTION_FILE)
+    if path is None:
+        return None, reason
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3  # heavy; only when needed
 
     extractor = FeatureExtractorInceptionV3(
@@ -182,38 +200,22 @@ def frechet_distance_of_features(features_a: Tensor, features_b: Tensor) -> floa
     return frechet_distance(features_a.mean(0), torch.cov(features_a.T), features_b.mean(0), torch.cov(features_b.T))
 
 
-class _Moments:
-    """Count, sum and sum of outer products of feature rows, float64: a streamed mean and unbiased covariance."""
-
-    def __init__(self) -> None:
-        self.count, self.total, self.outer = 0, 0.0, 0.0
-
-    def add(self, rows: Tensor) -> None:
-        rows = rows.double()
-        self.count += len(rows)
-        self.total = self.total + rows.sum(0)
-        self.outer = self.outer + rows.T @ rows
-
-    def mean_cov(self) -> tuple[Tensor, Tensor]:
-        mean = self.total / self.count
-        return mean, (self.outer - self.count * torch.outer(mean, mean)) / (self.count - 1)
-
-
 class RFIDAccumulator:
-    """Streamed rFID: float64 moments of the extractor's pool features of reconstructions and of originals (fed as
-    uint8 images, as torch-fidelity expects); the extractor moves to the images' device."""
+    """Streamed rFID: float64 Gaussian fits of the extractor's pool features of reconstructions and of originals
+    (fed as uint8 images, as torch-fidelity expects); the extractor moves to the images' device."""
 
     def __init__(self, extractor: nn.Module) -> None:
         self.extractor = extractor
-        self.reconstructions, self.originals = _Moments(), _Moments()
+        self.reconstructions = StreamedGaussianFit(unbiased=True)  # unbiased, as torch-fidelity
+        self.originals = StreamedGaussianFit(unbiased=True)
 
     @torch.no_grad()
     def add(self, reconstructions: Tensor, originals: Tensor) -> None:
         self.extractor.to(reconstructions.device)
-        for moments, images in ((self.reconstructions, reconstructions), (self.originals, originals)):
+        for fit, images in ((self.reconstructions, reconstructions), (self.originals, originals)):
             (features,) = self.extractor(to_uint8(images))  # torch-fidelity returns one tensor per requested feature
-            moments.add(features)
+            fit.add(features)
 
     def result(self) -> float:
         """FID between everything added (at least two images each)."""
-        return frechet_distance(*self.reconstructions.mean_cov(), *self.originals.mean_cov())
+        return frechet_distance(*self.reconstructions.result(), *self.originals.result())

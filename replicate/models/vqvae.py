@@ -158,6 +158,15 @@ class Decoder(nn.Module):
         return self.conv_out(F.silu(self.norm_out(h)))
 
 
+@dataclass(frozen=True)
+class VQVAEOutput:
+    """What VQVAE.forward returns; quantizer is None when quantization is off."""
+
+    reconstructions: Tensor  # (B, 3, H, W)
+    latents: Tensor  # (B, h, w, d), before quantization
+    quantizer: QuantizerOutput | None
+
+
 class VQVAE(nn.Module):
     """Encoder -> 1x1 conv to the codebook dimension -> quantizer -> 1x1 conv back -> decoder."""
 
@@ -179,16 +188,20 @@ class VQVAE(nn.Module):
         """Images from channel-last latents (B, h, w, d)."""
         return self.decoder(self.post_quant_conv(latents.permute(0, 3, 1, 2)))
 
-    def forward(self, images: Tensor, *, quantize: bool = True) -> tuple[Tensor, Tensor, QuantizerOutput | None]:
-        """(reconstructions, continuous latents, quantizer output or None when quantization is off)."""
+    def forward(self, images: Tensor, *, quantize: bool = True) -> VQVAEOutput:
+        """Reconstructions through the quantizer, or straight from the latents when quantize is False."""
         latents = self.encode(images)
         if not quantize:
-            return self.decode(latents), latents, None
+            return VQVAEOutput(self.decode(latents), latents, None)
         out = self.quantizer(latents)
-        return self.decode(out.quantized), latents, out
+        return VQVAEOutput(self.decode(out.quantized), latents, out)
+
+
+def table5_layout(resolution: int) -> tuple[int, ...]:
+    """Table 5's channel multipliers for a resolution: [1, 1, 2] up to 64 px, [1, 1, 2, 2, 4] at 128 px and above."""
+    return (1, 1, 2) if resolution <= 64 else (1, 1, 2, 2, 4)
 
 
 def vqvae_config(resolution: int, **changes) -> VQVAEConfig:
-    """Table 5's configuration for a resolution: [1, 1, 2] up to 64 px, [1, 1, 2, 2, 4] at 128 px and above."""
-    channel_mult = (1, 1, 2) if resolution <= 64 else (1, 1, 2, 2, 4)
-    return VQVAEConfig(resolution=resolution, **{"channel_mult": channel_mult, **changes})
+    """Table 5's configuration for a resolution."""
+    return VQVAEConfig(resolution=resolution, **{"channel_mult": table5_layout(resolution), **changes})

@@ -21,6 +21,28 @@ def gaussian_fit(x: Tensor, *, unbiased: bool) -> tuple[Tensor, Tensor]:
     return mean, centred.T @ centred / divisor
 
 
+class StreamedGaussianFit:
+    """gaussian_fit of all rows added in (n, d) batches, from float64 count, sum and sum of outer products."""
+
+    def __init__(self, *, unbiased: bool) -> None:
+        self.unbiased = unbiased
+        self.count, self.total, self.outer = 0, 0.0, 0.0  # the sums become tensors on the rows' device
+
+    def add(self, rows: Tensor) -> None:
+        rows = rows.double()
+        self.count += len(rows)
+        self.total = self.total + rows.sum(0)
+        self.outer = self.outer + rows.T @ rows
+
+    def result(self) -> tuple[Tensor, Tensor]:
+        """Mean (d,) and covariance (d, d); the divisor as gaussian_fit's."""
+        if self.count == 0:
+            raise ValueError("a Gaussian fit of no rows")
+        mean = self.total / self.count
+        divisor = max(self.count - int(self.unbiased), 1)
+        return mean, (self.outer - self.count * torch.outer(mean, mean)) / divisor
+
+
 def sqrtm_psd(matrix: Tensor, eps: float = 0.0) -> Tensor:
     """Square root of a symmetric positive semi-definite matrix: Q diag(sqrt(relu(l) + eps)) Q^T."""
     eigenvalues, eigenvectors = torch.linalg.eigh(_symmetric(matrix))

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from replicate.experiments.spec import Claim, Experiment
 from replicate.results import PUBLISHED
+from replicate.spec import Claim, Experiment
 
 PASS, FAIL, NOT_RUN, NOT_COMPARABLE, LISTED = (
     "pass",

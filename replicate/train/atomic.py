@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from replicate.quantize import Quantizer, QuantizerOutput, build_quantizer, quantizer_config
+from replicate.quantize import Quantizer, QuantizerConfig, QuantizerOutput, build_quantizer, quantizer_config
 
 MOMENTUM = 0.9  # official: SGD(momentum=0.9) for every gradient-trained method
 
@@ -47,14 +47,21 @@ def atomic_settings(method: str, dim: int) -> tuple[dict, float | None]:
 def atomic_quantizer(
     method: str, num_codes: int, dim: int, *, init: str, init_scale: float, device: torch.device | str = "cpu"
 ) -> tuple[Quantizer, torch.optim.Optimizer | None]:
-    """The method's quantizer with codes initialised as `init` (normal / uniform) and its SGD optimizer."""
+    """The method's official atomic quantizer with codes initialised as `init` (normal / uniform) and its SGD."""
     settings, lr = atomic_settings(method, dim)
-    quantizer = build_quantizer(quantizer_config(method, num_codes, dim, init=init, init_scale=init_scale, **settings))
-    quantizer.to(device).train()
+    config = quantizer_config(method, num_codes, dim, init=init, init_scale=init_scale, **settings)
+    return build_atomic(config, lr, MOMENTUM, device)
+
+
+def build_atomic(
+    config: QuantizerConfig, lr: float | None, momentum: float, device: torch.device | str = "cpu"
+) -> tuple[Quantizer, torch.optim.Optimizer | None]:
+    """A quantizer in training mode and its SGD optimizer (None where the method learns without gradients)."""
+    quantizer = build_quantizer(config).to(device).train()
     if lr is None:
         return quantizer, None
     params = [p for group in quantizer.param_groups(lr) for p in group["params"]]
-    return quantizer, torch.optim.SGD(params, lr=lr, momentum=MOMENTUM)
+    return quantizer, torch.optim.SGD(params, lr=lr, momentum=momentum)
 
 
 def atomic_step(quantizer: Quantizer, optimizer: torch.optim.Optimizer | None, features: Tensor) -> QuantizerOutput:

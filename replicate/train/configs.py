@@ -3,34 +3,24 @@ the scale, the paper's settings at `paper`, every reduction written out at `cpu`
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 from replicate.errors import ConfigError, unknown_name
-from replicate.experiments.spec import SCALES
 from replicate.quantize import QUANTIZERS
-from replicate.train.tokenizer import TokenizerTraining
+from replicate.spec import SCALES
+from replicate.train.tokenizer import TokenizerTraining, smoke_scale
 
 
 def cifar10(method: str, scale: str) -> TokenizerTraining:
     """Wasserstein VQ Table 6 row: 32 px, K = 8192, d = 8, channels 64, [1, 1, 2], batch 128, lr 5e-5, 50
-    epochs (Table 5). cpu: the CIFAR-10 JPEG copy, one epoch. smoke: a narrow model on 512 images."""
+    epochs (Table 5). cpu: the CIFAR-10 JPEG copy, one epoch. smoke: tokenizer.smoke_scale."""
+    paper = TokenizerTraining("cifar10", 32, method, 8192, epochs=50)
     if scale == "paper":
-        return TokenizerTraining("cifar10", 32, method, 8192, epochs=50)
+        return paper
     if scale == "cpu":
-        return TokenizerTraining("cifar10-jpeg", 32, method, 8192, epochs=1)
-    return TokenizerTraining(
-        "cifar10-jpeg",
-        32,
-        method,
-        256,
-        channels=32,
-        channel_mult=(1, 2),
-        epochs=1,
-        batch_size=32,
-        max_train_images=512,
-        max_eval_images=128,
-        checkpoint_every=4,
-    )
+        return dataclasses.replace(paper, dataset="cifar10-jpeg", epochs=1)
+    return smoke_scale(paper)
 
 
 TRAIN_CONFIGS = {f"cifar10-{method}": functools.partial(cifar10, method) for method in QUANTIZERS}

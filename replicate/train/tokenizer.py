@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -32,25 +32,29 @@ from tqdm import tqdm
 from replicate import distributed
 from replicate.data.images import DATA_LABELS, image_dataset
 from replicate.errors import ConfigError, ReplicateError
-from replicate.models.vqvae import VQVAE, VQVAEConfig
+from replicate.metrics.codebook import perplexity, utilization
+from replicate.models.vqvae import VQVAE, VQVAEConfig, table5_layout
 from replicate.quantize import build_quantizer, quantizer_config
-from replicate.results import write_csv
+from replicate.results import RUN_OPTION, config_id, git_revision, write_csv
 from replicate.train.checkpoint import load_checkpoint, save_checkpoint
 from replicate.train.evaluate import evaluate_tokenizer
-from replicate.train.schedule import QuantizationSchedule
+from replicate.train.schedule import SCHEDULES, QuantizationSchedule
 
 LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
 class TokenizerTraining:
-    dataset: str  # a name of replicate.data.images.DATASETS
+    """What one tokenizer run is. Fields marked RUN_OPTION are machine settings: they enter neither the result
+    row, nor config_id, nor the check that a checkpoint belongs to this configuration."""
+
+    dataset: str  # a name of replicate.data.images.DATASETS: the data actually read
     resolution: int
     method: str
     K: int
     d: int = 8
     channels: int = 64  # Table 5
-    channel_mult: tuple[int, ...] = (1, 1, 2)  # Table 5: [1, 1, 2] at 32 px, [1, 1, 2, 2, 4] at 256 px
+    channel_mult: tuple[int, ...] | None = None  # None: Table 5's for the resolution (models.vqvae.table5_layout)
     epochs: int = 50
     batch_size: int = 128  # global batch, split evenly over the ranks
     lr: float = 5e-5
@@ -63,14 +67,15 @@ class TokenizerTraining:
     schedule: str = "random"  # "random": the Wasserstein VQ setting; "early" / "deferred": Deferred Quantization
     warmup_epochs: int = 0  # continuous epochs before quantizing (deferred only)
     kmeans_vectors: int = 100_000  # encoder outputs for the k-means initialisation (not stated by the paper)
+    kmeans_iterations: int = 50  # Lloyd iterations of that initialisation (not stated by the paper)
     quantizer: tuple[tuple[str, float | int | str | bool | None], ...] = ()  # changes to the official settings
     max_train_images: int | None = None  # reduced scales: a fixed random subset
     max_eval_images: int | None = None
     eval_every: int = 1  # epochs
-    checkpoint_every: int = 500  # steps
-    num_workers: int = 0
-    data_root: str | None = None
     seed: int = 123  # official seed
+    checkpoint_every: int = field(default=500, metadata=RUN_OPTION)  # steps
+    num_workers: int = field(default=0, metadata=RUN_OPTION)
+    data_root: str | None = field(default=None, metadata=RUN_OPTION)
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in LR_SCHEDULES:
@@ -78,8 +83,12 @@ class TokenizerTraining:
         for name in ("resolution", "K", "d", "channels", "epochs", "batch_size", "eval_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"unknown schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
         if self.schedule == "deferred" and not 0 < self.warmup_epochs < self.epochs:
             raise ConfigError(f"deferred quantization needs 0 < warmup_epochs < epochs, got {self.warmup_epochs}")
+        if self.channel_mult is None:  # one rule, in one place: Table 5's layout for the resolution
+            object.__setattr__(self, "channel_mult", table5_layout(self.resolution))
         self.quantizer_config()  # an unknown method or setting fails here, before anything runs
 
     def quantizer_config(self):
@@ -89,6 +98,25 @@ class TokenizerTraining:
         return VQVAEConfig(
             self.resolution, channels=self.channels, channel_mult=tuple(self.channel_mult), codebook_dim=self.d
         )
+
+
+def smoke_scale(config: TokenizerTraining, *, epochs: int = 1) -> TokenizerTraining:
+    """The smoke version of any tokenizer run (every code path in seconds, no data needed): generated 32 px
+    images, a two-level narrow model, K <= 64, 64 training and 32 evaluation images."""
+    return dataclasses.replace(
+        config,
+        dataset="shapes",
+        resolution=32,
+        K=min(config.K, 64),
+        channels=32,
+        channel_mult=(1, 2),
+        epochs=epochs,
+        batch_size=16,
+        max_train_images=64,
+        max_eval_images=32,
+        warmup_epochs=min(config.warmup_epochs, epochs - 1),
+        checkpoint_every=2,
+    )
 
 
 def describe_data(config: TokenizerTraining) -> str:
@@ -135,26 +163,21 @@ def rank_batches(size: int, config: TokenizerTraining, epoch: int, context: dist
 
 @dataclass
 class RunState:
-    """Where a run stands: the next (epoch, step in epoch), the evaluation rows so far and this epoch's loss sum
-    and step count. Saved with the model and optimizer in one atomic checkpoint."""
+    """Where a run stands: the next (epoch, step in epoch), the evaluation rows so far, this epoch's loss sum and
+    step count, and the code revisions that trained it (more than one when a run was resumed after a change of
+    the code). Saved with the model and optimizer in one atomic checkpoint."""
 
     epoch: int = 0
     step: int = 0
     history: list = dataclasses.field(default_factory=list)
     loss_sum: float = 0.0
     loss_steps: int = 0
+    revisions: list = dataclasses.field(default_factory=lambda: [git_revision()])
 
     def save(self, path: Path, config: TokenizerTraining, model: VQVAE, optimizer, context) -> None:
         if context.is_main:
-            save_checkpoint(
-                path,
-                {
-                    "config": dataclasses.asdict(config),
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "run": dataclasses.asdict(self),
-                },
-            )
+            state = {"config_id": config_id(config), "model": model.state_dict(), "optimizer": optimizer.state_dict()}
+            save_checkpoint(path, {**state, "run": dataclasses.asdict(self)})
         distributed.barrier()
 
     @classmethod
@@ -162,10 +185,10 @@ class RunState:
         state = load_checkpoint(path)
         if state is None:
             return cls()
-        if state["config"] != dataclasses.asdict(config):
-            raise ReplicateError(f"{path.parent} holds a run with a different configuration; use another run folder")
-        if "run" not in state:
+        if "run" not in state or "revisions" not in state["run"]:
             raise ReplicateError(f"{path} was written by an older version of this code; delete {path.parent}")
+        if state["config_id"] != config_id(config):
+            raise ReplicateError(f"{path.parent} holds a run with a different configuration; use another run folder")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         return cls(**state["run"])
@@ -195,7 +218,9 @@ def train_tokenizer(
     steps_per_epoch = len(train_data) // config.batch_size
     if steps_per_epoch == 0:
         raise ConfigError(f"{len(train_data)} training images give no batch of {config.batch_size}")
-    schedule = QuantizationSchedule(config.schedule, config.warmup_epochs * steps_per_epoch)
+    schedule = QuantizationSchedule(
+        config.schedule, config.warmup_epochs * steps_per_epoch, kmeans_iterations=config.kmeans_iterations
+    )
     model = VQVAE(config.model_config(), build_quantizer(config.quantizer_config())).to(context.device)
     optimizer = build_optimizer(model, config)
     checkpoint_path = run_dir / "checkpoint.pt"
@@ -210,6 +235,8 @@ def train_tokenizer(
     if context.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=1))
+    if run.epoch < config.epochs and run.revisions[-1] != git_revision():
+        run.revisions.append(git_revision())  # training goes on under other code: the result row names both
     while run.epoch < config.epochs:
         datasets["train"].set_epoch(run.epoch)
         batches = rank_batches(len(train_data), config, run.epoch, context)[run.step :]
@@ -255,19 +282,17 @@ def train_tokenizer(
                 )
                 write_csv(run_dir / "eval.csv", pd.DataFrame(run.history))
             distributed.barrier()
-        run = RunState(run.epoch + 1, 0, run.history)
+        run = RunState(run.epoch + 1, 0, run.history, revisions=run.revisions)
         run.save(checkpoint_path, config, model, optimizer, context)
-    return pd.DataFrame(run.history)
+    history = pd.DataFrame(run.history)
+    history["train_revisions"] = "+".join(run.revisions)  # the code revisions that trained this tokenizer
+    return history
 
 
 def batch_usage(indices: torch.Tensor, num_codes: int) -> dict[str, str]:
     """U and C of one batch, for the progress bar (the evaluation uses the whole set)."""
-    counts = torch.bincount(indices.reshape(-1), minlength=num_codes).double()
-    shares = counts / counts.sum()
-    return {
-        "U": f"{(counts > 0).double().mean():.3f}",
-        "C": f"{torch.exp(-torch.special.xlogy(shares, shares).sum()):.1f}",
-    }
+    counts = torch.bincount(indices.reshape(-1), minlength=num_codes)
+    return {"U": f"{utilization(counts):.3f}", "C": f"{perplexity(counts):.1f}"}
 
 
 def build_optimizer(model: VQVAE, config: TokenizerTraining) -> torch.optim.Adam:
@@ -281,15 +306,16 @@ def build_optimizer(model: VQVAE, config: TokenizerTraining) -> torch.optim.Adam
 
 def train_step(wrapped, model: VQVAE, optimizer, images, config: TokenizerTraining, step: int, quantize: bool):
     optimizer.param_groups[0]["lr"] = learning_rate(config, step)
-    reconstructions, latents, out = wrapped(images, quantize=quantize)
-    loss = F.mse_loss(reconstructions, images) + (out.loss if out is not None else 0)
+    forward = wrapped(images, quantize=quantize)
+    out = forward.quantizer
+    loss = F.mse_loss(forward.reconstructions, images) + (out.loss if out is not None else 0)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     for group in optimizer.param_groups:
         torch.nn.utils.clip_grad_norm_(group["params"], config.grad_clip)
     optimizer.step()
     if out is not None:
-        model.quantizer.update(latents.detach(), out)
+        model.quantizer.update(forward.latents.detach(), out)
     return float(loss.detach()), out
 
 

@@ -1,16 +1,18 @@
-"""What an experiment is: its configurations at each scale, how one configuration runs, and how its results
-are compared with the paper (published file, matching keys, tolerances, qualitative claims, figures)."""
+"""What an experiment is: its configurations at each scale, how one configuration runs, and how its results are
+compared with the paper (published file, matching keys, tolerances, qualitative claims, figures).
+
+A leaf module: it imports nothing from the package, so that reports and comparisons load no training code."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-import torch
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+    from matplotlib.figure import Figure
 
 SCALES = ("smoke", "cpu", "paper")
 
@@ -57,6 +59,13 @@ class RunResult:
     extra_tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
+# The result tables of one experiment at one scale, by kind ("" the results, "curves", "points"), as read by the
+# runner through results.result_path; a figure function turns them into named figures ("" -> figures/E_S.png,
+# "scatter" -> figures/E_scatter_S.png).
+Tables = dict[str, "pd.DataFrame"]
+Figures = dict[str, "Figure"]
+
+
 @dataclass(frozen=True)
 class Experiment:
     name: str  # e.g. "wvq_table4"; also the stem of every output file
@@ -71,9 +80,6 @@ class Experiment:
     comparable_scales: tuple[str, ...] = ("paper",)  # scales whose configuration is the published one
     notes: str = ""  # caveats printed beside the comparison
     claims: Callable[[pd.DataFrame], list[Claim]] | None = None
-    figures: Callable[[Path, str, Path], list[Path]] | None = None  # (tables dir, scale, figures dir) -> files
+    figures: Callable[[Tables, str], Figures] | None = None  # (result tables, scale) -> figures by name
     missing: Callable[[str], str | None] | None = None  # scale -> why the data or weights are unavailable
-
-    def config_fields(self, scale: str) -> list[str]:
-        configs = self.configs(scale)
-        return [f.name for f in dataclasses.fields(configs[0])] if configs else []
+    discard: Callable[[Any], None] | None = None  # forget a configuration's saved training state (--force)

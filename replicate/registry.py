@@ -1,0 +1,34 @@
+"""The registry: experiment name -> Experiment. run_all.sh, the command line and the tests iterate over it."""
+
+from __future__ import annotations
+
+from replicate.experiments import (
+    dq_cifar,
+    dq_synthetic,
+    dq_tables,
+    wvq_fig3,
+    wvq_fig12,
+    wvq_quantitative,
+    wvq_table4,
+    wvq_theory,
+    wvq_vqvae,
+    xp_synthetic,
+)
+from replicate.spec import Experiment
+
+EXPERIMENTS: dict[str, Experiment] = {
+    e.name: e
+    for e in (
+        wvq_table4.EXPERIMENT,
+        wvq_fig3.EXPERIMENT,
+        wvq_quantitative.FIG10,
+        wvq_quantitative.FIG11,
+        wvq_fig12.EXPERIMENT,
+        wvq_theory.EXPERIMENT,
+        dq_synthetic.EXPERIMENT,
+        xp_synthetic.EXPERIMENT,
+        *wvq_vqvae.TABLES,
+        dq_cifar.EXPERIMENT,
+        dq_tables.EXPERIMENT,
+    )
+}
