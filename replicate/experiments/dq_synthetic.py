@@ -17,20 +17,16 @@ Every choice below is ours; the paper leaves it open (digest Sec. 8):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 import torch
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from replicate.errors import ConfigError
 from replicate.metrics.projection import pca_2d, tsne_2d
-from replicate.quantize import QuantizerConfig, quantizer_config
 from replicate.report.plotting import figure
 from replicate.spec import Claim, Experiment, Figures, RunResult, Tables
-from replicate.train.schedule import SCHEDULES, QuantizationSchedule
+from replicate.train.schedule import SCHEDULES
 from replicate.train.synthetic import SyntheticResult, SyntheticTraining, train_synthetic
 
 DIMS = (2, 4, 8, 16)
@@ -47,47 +43,16 @@ COLOURS = {"early": "tab:red", "deferred": "tab:blue", "random": "tab:gray"}
 EMA_SETTINGS = (("decay", 0.99), ("beta", 0.25))  # the paper's EMA VQ (van den Oord et al. 2017)
 
 
-@dataclass(frozen=True)
-class Config:
-    dim: int
-    schedule: str
-    method: str = "ema"
-    K: int = 32
-    encoder_width: int = 64
-    encoder_depth: int = 2
-    decoder_width: int = 64
-    decoder_depth: int = 2
-    steps: int = STEPS
-    warmup_steps: int = 0  # continuous steps before quantizing: WARMUP for "deferred", 0 otherwise
-    batch: int = 256
-    lr: float = 1e-3  # Adam (0.9, 0.999), no clipping
-    kmeans_iterations: int = 50  # Lloyd iterations of the early / deferred codebook initialisation
-    quantizer: tuple[tuple[str, float | int | str | bool | None], ...] = ()  # changes to the method's defaults
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"unknown schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
-        for name in ("K", "encoder_width", "encoder_depth", "decoder_width", "decoder_depth", "steps", "batch"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.dim < 2:
-            raise ConfigError(f"dim must be >= 2 (the plots project to 2-D), got {self.dim}")
-        if self.warmup_steps >= self.steps:
-            raise ConfigError(f"warmup_steps ({self.warmup_steps}) must be below steps ({self.steps})")
-        self.quantizer_config()  # an unknown method or setting fails here
-
-    def quantizer_config(self) -> QuantizerConfig:
-        return quantizer_config(self.method, self.K, self.dim, **dict(self.quantizer))
-
-
-def make(dim: int, schedule: str, *, steps: int = STEPS, warmup: int = WARMUP, method: str = "ema", **fields) -> Config:
+def make(
+    dim: int, schedule: str, *, steps: int = STEPS, warmup: int = WARMUP, method: str = "ema", **fields
+) -> SyntheticTraining:
     """A configuration of this study: EMA VQ with the paper's settings unless `quantizer` says otherwise."""
     fields.setdefault("quantizer", EMA_SETTINGS if method == "ema" else ())
-    return Config(dim, schedule, method, steps=steps, warmup_steps=warmup if schedule == "deferred" else 0, **fields)
+    warmup_steps = warmup if schedule == "deferred" else 0
+    return SyntheticTraining(dim, schedule, method, steps=steps, warmup_steps=warmup_steps, **fields)
 
 
-def configs(scale: str) -> list[Config]:
+def configs(scale: str) -> list[SyntheticTraining]:
     if scale == "smoke":
         return [make(dim, s, steps=60, warmup=30) for dim in (2, 4) for s in SCHEDULES]
     grid = [make(dim, s, seed=seed) for dim in DIMS for s in SCHEDULES for seed in SEEDS]
@@ -99,28 +64,9 @@ def configs(scale: str) -> list[Config]:
     return list(dict.fromkeys(grid))  # the default point belongs to every sweep: run it once
 
 
-def training(config: Config) -> SyntheticTraining:
-    return SyntheticTraining(
-        dim=config.dim,
-        steps=config.steps,
-        batch=config.batch,
-        lr=config.lr,
-        encoder_width=config.encoder_width,
-        encoder_depth=config.encoder_depth,
-        decoder_width=config.decoder_width,
-        decoder_depth=config.decoder_depth,
-        record_every=100 if config.steps >= 1000 else 10,
-        seed=config.seed,
-    )
-
-
-def run_keeping_points(config: Config, keep_points: bool) -> RunResult:
+def run_keeping_points(config: SyntheticTraining, keep_points: bool) -> RunResult:
     """Train one configuration; with keep_points, also the scatter points of its embeddings and codes."""
-    result = train_synthetic(
-        training(config),
-        config.quantizer_config(),
-        QuantizationSchedule(config.schedule, config.warmup_steps, kmeans_iterations=config.kmeans_iterations),
-    )
+    result = train_synthetic(config)
     extra = {"curves": result.history}
     if keep_points:
         extra["points"] = scatter_points(result)
@@ -138,7 +84,7 @@ def default_model(frame: pd.DataFrame, except_for: str = "") -> pd.DataFrame:
     return frame
 
 
-def run(config: Config, device: torch.device) -> RunResult:
+def run(config: SyntheticTraining, device: torch.device) -> RunResult:
     """The scatter points are kept for seed 0 of the default model."""
     default = all(getattr(config, k) == v for k, v in DEFAULT_MODEL.items())
     return run_keeping_points(config, keep_points=config.seed == 0 and default)
@@ -183,7 +129,7 @@ def scatter_points(result: SyntheticResult) -> list[dict]:
     return rows
 
 
-def data(config: Config) -> str:
+def data(config: SyntheticTraining) -> str:
     return (
         f"synthetic: mixture of 10 Gaussians (std 0.5, means in [-5, 5]^{config.dim}, 1,000 points each), "
         f"mixture seed {config.seed}"

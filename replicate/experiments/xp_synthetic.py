@@ -15,30 +15,31 @@ import numpy as np
 import pandas as pd
 import torch
 
-from replicate.experiments.dq_synthetic import DIMS, SEEDS, Config, data, run_keeping_points
+from replicate.experiments.dq_synthetic import DIMS, SEEDS, data, run_keeping_points
 from replicate.experiments.dq_synthetic import make as dq_make
 from replicate.quantize import QUANTIZERS
 from replicate.report.plotting import figure
 from replicate.spec import Claim, Experiment, Figures, RunResult, Tables
+from replicate.train.synthetic import SyntheticTraining
 
 SCHEDULES = ("early", "deferred")
 QUEUE_BATCHES = 8
 LABELS = {"vanilla": "Vanilla", "ema": "EMA", "online": "Online", "linear": "Linear", "wasserstein": "Wasserstein"}
 
 
-def make(dim: int, schedule: str, method: str, **fields) -> Config:
+def make(dim: int, schedule: str, method: str, **fields) -> SyntheticTraining:
     """dq_synthetic's configuration with the method's official settings, the Wasserstein queue shortened."""
     changes = (("queue_size", QUEUE_BATCHES * 256),) if method == "wasserstein" else ()
     return dq_make(dim, schedule, method=method, quantizer=changes, **fields)
 
 
-def configs(scale: str) -> list[Config]:
+def configs(scale: str) -> list[SyntheticTraining]:
     if scale == "smoke":
         return [make(4, s, m, steps=60, warmup=30) for m in QUANTIZERS for s in SCHEDULES]
     return [make(dim, s, m, seed=seed) for dim in DIMS for m in QUANTIZERS for s in SCHEDULES for seed in SEEDS]
 
 
-def run(config: Config, device: torch.device) -> RunResult:
+def run(config: SyntheticTraining, device: torch.device) -> RunResult:
     return run_keeping_points(config, keep_points=False)
 
 

@@ -11,10 +11,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from replicate.data.synthetic import gaussian_mixture
+from replicate.errors import ConfigError
 from replicate.metrics.codebook import CodebookUsage, codebook_distances
 from replicate.metrics.shrinkage import effective_rank, mode_coverage, mode_entropy, per_mode_error
 from replicate.models.mlp import MLPAutoencoder
-from replicate.quantize import Quantizer, QuantizerConfig, build_quantizer
+from replicate.quantize import Quantizer, QuantizerConfig, build_quantizer, quantizer_config
 from replicate.train.schedule import QuantizationSchedule
 
 SPREAD_SAMPLE = 1000  # points whose embeddings give the latent spread (all pairs)
@@ -22,16 +23,47 @@ SPREAD_SAMPLE = 1000  # points whose embeddings give the latent spread (all pair
 
 @dataclass(frozen=True)
 class SyntheticTraining:
+    """One run of the synthetic study: data, model, quantizer, schedule and optimisation."""
+
     dim: int  # input dimension; the latent space has the same dimension
-    steps: int  # total step budget, the same for every schedule
-    batch: int
-    lr: float  # Adam learning rate of encoder, decoder and (unless the quantizer has its own) the codebook
-    encoder_width: int
-    encoder_depth: int
-    decoder_width: int
-    decoder_depth: int
-    record_every: int  # steps between diagnostics rows
-    seed: int
+    schedule: str  # "early", "deferred" or "random" (train/schedule.py)
+    method: str = "ema"
+    K: int = 32
+    encoder_width: int = 64
+    encoder_depth: int = 2
+    decoder_width: int = 64
+    decoder_depth: int = 2
+    steps: int = 3000  # total step budget, the same for every schedule
+    warmup_steps: int = 0  # continuous steps before quantizing ("deferred" only)
+    batch: int = 256
+    lr: float = 1e-3  # Adam, for encoder, decoder and (unless the quantizer has its own) the codebook
+    adam_betas: tuple[float, float] = (0.9, 0.999)  # torch's default
+    grad_clip: float | None = None  # max gradient norm per parameter group; None: no clipping
+    kmeans_iterations: int = 50  # Lloyd iterations of the early / deferred codebook initialisation
+    quantizer: tuple[tuple[str, float | int | str | bool | None], ...] = ()  # changes to the method's defaults
+    seed: int = 0  # the mixture, the model initialisation and the batches
+
+    def __post_init__(self) -> None:
+        for name in ("K", "encoder_width", "encoder_depth", "decoder_width", "decoder_depth", "steps", "batch"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.dim < 2:
+            raise ConfigError(f"dim must be >= 2 (the plots project to 2-D), got {self.dim}")
+        if self.warmup_steps >= self.steps:
+            raise ConfigError(f"warmup_steps ({self.warmup_steps}) must be below steps ({self.steps})")
+        self.quantization_schedule()  # an unknown schedule fails here
+        self.quantizer_config()  # an unknown method or setting fails here
+
+    def quantizer_config(self) -> QuantizerConfig:
+        return quantizer_config(self.method, self.K, self.dim, **dict(self.quantizer))
+
+    def quantization_schedule(self) -> QuantizationSchedule:
+        return QuantizationSchedule(self.schedule, self.warmup_steps, kmeans_iterations=self.kmeans_iterations)
+
+    @property
+    def record_every(self) -> int:
+        """Steps between diagnostics rows."""
+        return 100 if self.steps >= 1000 else 10
 
 
 @dataclass
@@ -46,10 +78,9 @@ class SyntheticResult:
     means: Tensor
 
 
-def train_synthetic(
-    training: SyntheticTraining, quantizer_config: QuantizerConfig, schedule: QuantizationSchedule
-) -> SyntheticResult:
+def train_synthetic(training: SyntheticTraining) -> SyntheticResult:
     torch.manual_seed(training.seed)
+    schedule = training.quantization_schedule()
     points, labels, means = gaussian_mixture(training.dim, generator=torch.Generator().manual_seed(training.seed))
     model = MLPAutoencoder(
         training.dim,
@@ -59,9 +90,10 @@ def train_synthetic(
         decoder_width=training.decoder_width,
         decoder_depth=training.decoder_depth,
     )
-    quantizer = build_quantizer(quantizer_config).train()
+    quantizer = build_quantizer(training.quantizer_config()).train()
     optimizer = torch.optim.Adam(
-        [{"params": model.parameters(), "lr": training.lr}, *quantizer.param_groups(training.lr)]
+        [{"params": model.parameters(), "lr": training.lr}, *quantizer.param_groups(training.lr)],
+        betas=training.adam_betas,
     )
     spread_sample = torch.randperm(len(points))[:SPREAD_SAMPLE]
     history = []
@@ -77,6 +109,9 @@ def train_synthetic(
         loss = F.mse_loss(reconstruction, batch) + (out.loss if quantizing else 0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if training.grad_clip is not None:
+            for group in optimizer.param_groups:
+                torch.nn.utils.clip_grad_norm_(group["params"], training.grad_clip)
         optimizer.step()
         if quantizing:
             quantizer.update(embeddings, out)
