@@ -5,6 +5,7 @@
 #   ./run_all.sh --only wvq_table4[,...]  run some experiments       --scale smoke|cpu|paper   --force (recompute)
 #   ./run_all.sh --list                   list the experiments       --set KEY=VALUE (override a config field)
 #   ./run_all.sh test [pytest args]       run the test suite (what CI runs)
+#   ./run_all.sh lint                     ruff check and ruff format --check (CI runs it too)
 #
 # Outputs: tables/E_S.csv (results), tables/E_S.md (comparison with the paper), figures/E*_S.png.
 # Runs resume: finished configurations are skipped. To use an existing environment (e.g. your CUDA build of
@@ -40,6 +41,7 @@ fi
 
 case "${1:-}" in
   test) shift; exec "$python" -m pytest "$@" ;;
+  lint) "$python" -m ruff check . && exec "$python" -m ruff format --check . ;;
   --list) exec "$python" -m replicate list ;;
   *) exec "$python" -m replicate run "$@" ;;
 esac

@@ -42,10 +42,12 @@ class ResultFileError(ReplicateError):
 
 def result_path(name: str, scale: str, tables: Path = TABLES, table: str = "") -> Path:
     """tables/E_S.csv, or tables/E_S_<table>.csv for an extra table ("curves", "comparison"); scatter points,
-    megabytes of figure data, go to tables/E_S_points.csv.gz; the Markdown comparison is tables/E_S.md."""
-    stem = f"{name}_{scale}{'_' + table if table and table != 'md' else ''}"
-    suffix = {"points": ".csv.gz", "md": ".md"}.get(table, ".csv")
-    return tables / f"{stem}{suffix}"
+    megabytes of figure data, go to tables/E_S_points.csv.gz; the Markdown comparison is tables/E_S.md (table
+    "md") and the lock of a run writing them tables/E_S.lock (table "lock")."""
+    if table in ("md", "lock"):
+        return tables / f"{name}_{scale}.{table}"
+    suffix = ".csv.gz" if table == "points" else ".csv"
+    return tables / f"{name}_{scale}{'_' + table if table else ''}{suffix}"
 
 
 def figure_path(name: str, scale: str, figures: Path = FIGURES, figure: str = "") -> Path:

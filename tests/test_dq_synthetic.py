@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from replicate.registry import EXPERIMENTS
-from replicate.results import TABLES
+from replicate.results import TABLES, configuration_fields
 from replicate.runner import run_experiment
 
 DQ, XP = EXPERIMENTS["dq_synthetic"], EXPERIMENTS["xp_synthetic"]
@@ -13,7 +13,8 @@ DQ, XP = EXPERIMENTS["dq_synthetic"], EXPERIMENTS["xp_synthetic"]
 
 def test_grid_has_three_seeds_per_configuration_and_the_same_budget_for_every_schedule():
     configs = DQ.configs("cpu")
-    per_setting = pd.DataFrame([c.__dict__ for c in configs]).drop(columns="seed").value_counts()
+    fields = pd.DataFrame([configuration_fields(c) for c in configs]).drop(columns="seed")
+    per_setting = fields.value_counts(dropna=False)
     assert set(per_setting) == {3}
     assert {c.steps for c in configs} == {3000}
     assert {(c.schedule, c.warmup_steps) for c in configs} == {("early", 0), ("random", 0), ("deferred", 1500)}

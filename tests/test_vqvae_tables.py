@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 import torch
 
-from replicate.registry import EXPERIMENTS
 from replicate.experiments.wvq_vqvae import CPU_SHORTENING, TABLES
 from replicate.models.vqvae import VQVAE
 from replicate.quantize import build_quantizer
+from replicate.registry import EXPERIMENTS
 from replicate.report.compare import compare
 from replicate.results import PUBLISHED
 from replicate.results import TABLES as TABLES_DIR

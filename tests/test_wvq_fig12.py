@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from replicate.registry import EXPERIMENTS
 from replicate.experiments.wvq_fig12 import configs, run
+from replicate.registry import EXPERIMENTS
 from replicate.results import TABLES
 from replicate.train.atomic import atomic_quantizer, atomic_settings
 

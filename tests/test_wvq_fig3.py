@@ -4,8 +4,8 @@ published (RMS E, U, C) within the stated tolerance (U 3 points, C and RMS E 10%
 import pandas as pd
 import pytest
 
-from replicate.registry import EXPERIMENTS
 from replicate.experiments.wvq_fig3 import Config, draw, run
+from replicate.registry import EXPERIMENTS
 from replicate.runner import run_experiment
 
 

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
-from replicate.registry import EXPERIMENTS
 from replicate.experiments.wvq_theory import density_exponent, lloyd_1d_gaussian
 from replicate.quantize.kmeans import kmeans
+from replicate.registry import EXPERIMENTS
 from replicate.results import TABLES
 
 
