@@ -63,29 +63,40 @@ def _cell(value: Any) -> Any:
     return ",".join(str(v) for v in value) if isinstance(value, tuple) else value
 
 
-def configuration_fields(config) -> dict[str, Any]:
+def _fields(config) -> dict[str, Any]:
     """The fields that make a configuration what it is: all but run options (machine settings) and the
-    `quantizer` changes, which enter through their resolved values (quantizer_columns)."""
+    `quantizer` changes, which enter through their resolved values (_quantizer_settings)."""
     return {
-        f.name: _cell(getattr(config, f.name))
+        f.name: getattr(config, f.name)
         for f in dataclasses.fields(config)
         if not f.metadata.get("run_option") and f.name != "quantizer"
     }
 
 
-def quantizer_columns(config) -> dict[str, Any]:
+def _quantizer_settings(config) -> dict[str, Any]:
     """Every setting of the quantizer a configuration trains, resolved (defaults included), as q_<name>; empty for
     configurations without one. A later change of a default shows in the data, not only in git_rev."""
     if not hasattr(config, "quantizer_config"):
         return {}
     resolved = config.quantizer_config()
     skip = ("num_codes", "dim")  # the K and d columns
-    return {f"q_{f.name}": _cell(getattr(resolved, f.name)) for f in dataclasses.fields(resolved) if f.name not in skip}
+    return {f"q_{f.name}": getattr(resolved, f.name) for f in dataclasses.fields(resolved) if f.name not in skip}
+
+
+def configuration_fields(config) -> dict[str, Any]:
+    """The configuration's columns of a result row."""
+    return {name: _cell(value) for name, value in _fields(config).items()}
+
+
+def quantizer_columns(config) -> dict[str, Any]:
+    """The resolved quantizer settings' columns of a result row (q_beta, q_decay, ...)."""
+    return {name: _cell(value) for name, value in _quantizer_settings(config).items()}
 
 
 def config_id(config) -> str:
-    """A stable text id of a configuration: its fields and resolved quantizer settings as key=value."""
-    return ",".join(f"{k}={v}" for k, v in {**configuration_fields(config), **quantizer_columns(config)}.items())
+    """A stable text id of a configuration: its fields and resolved quantizer settings as key=value (tuples in
+    parentheses, so that the commas between settings stay unambiguous)."""
+    return ",".join(f"{k}={v}" for k, v in {**_fields(config), **_quantizer_settings(config)}.items())
 
 
 def identity(name: str, scale: str, config, data: str) -> dict[str, Any]:

@@ -71,8 +71,8 @@ class Config:
 
 
 def configs(scale: str) -> list[Config]:
-    if scale == "smoke":
-        return [Config(p, "fresh", K=100, N=2000, seed=0) for p in "ah"]
+    if scale == "smoke":  # the published draws (which the figure shows; a second) and two small fresh ones
+        return [Config(p) for p in PANELS] + [Config(p, "fresh", K=100, N=2000, seed=0) for p in "ah"]
     # cpu = paper: eight 10,000 x 400 searches
     return [Config(p) for p in PANELS] + [Config(p, "fresh", seed=s) for p in PANELS for s in range(20)]
 
