@@ -46,6 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="instead: training throughput of the 32 px and 256 px VQ-VAEs (images/s, peak memory)",
     )
     parser.add_argument("--batch", default="128,32", help="with --train: batch sizes for 32 px and 256 px")
+    parser.add_argument(
+        "--variants",
+        action="store_true",
+        help="with --train: also the cpu-scale model under bf16 autocast, channels-last and torch.compile",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -73,6 +78,10 @@ def main(args: argparse.Namespace) -> int:
             print(f"{'name':<22}{'method':<13}{'K':>8}{'s/step':>11}{'vectors/s':>13}{'peak MB':>10}  note")
         for (resolution, K), batch in zip(((32, 8192), (256, 16384)), batches, strict=True):
             report(f"train/{resolution}px", "wasserstein", K, batch, _training_runner(resolution, K, batch, device))
+        if args.variants:
+            for name, options in CPU_SCALE_VARIANTS.items():
+                runner = _training_runner(32, 8192, batches[0], device, channels=32, **options)
+                report(f"train/32px ch32 {name}", "wasserstein", 8192, batches[0], runner)
         return 0
     if not args.json:
         print(f"device: {device} ({torch.get_num_threads()} CPU threads), N={args.N}, d={args.d}")
@@ -98,21 +107,47 @@ def _search_runner(features: torch.Tensor, codes: torch.Tensor, backend: str) ->
     return lambda: nearest_code(features, codes, backend=backend)
 
 
-def _training_runner(resolution: int, K: int, batch: int, device: torch.device) -> Callable[[], object]:
-    """One optimisation step of the paper's VQ-VAE (Table 5) with Wasserstein VQ on random images."""
-    from replicate.models.vqvae import VQVAE, vqvae_config
-    from replicate.quantize import build_quantizer, quantizer_config
+def _training_runner(
+    resolution: int,
+    K: int,
+    batch: int,
+    device: torch.device,
+    *,
+    channels: int = 64,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    compiled: bool = False,
+) -> Callable[[], object]:
+    """One optimisation step of the paper's VQ-VAE (Table 5) with Wasserstein VQ on random images; optionally
+    bf16 autocast (encoder and decoder), channels-last tensors, or torch.compile of encoder and decoder."""
+    from replicate.models.vqvae import VQVAE
+    from replicate.quantize import build_quantizer
     from replicate.train.tokenizer import TokenizerTraining, build_optimizer, train_step
 
     torch.manual_seed(0)
-    config = vqvae_config(resolution)
     training = TokenizerTraining(
-        "folder", resolution, "wasserstein", K, channel_mult=config.channel_mult, batch_size=batch
+        "folder", resolution, "wasserstein", K, channels=channels, batch_size=batch, precision=precision
     )
-    model = VQVAE(config, build_quantizer(quantizer_config("wasserstein", K, 8))).to(device).train()
-    optimizer = build_optimizer(model, training)
+    model = VQVAE(training.model_config(), build_quantizer(training.quantizer_config())).to(device).train()
     images = torch.rand(batch, 3, resolution, resolution, device=device) * 2 - 1
+    if channels_last:
+        model, images = (
+            model.to(memory_format=torch.channels_last),
+            images.contiguous(memory_format=torch.channels_last),
+        )
+    if compiled:
+        model.encoder, model.decoder = torch.compile(model.encoder), torch.compile(model.decoder)
+    optimizer = build_optimizer(model, training)
     return lambda: train_step(model, model, optimizer, images, training, 0, True)
+
+
+CPU_SCALE_VARIANTS = {  # the cpu-scale Table 6 model (32 px, ch 32, K = 8192, batch 128) under each speed option
+    "fp32": {},
+    "bf16": {"precision": "bf16"},
+    "fp32+channels_last": {"channels_last": True},
+    "bf16+channels_last": {"precision": "bf16", "channels_last": True},
+    "fp32+compile": {"compiled": True},
+}
 
 
 def _step_runner(method: str, K: int, N: int, d: int, backend: str, device: torch.device) -> Callable[[], object]:

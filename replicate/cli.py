@@ -74,6 +74,7 @@ def command_run(args) -> int:
                     scale,
                     force=args.force,
                     overrides=overrides,
+                    tf32=None if args.tf32 == "auto" else args.tf32 == "on",
                     tables=args.out / "tables",
                     figures=args.out / "figures",
                 )
@@ -132,6 +133,7 @@ def command_train(args) -> int:
     scale = args.scale or default_scale()
     config = apply_overrides(train_config(args.config, scale), parse_overrides(args.set))
     run_dir = args.run_dir or ROOT / "runs" / f"train_{args.config}_{scale}"
+    distributed.set_tf32(scale == "paper")  # as the official training
     history = train_tokenizer(config, run_dir, device=args.device)
     if distributed.rank() != 0:
         distributed.teardown()
@@ -165,6 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--only", help="comma-separated experiment names")
     run.add_argument("--scale", choices=SCALES, help="default: paper with CUDA, else cpu")
     run.add_argument("--force", action="store_true", help="rerun configurations already in the result table")
+    run.add_argument(
+        "--tf32",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="TF32 CUDA matmuls (auto: on at paper scale, as the official training); recorded in every row",
+    )
     run.add_argument(
         "--set",
         action="append",

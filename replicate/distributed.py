@@ -77,3 +77,9 @@ def barrier() -> None:
 def teardown() -> None:
     if is_distributed():
         dist.destroy_process_group()
+
+
+def set_tf32(enabled: bool) -> None:
+    """TF32 for CUDA matmuls and convolutions (the official training sets allow_tf32 = True); no effect on CPU."""
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled

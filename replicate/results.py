@@ -134,16 +134,19 @@ def git_revision() -> str:
     return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
-def provenance(device: torch.device) -> dict[str, str]:
-    """Where and with what a result was produced; stored beside every result row."""
+def provenance(device: torch.device) -> dict[str, Any]:
+    """Where and with what a result was produced; stored beside every result row. `tf32`: whether CUDA matmuls
+    (the nearest-code distances among them) ran in TF32, as the official training's."""
     import torch
 
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    cuda = device.type == "cuda"
+    name = torch.cuda.get_device_name(device) if cuda else f"cpu ({torch.get_num_threads()} threads)"
     return {
         "git_rev": git_revision(),
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "torch": torch.__version__,
         "device": name,
+        "tf32": bool(cuda and torch.backends.cuda.matmul.allow_tf32),
     }
 
 

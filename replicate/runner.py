@@ -111,9 +111,11 @@ def run_experiment(
     device: torch.device | None = None,
     tables: Path = TABLES,
     figures: Path = FIGURES,
+    tf32: bool | None = None,
 ) -> Outcome:
     """Run every configuration not yet in the result table (every one with `force`, retraining from scratch),
-    then write the comparison and the figures. Rank 0 holds the table's lock while it runs."""
+    then write the comparison and the figures. Rank 0 holds the table's lock while it runs. tf32: CUDA matmuls
+    in TF32; None = on at paper scale, as the official code (recorded in every row's provenance)."""
     started = time.time()
     configs = resolve_configs(experiment, scale, overrides)
     reason = experiment.missing(scale) if experiment.missing else None
@@ -121,6 +123,7 @@ def run_experiment(
         outputs = write_report(experiment, scale, tables) if distributed.rank() == 0 else []
         return Outcome(experiment.name, "skipped", reason, outputs=outputs)
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    distributed.set_tf32(scale == "paper" if tf32 is None else tf32)
     lock = table_lock(result_path(experiment.name, scale, tables, "lock")) if distributed.rank() == 0 else nullcontext()
     with lock:
         store = ResultStore(experiment, scale, tables)
@@ -154,14 +157,16 @@ def run_experiment(
 
 class ResultStore:
     """The result table and its extra tables (curves, points, ...) of one experiment at one scale. New rows
-    replace a configuration's old ones; files are rewritten atomically at most every `save_every` seconds and
+    replace a configuration's old ones; files are rewritten atomically at most every SAVE_EVERY seconds and
     on exit, so an interruption loses at most that much finished work."""
 
-    def __init__(self, experiment: Experiment, scale: str, tables: Path, save_every: float = 10.0) -> None:
+    SAVE_EVERY = 10.0  # seconds
+
+    def __init__(self, experiment: Experiment, scale: str, tables: Path) -> None:
         self.experiment, self.scale, self.tables = experiment, scale, tables
         self.results = read_csv(self.path())
         self.extra: dict[str, pd.DataFrame | None] = {}
-        self.save_every, self.saved_at, self.dirty = save_every, time.time(), set()
+        self.saved_at, self.dirty = time.time(), set()
 
     def path(self, table: str = "") -> Path:
         return result_path(self.experiment.name, self.scale, self.tables, table)
@@ -180,7 +185,7 @@ class ResultStore:
             frame = pd.DataFrame([{**config, **row} for row in rows])
             self.extra[table] = _replace_rows(self.extra[table], frame, identity["config_id"])
             self.dirty.add(table)
-        if time.time() - self.saved_at >= self.save_every:
+        if time.time() - self.saved_at >= self.SAVE_EVERY:
             self.save()
 
     def save(self) -> None:

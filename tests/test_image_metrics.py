@@ -205,7 +205,7 @@ def test_evaluation_rows_hold_numbers_in_metric_columns_and_reasons_in_notes(ale
     monkeypatch.setenv(LPIPS_WEIGHTS_ENV, str(alexnet_file))
     row = evaluate_tokenizer(model, data, batch_size=2, device=torch.device("cpu"))
     assert isinstance(row["lpips"], float) and row["lpips"] > 0 and row["lpips_note"] == ""
-    assert all(isinstance(value, float) for key, value in row.items() if not key.endswith("_note"))
+    assert all(isinstance(value, float) for key, value in row.items() if not key.endswith(("_note", "_protocol")))
 
 
 def test_frechet_distance_of_a_scaled_and_shifted_copy_has_its_closed_form():

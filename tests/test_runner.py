@@ -141,3 +141,14 @@ def test_a_second_run_of_the_same_table_is_refused_while_the_first_holds_its_loc
     outcome = run_experiment(TABLE4, "smoke", tables=tables, figures=tmp_path / "figures")
     assert outcome.status == "ran" and not lock.exists()
     assert len(pd.read_csv(result_path(TABLE4.name, "smoke", tables))) == 8
+
+
+def test_the_comparison_code_loads_no_training_model_or_experiment_module():
+    code = (
+        "import replicate.report.compare, sys; "
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('replicate'))))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    modules = loaded.stdout.split()
+    assert "replicate.spec" in modules
+    assert not [m for m in modules if m.startswith(("replicate.train", "replicate.models", "replicate.experiments"))]

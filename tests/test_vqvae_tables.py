@@ -71,7 +71,7 @@ def test_cpu_scale_of_table6_changes_only_what_its_label_states():
         )
         assert dataclasses.replace(paper, **CPU_SHORTENING) == config
         label = EXPERIMENTS["wvq_table6"].data(config)
-        assert label == "CIFAR-10 (JPEG copy), 2 epochs, ch 32, 20,000 training images"
+        assert label == "CIFAR-10 (lossless copy), 6 epochs, ch 32"
 
 
 @pytest.mark.parametrize("name", [*TOKENIZER_EXPERIMENTS, "dq_tables"])

@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import torch
 from PIL import Image, ImageDraw
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -24,15 +25,22 @@ from torchvision.transforms.functional import pil_to_tensor
 from replicate.errors import ConfigError, MissingDataError, ReplicateError, unknown_name
 
 REPO = Path(__file__).resolve().parents[2]
-# see shared/data/README.md; $VQ_CIFAR10_JPEG where the repository is checked out elsewhere
-JPEG_ARCHIVE = Path(os.environ.get("VQ_CIFAR10_JPEG", REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"))
+# The copies of shared/data (see its README): $VQ_SHARED_DATA where the repository is checked out elsewhere.
+SHARED_DATA = Path(os.environ.get("VQ_SHARED_DATA", REPO.parent / "shared" / "data"))
+# $VQ_CIFAR10_JPEG: the JPEG copy's archive itself (kept for existing set-ups)
+JPEG_ARCHIVE = Path(os.environ.get("VQ_CIFAR10_JPEG", SHARED_DATA / "cifar10-jpeg.tar.gz"))
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 SPLITS = ("train", "test")
-SMALL = ("cifar10", "cifar10-jpeg", "svhn", "shapes")  # 32 px: no resize, no augmentation at native resolution
+# 32 px datasets: no resize, no augmentation at their native resolution
+SMALL = ("cifar10", "cifar10-jpeg", "cifar10-lossless", "svhn", "tinyimagenet32", "shapes")
 TRAIN_MIN_CROP = 0.8  # official augmentation: the crop covers at least 80% of the short side
 DATA_LABELS = {
     "cifar10": "CIFAR-10",
     "cifar10-jpeg": "CIFAR-10 (JPEG copy)",
+    "cifar10-lossless": "CIFAR-10 (lossless copy)",
+    "tinyimagenet32": "Tiny-ImageNet (32 px JPEG copy; ImageNet stand-in)",
+    "celeba10k": "CelebA 10k (not FFHQ)",
+    "odir256": "ODIR subset (1,673 images, 256 px JPEG)",
     "svhn": "SVHN",
     "ffhq": "FFHQ",
     "imagenet": "ImageNet-1k",
@@ -40,6 +48,7 @@ DATA_LABELS = {
     "shapes": "generated shapes (smoke scale only)",
 }
 SHAPES_SIZES = {"train": 256, "test": 64}  # images per split of the generated smoke-scale dataset
+ODIR_SPLIT = (0.7, 0.2, 0.1)  # Deferred Quantization's ODIR protocol: train / validation / test
 
 Images = Sequence[tuple[Image.Image, int]]  # what the loaders below return: (RGB PIL image, label) pairs
 
@@ -263,6 +272,60 @@ def _folder(split: str, root: str | Path | None, cache_dir: Path) -> tuple[Image
     return class_folder(Path(root).expanduser() / split)
 
 
+def _shared_copy(archive: str, top: str, root: str | Path | None, cache_dir: Path) -> Path:
+    """The unpacked folder of a shared/data archive: root is the .tar.gz, its unpacked top folder, or None for
+    shared/data; an archive is unpacked once to cache_dir/<top>."""
+    source = Path(root).expanduser() if root else SHARED_DATA / archive
+    if source.is_file():
+        return unpack(source, cache_dir / Path(archive).name.split(".")[0]) / top
+    if (source / top).is_dir():
+        return source / top
+    if source.is_dir() and source.name == top:
+        return source
+    raise MissingDataError(
+        f"{archive} not found at {source}: pass its path (or the folder it unpacks to) as data_root, or set "
+        f"$VQ_SHARED_DATA to the folder holding it"
+    )
+
+
+def _cifar10_lossless(split: str, root: str | Path | None, cache_dir: Path) -> tuple[Images, list[str]]:
+    """CIFAR-10's original pixels as lossless WebP: cifar10/<split>/<class>/*.webp (shared/data/README.md)."""
+    return class_folder(_shared_copy("cifar10-lossless.tar.gz", "cifar10", root, cache_dir) / split)
+
+
+def _tinyimagenet32(split: str, root: str | Path | None, cache_dir: Path) -> tuple[Images, list[str]]:
+    """Tiny-ImageNet-200 at 32 px: train/<wnid>/images/*.JPEG; the test split is the 10,000 validation images,
+    labelled by val/val_annotations.txt (class index = position of the wnid in sorted order, as train)."""
+    folder = _shared_copy("tinyimagenet200-32px-jpeg.tar.gz", "tinyimagenet32", root, cache_dir)
+    if split == "train":
+        return class_folder(folder / "train")
+    classes = sorted((folder / "wnids.txt").read_text().split())
+    index = {wnid: label for label, wnid in enumerate(classes)}
+    rows = [line.split("\t")[:2] for line in (folder / "val" / "val_annotations.txt").read_text().splitlines() if line]
+    rows.sort()
+    files = [str(folder / "val" / "images" / name) for name, _ in rows]
+    return ImageFiles(files, [index[wnid] for _, wnid in rows]), classes
+
+
+def _celeba10k(split: str, root: str | Path | None, cache_dir: Path) -> tuple[Images, list[str]]:
+    """10,000 aligned CelebA faces (89 x 109): the FFHQ stand-in. Both splits are all images, as the official
+    FFHQ code trains and evaluates on one folder; the eval transform center-crops to a square and resizes."""
+    files = _image_files(_shared_copy("celeba10k-89x109-jpeg.tar.gz", "celeba10k", root, cache_dir))
+    return ImageFiles(files, [0] * len(files)), ["celeba"]
+
+
+def _odir256(split: str, root: str | Path | None, cache_dir: Path) -> tuple[Images, list[str]]:
+    """ODIR fundus subset (normal / glaucoma / cataract, 256 px): Deferred Quantization's 70 / 20 / 10 split of a
+    fixed permutation (seed 0) of the sorted files; "train" is the 70%, "test" the last 10% (the 20% validation
+    part is not used by any experiment here)."""
+    images, classes = class_folder(_shared_copy("odir-fundus-256-jpeg.tar.gz", "odir256", root, cache_dir))
+    order = torch.randperm(len(images.files), generator=torch.Generator().manual_seed(0)).tolist()
+    train_end = round(ODIR_SPLIT[0] * len(order))
+    test_start = round((ODIR_SPLIT[0] + ODIR_SPLIT[1]) * len(order))
+    chosen = sorted(order[:train_end] if split == "train" else order[test_start:])
+    return ImageFiles([images.files[i] for i in chosen], [images.labels[i] for i in chosen]), classes
+
+
 def _ffhq(split: str, root: str | Path | None, cache_dir: Path) -> tuple[Images, list[str]]:
     """FFHQ: every image under root, nested or not, for both splits; the official code trains and evaluates on
     the same folder (FFHQ has no held-out split)."""
@@ -271,9 +334,20 @@ def _ffhq(split: str, root: str | Path | None, cache_dir: Path) -> tuple[Images,
     if not files:
         raise MissingDataError(
             f"FFHQ images not found in {root or '(no root given, $VQ_FFHQ_DIR unset)'}: download images1024x1024 "
-            f"(or a 256 px resize) as in https://github.com/NVlabs/ffhq-dataset and pass its folder as root"
+            "as in https://github.com/NVlabs/ffhq-dataset and pass its folder as root (only the 1024 px release "
+            "reproduces the official preprocessing, BOX halving to 256 then BICUBIC; a 256 px resize skips it)"
         )
     return ImageFiles(files, [0] * len(files)), ["ffhq"]
+
+
+def source_resolution(name: str, root: str | Path | None) -> int | None:
+    """The pixel size of the first source image of a folder dataset whose preprocessing depends on it (FFHQ:
+    only the 1024 px release reproduces the official BOX halving then BICUBIC), for its `data` label."""
+    if name != "ffhq":
+        return None
+    images, _ = _ffhq("train", root, REPO / ".cache")
+    with Image.open(images.files[0]) as first:
+        return max(first.size)
 
 
 def _imagenet(split: str, root: str | Path | None, cache_dir: Path) -> tuple[Images, list[str]]:
@@ -296,6 +370,10 @@ DATASETS: dict[str, Callable[[str, str | Path | None, Path], tuple[Images, list[
     "imagenet": _imagenet,
     "folder": _folder,
     "shapes": _shapes,
+    "cifar10-lossless": _cifar10_lossless,
+    "tinyimagenet32": _tinyimagenet32,
+    "celeba10k": _celeba10k,
+    "odir256": _odir256,
 }
 
 

@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from replicate.metrics.projection import pca_2d, tsne_2d
 from replicate.report.plotting import figure
 from replicate.spec import Claim, Experiment, Figures, RunResult, Tables
-from replicate.train.schedule import SCHEDULES
+from replicate.train.schedule import WARMED
 from replicate.train.synthetic import SyntheticResult, SyntheticTraining, train_synthetic
 
 DIMS = (2, 4, 8, 16)
@@ -38,6 +38,7 @@ DEPTHS = (1, 2, 4)
 STEPS, WARMUP = 3000, 1500
 POINTS_PER_MODE = 60  # points per component kept for the scatter plots
 COLOURS = {"early": "tab:red", "deferred": "tab:blue", "random": "tab:gray"}
+SCHEDULES = tuple(COLOURS)  # this study's arms (the equal-budget deferred arm; no pretrained arm)
 
 
 EMA_SETTINGS = (("decay", 0.99), ("beta", 0.25))  # the paper's EMA VQ (van den Oord et al. 2017)
@@ -48,7 +49,7 @@ def make(
 ) -> SyntheticTraining:
     """A configuration of this study: EMA VQ with the paper's settings unless `quantizer` says otherwise."""
     fields.setdefault("quantizer", EMA_SETTINGS if method == "ema" else ())
-    warmup_steps = warmup if schedule == "deferred" else 0
+    warmup_steps = warmup if schedule in WARMED else 0
     return SyntheticTraining(dim, schedule, method, steps=steps, warmup_steps=warmup_steps, **fields)
 
 

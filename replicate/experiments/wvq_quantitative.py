@@ -176,7 +176,7 @@ def against_trend(curve: pd.DataFrame, metric: str, sign: float, relative: float
     return bool(np.any(steps > noise) or sign * (mean[-1] - mean[0]) >= 0)
 
 
-def figures_for(name: str, distribution: str):
+def figures_for(distribution: str):
     def figures(tables: Tables, scale: str) -> Figures:
         """18 panels: rows = the K, d, N sweeps; columns = (log10 E, U, log10 C) for shift, then for scale."""
         results = tables[""]
@@ -236,7 +236,7 @@ def experiment(distribution: str) -> Experiment:
         "what quantization theory predicts: the MSE-optimal code density is f^(d/(d+2)), wider than f "
         "(see wvq_theory), so codes somewhat wider than the features quantize them better.",
         claims=claims,
-        figures=figures_for(name, distribution),
+        figures=figures_for(distribution),
     )
 
 

@@ -97,3 +97,13 @@ def codebook_distances(codebook: Tensor, *, tile: tuple[int, int] = (256, 4096))
     off_diagonal_similarity = (summed.dot(summed) - unit.square().sum()) / (num_codes * (num_codes - 1))
     pairs = num_codes * (num_codes - 1) / 2
     return {"code_dist_euclid": float(total / pairs), "code_dist_cosine": float(1 - off_diagonal_similarity)}
+
+
+def used_code_distances(codebook: Tensor, counts: Tensor) -> dict[str, float]:
+    """codebook_distances over the codes that were used (count > 0), as code_dist_euclid_used and
+    code_dist_cosine_used: beside the spread over all codes, it tells shrinkage of the used codebook apart from
+    unused codes drifting (e.g. EMA codes whose counts decay toward the origin). NaN with fewer than 2 used."""
+    used = codebook[counts.to(codebook.device) > 0]
+    if len(used) < 2:
+        return {"code_dist_euclid_used": float("nan"), "code_dist_cosine_used": float("nan")}
+    return {f"{name}_used": value for name, value in codebook_distances(used).items()}

@@ -16,6 +16,8 @@ naming the file and where it was looked for, never a machine path).
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from replicate.quantize.gaussian import StreamedGaussianFit
+from replicate.quantize.gaussian import StreamedGaussianFit, gaussian_fit
 
 if TYPE_CHECKING:
     import lpips
@@ -152,11 +154,42 @@ def load_lpips(weights_path: str | Path | None = None) -> tuple[lpips.LPIPS | No
 
 
 @torch.no_grad()
-def lpips_distance(model: lpips.LPIPS, reconstructions: Tensor, originals: Tensor) -> Tensor:
+def lpips_distance(
+    model: lpips.LPIPS, reconstructions: Tensor, originals: Tensor, *, protocol: str = "project"
+) -> Tensor:
     """Per-image LPIPS of images in [-1, 1], the range lpips expects (normalize=False); moves the model to their
-    device."""
+    device. protocol "official": as the official evaluation, which hands [-1, 1] images to pyiqa's LPIPS (the
+    same AlexNet v0.1 network), which maps them again as if they were [0, 1] (2x - 1, so into [-3, 1])."""
     model.to(reconstructions.device)
-    return model(reconstructions.clamp(-1, 1), originals, normalize=False).flatten()
+    reconstructions = reconstructions.clamp(-1, 1)
+    if protocol == "official":
+        reconstructions, originals = 2 * reconstructions - 1, 2 * originals - 1
+    return model(reconstructions, originals, normalize=False).flatten()
+
+
+PROTOCOLS = {  # how LPIPS and rFID are computed: the project's (default) or the official evaluation's
+    "project": (
+        "lpips 0.1 AlexNet on [-1, 1] (the official evaluation remaps its inputs: see protocol 'official')",
+        "torch-fidelity InceptionV3 pool features, reconstructions vs originals of the evaluation set (the "
+        "official rFID is clean-fid vs FFHQ trainval70k statistics)",
+    ),
+    "official": (
+        "official: pyiqa's LPIPS (AlexNet v0.1) on [-1, 1] inputs remapped as if [0, 1]",
+        "official: clean-fid 'clean' mode, truncated-uint8 PNG reconstructions vs FFHQ trainval70k statistics",
+    ),
+}
+
+
+def official_rfid_unavailable() -> str:
+    """ "" when the official rFID protocol can run here (clean-fid installed), else the reason it cannot."""
+    try:
+        import cleanfid  # noqa: F401
+    except ImportError:
+        return (
+            "not available: the official rFID protocol needs the clean-fid package and its FFHQ trainval70k "
+            "statistics (pip install clean-fid, with the statistics in its cache)"
+        )
+    return ""
 
 
 def load_inception(weights_path: str | Path | None = None) -> tuple[FeatureExtractorInceptionV3 | None, str]:
@@ -196,8 +229,9 @@ def frechet_distance(mean_a: Tensor, cov_a: Tensor, mean_b: Tensor, cov_b: Tenso
 
 def frechet_distance_of_features(features_a: Tensor, features_b: Tensor) -> float:
     """Fréchet distance between Gaussian fits (mean, unbiased covariance, as torch-fidelity) of (n, d) features."""
-    features_a, features_b = features_a.double(), features_b.double()
-    return frechet_distance(features_a.mean(0), torch.cov(features_a.T), features_b.mean(0), torch.cov(features_b.T))
+    return frechet_distance(
+        *gaussian_fit(features_a.double(), unbiased=True), *gaussian_fit(features_b.double(), unbiased=True)
+    )
 
 
 class RFIDAccumulator:
@@ -219,3 +253,39 @@ class RFIDAccumulator:
     def result(self) -> float:
         """FID between everything added (at least two images each)."""
         return frechet_distance(*self.reconstructions.result(), *self.originals.result())
+
+
+class CleanFIDAccumulator:
+    """The official rFID protocol: reconstructions written as truncated-uint8 PNGs (as the official evaluation
+    saves them), then clean-fid's "clean" FID against its FFHQ trainval70k statistics at their resolution.
+    Needs clean-fid (official_rfid_unavailable); not exercised on this project's CI machines."""
+
+    def __init__(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="vq-replicate-rfid-"))
+        self.count, self.resolution = 0, 0
+
+    @torch.no_grad()
+    def add(self, reconstructions: Tensor, originals: Tensor) -> None:
+        from PIL import Image
+
+        pixels = ((reconstructions.clamp(-1, 1) + 1) * 127.5).to(torch.uint8)  # truncation, not rounding
+        self.resolution = pixels.shape[-1]
+        for image in pixels.permute(0, 2, 3, 1).cpu().numpy():
+            Image.fromarray(image).save(self.folder / f"{self.count:06d}.png")
+            self.count += 1
+
+    def result(self) -> float:
+        from cleanfid import fid
+
+        try:
+            return float(
+                fid.compute_fid(
+                    str(self.folder),
+                    dataset_name="FFHQ",
+                    dataset_res=self.resolution,
+                    mode="clean",
+                    dataset_split="trainval70k",
+                )
+            )
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)

@@ -2,13 +2,15 @@
 "Taming Transformers", arXiv 2012.09841) without the GAN, with 1x1 projections between z_channels and the
 codebook dimension, as in Wasserstein VQ's Table 5 and official VQ-VAE code: channels 64, channel multipliers
 [1, 1, 2] (32 px, latent 8 x 8) or [1, 1, 2, 2, 4] (256 px, latent 16 x 16), 2 residual blocks per level,
-self-attention at 16 x 16 and in the middle block, z_channels 256, codebook dimension 8.
+self-attention in the middle blocks and, at 256 px only, at 16 x 16 (official code/VQVAE/model/vqvae.py: the
+factor-4 model has attn_resolutions=[]), z_channels 256, codebook dimension 8.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -22,7 +24,7 @@ class VQVAEConfig:
     channels: int = 64  # Table 5: 64 for every VQ-VAE
     channel_mult: tuple[int, ...] = (1, 1, 2)  # Table 5: [1, 1, 2] at 32 px, [1, 1, 2, 2, 4] at 256 px
     num_res_blocks: int = 2
-    attn_resolutions: tuple[int, ...] = (16,)
+    attn_resolutions: tuple[int, ...] = ()  # table5_layout: () at 32 px, (16,) at 256 px
     z_channels: int = 256
     codebook_dim: int = 8
 
@@ -188,20 +190,30 @@ class VQVAE(nn.Module):
         """Images from channel-last latents (B, h, w, d)."""
         return self.decoder(self.post_quant_conv(latents.permute(0, 3, 1, 2)))
 
-    def forward(self, images: Tensor, *, quantize: bool = True) -> VQVAEOutput:
-        """Reconstructions through the quantizer, or straight from the latents when quantize is False."""
-        latents = self.encode(images)
+    def forward(self, images: Tensor, *, quantize: bool = True, precision: str = "fp32") -> VQVAEOutput:
+        """Reconstructions through the quantizer, or straight from the latents when quantize is False. precision
+        "bf16": encoder and decoder under bfloat16 autocast; the quantizer, its distances and losses in fp32."""
+        half = torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+        with half:
+            latents = self.encode(images)
+        latents = latents.float()
         if not quantize:
-            return VQVAEOutput(self.decode(latents), latents, None)
+            with half:
+                return VQVAEOutput(self.decode(latents).float(), latents, None)
         out = self.quantizer(latents)
-        return VQVAEOutput(self.decode(out.quantized), latents, out)
+        with half:
+            reconstructions = self.decode(out.quantized)
+        return VQVAEOutput(reconstructions.float(), latents, out)
 
 
-def table5_layout(resolution: int) -> tuple[int, ...]:
-    """Table 5's channel multipliers for a resolution: [1, 1, 2] up to 64 px, [1, 1, 2, 2, 4] at 128 px and above."""
-    return (1, 1, 2) if resolution <= 64 else (1, 1, 2, 2, 4)
+def table5_layout(resolution: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(channel multipliers, attention resolutions) of Table 5 and the official code for a resolution: [1, 1, 2]
+    without attention outside the middle blocks up to 64 px (the official factor-4 model); [1, 1, 2, 2, 4] with
+    attention at 16 x 16 from 128 px (the official factor-16 model)."""
+    return ((1, 1, 2), ()) if resolution <= 64 else ((1, 1, 2, 2, 4), (16,))
 
 
 def vqvae_config(resolution: int, **changes) -> VQVAEConfig:
     """Table 5's configuration for a resolution."""
-    return VQVAEConfig(resolution=resolution, **{"channel_mult": table5_layout(resolution), **changes})
+    channel_mult, attn_resolutions = table5_layout(resolution)
+    return VQVAEConfig(resolution, **{"channel_mult": channel_mult, "attn_resolutions": attn_resolutions, **changes})

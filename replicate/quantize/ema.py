@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from replicate.distributed import all_reduce_sum_
+from replicate.errors import ConfigError
 from replicate.quantize.base import Quantizer, QuantizerConfig, QuantizerOutput, check_range, init_codebook
 
 
@@ -25,10 +26,17 @@ class EMAConfig(QuantizerConfig):
     eps: float = 1e-5  # Laplace smoothing of the cluster sizes (official)
     init: str = "normal"  # official ema_quantizer.py: randn(K, d) / K
     init_scale: float | None = None  # None means 1/num_codes
+    # cluster size of every code when its codebook is set (Deferred Quantization's k-means initialisation), with
+    # embed_avg = the codes: 1 keeps each code where k-means put it until it is used; the official EMA starts its
+    # counts at 0 (its random init), with which unused codes are divided by the Laplace eps on the next update.
+    # Either way an unused code's count decays (decay^t), and it drifts toward the origin once that nears eps.
+    set_count: float = 1.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_range("decay", self.decay, 0.0, 1.0)
+        if self.set_count < 0:
+            raise ConfigError(f"set_count must be >= 0, got {self.set_count}")
 
 
 class EMAVQ(Quantizer):
@@ -50,11 +58,10 @@ class EMAVQ(Quantizer):
 
     @torch.no_grad()
     def set_codebook(self, codes: Tensor) -> None:
-        """Codes with consistent running statistics (count 1 each), so that the next update moves each used code
-        towards its features instead of dividing the official zero counts."""
+        """Codes with running statistics embed_avg = codes and cluster sizes `set_count` (see EMAConfig)."""
         self.weight.copy_(codes)
         self.embed_avg.copy_(codes)
-        self.cluster_size.fill_(1.0)
+        self.cluster_size.fill_(self.config.set_count)
 
     @torch.no_grad()
     def update(self, z: Tensor, out: QuantizerOutput) -> None:

@@ -65,11 +65,16 @@ def build_atomic(
 
 
 def atomic_step(quantizer: Quantizer, optimizer: torch.optim.Optimizer | None, features: Tensor) -> QuantizerOutput:
-    """One training step on a batch of features: gradient step (if any), then the non-gradient update."""
+    """One training step on a batch of features: gradient step (if any), then the non-gradient update. A method
+    with both (Online VQ) first reassigns the features with the stepped codebook, as the official simulation
+    (VariousVQs.py) does before its usage average; the VQ-VAE order (replicate/quantize/online.py) differs."""
     out = quantizer(features)
     if optimizer is not None:
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         optimizer.step()
+        if type(quantizer).update is not Quantizer.update:
+            with torch.no_grad():
+                out = quantizer(features)
     quantizer.update(features, out)
     return out

@@ -10,27 +10,55 @@ from __future__ import annotations
 
 import torch
 
-from replicate.metrics.codebook import CodebookUsage, codebook_distances
-from replicate.metrics.image import ImageMetrics, RFIDAccumulator, load_inception, load_lpips, lpips_distance
+from replicate.metrics.codebook import CodebookUsage, codebook_distances, used_code_distances
+from replicate.metrics.image import (
+    PROTOCOLS,
+    CleanFIDAccumulator,
+    ImageMetrics,
+    RFIDAccumulator,
+    load_inception,
+    load_lpips,
+    lpips_distance,
+    official_rfid_unavailable,
+)
 from replicate.models.vqvae import VQVAE
 from replicate.quantize.gaussian import StreamedGaussianFit, gaussian_fit, gaussian_w2
 
 
 @torch.no_grad()
-def evaluate_tokenizer(model: VQVAE, data, *, batch_size: int, device: torch.device, quantized: bool = True) -> dict:
-    """One row of evaluation metrics; codebook columns are NaN when the model is not yet quantizing."""
+def evaluate_tokenizer(
+    model: VQVAE,
+    data,
+    *,
+    batch_size: int,
+    device: torch.device,
+    quantized: bool = True,
+    protocol: str = "project",
+    num_workers: int = 0,
+) -> dict:
+    """One row of evaluation metrics; codebook columns are NaN when the model is not yet quantizing. protocol:
+    how LPIPS and rFID are computed (metrics.image.PROTOCOLS), named in the lpips_protocol / rfid_protocol columns."""
     was_training = model.training
     model.eval()
     lpips_model, lpips_source = load_lpips()
-    inception, rfid_source = load_inception()
+    if protocol == "official":
+        rfid_source = official_rfid_unavailable()
+        inception = None
+    else:
+        inception, rfid_source = load_inception()
     images_metrics = ImageMetrics()
     usage = CodebookUsage(model.quantizer.num_codes, device=device)
     latent_fit = StreamedGaussianFit(unbiased=True)
-    rfid = RFIDAccumulator(inception) if inception is not None else None
+    if protocol == "official":
+        rfid = CleanFIDAccumulator() if not rfid_source else None
+    else:
+        rfid = RFIDAccumulator(inception) if inception is not None else None
     lpips_sum, count = 0.0, 0
-    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
+    loader = torch.utils.data.DataLoader(
+        data, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=device.type == "cuda"
+    )
     for images, _ in loader:
-        images = images.to(device)
+        images = images.to(device, non_blocking=True)
         out = model(images, quantize=quantized)
         images_metrics.add(out.reconstructions, images)
         flat = out.latents.reshape(-1, out.latents.shape[-1])
@@ -38,7 +66,8 @@ def evaluate_tokenizer(model: VQVAE, data, *, batch_size: int, device: torch.dev
         if out.quantizer is not None:
             usage.add(flat, out.quantizer.codes.reshape(flat.shape), out.quantizer.indices)
         if lpips_model is not None:
-            lpips_sum += float(lpips_distance(lpips_model, out.reconstructions, images).double().sum())
+            distances = lpips_distance(lpips_model, out.reconstructions, images, protocol=protocol)
+            lpips_sum += float(distances.double().sum())
         if rfid is not None:
             rfid.add(out.reconstructions, images)
         count += len(images)
@@ -48,14 +77,15 @@ def evaluate_tokenizer(model: VQVAE, data, *, batch_size: int, device: torch.dev
     row["rfid"] = rfid.result() if rfid is not None else nan
     if quantized:
         codebook = model.quantizer.codebook().detach()
-        row |= usage.result() | codebook_distances(codebook)
+        row |= usage.result() | codebook_distances(codebook) | used_code_distances(codebook, usage.counts)
         code_fit = gaussian_fit(codebook.double(), unbiased=True)
         row["w2_distance"] = float(gaussian_w2(*latent_fit.result(), *code_fit, eps_eig=0, eps_sqrt=0))
     else:
-        row |= dict.fromkeys(
-            ("quant_error", "utilization", "perplexity", "code_dist_euclid", "code_dist_cosine", "w2_distance"), nan
-        )
+        codebook_columns = ("quant_error", "utilization", "perplexity", "code_dist_euclid", "code_dist_cosine")
+        used_columns = ("code_dist_euclid_used", "code_dist_cosine_used", "w2_distance")
+        row |= dict.fromkeys(codebook_columns + used_columns, nan)
     row["lpips_note"] = "" if lpips_model is not None else lpips_source  # the reason when not computed
     row["rfid_note"] = "" if rfid is not None else rfid_source
+    row["lpips_protocol"], row["rfid_protocol"] = PROTOCOLS[protocol]
     model.train(was_training)
     return row

@@ -2,8 +2,12 @@
 (Zhao et al., arXiv 2603.17052, V2 Sec. 3.2 and 5; V3 "continuous learning phase before discretization").
 
 "early"    the paper's baseline: k-means on the outputs of the untrained encoder, quantize from the first step.
-"deferred" the fix: `warmup_steps` steps as a plain autoencoder, then k-means on the trained encoder's outputs,
-           then train with quantization for the rest of the same total budget.
+"deferred" the fix at an equal budget: `warmup_steps` steps as a plain autoencoder, then k-means on the trained
+           encoder's outputs, then train with quantization for the rest of the same total budget (one optimizer,
+           its state carried across the switch).
+"pretrained" the paper's wording ("pretrain an autoencoder, then train the VQ-VAE initialised with its weights"):
+           `warmup_steps` autoencoder steps, then k-means on the trained encoder, a fresh optimizer and the full
+           quantized budget (warmup_steps + budget steps in all).
 "random"   quantize from the first step with the quantizer's own random initialisation, untouched (V1's
            trigger; also the Wasserstein VQ paper's setting, with each method's official initialisation).
 """
@@ -19,20 +23,32 @@ from replicate.errors import ConfigError
 from replicate.quantize.base import Quantizer
 from replicate.quantize.kmeans import KMeansResult, kmeans
 
-SCHEDULES = ("early", "deferred", "random")
+SCHEDULES = ("early", "deferred", "pretrained", "random")
+WARMED = ("deferred", "pretrained")  # the schedules with a continuous phase
 
 
 @dataclass(frozen=True)
 class QuantizationSchedule:
     kind: str
-    warmup_steps: int = 0  # continuous steps before quantizing (deferred only)
+    warmup_steps: int = 0  # continuous steps before quantizing (deferred and pretrained only)
     kmeans_iterations: int = 50  # Lloyd iterations of the codebook initialisation (the paper does not say)
 
     def __post_init__(self) -> None:
         if self.kind not in SCHEDULES:
             raise ConfigError(f"unknown schedule {self.kind!r}; valid: {', '.join(SCHEDULES)}")
-        if self.warmup_steps < 0 or (self.kind == "deferred") != (self.warmup_steps > 0):
-            raise ConfigError(f"warmup_steps must be > 0 for 'deferred' and 0 otherwise, got {self.warmup_steps}")
+        if self.warmup_steps < 0 or (self.kind in WARMED) != (self.warmup_steps > 0):
+            raise ConfigError(
+                f"warmup_steps must be > 0 for {' and '.join(WARMED)} and 0 otherwise, got {self.warmup_steps}"
+            )
+
+    @property
+    def fresh_optimizer(self) -> bool:
+        """Whether the quantized phase starts with a new optimizer (the paper's pretrain-then-train arm)."""
+        return self.kind == "pretrained"
+
+    def total_steps(self, budget: int) -> int:
+        """Steps in all for a quantized budget: the budget itself, plus the autoencoder phase when pretrained."""
+        return budget + self.warmup_steps if self.kind == "pretrained" else budget
 
     def quantizes(self, step: int) -> bool:
         """Whether training step `step` (from 0) runs with the quantizer."""

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from replicate.data.synthetic import gaussian_mixture
 from replicate.errors import ConfigError
-from replicate.metrics.codebook import CodebookUsage, codebook_distances
+from replicate.metrics.codebook import CodebookUsage, codebook_distances, used_code_distances
 from replicate.metrics.shrinkage import effective_rank, mode_coverage, mode_entropy, per_mode_error
 from replicate.models.mlp import MLPAutoencoder
 from replicate.quantize import Quantizer, QuantizerConfig, build_quantizer, quantizer_config
@@ -26,15 +26,15 @@ class SyntheticTraining:
     """One run of the synthetic study: data, model, quantizer, schedule and optimisation."""
 
     dim: int  # input dimension; the latent space has the same dimension
-    schedule: str  # "early", "deferred" or "random" (train/schedule.py)
+    schedule: str  # "early", "deferred", "pretrained" or "random" (train/schedule.py)
     method: str = "ema"
     K: int = 32
     encoder_width: int = 64
     encoder_depth: int = 2
     decoder_width: int = 64
     decoder_depth: int = 2
-    steps: int = 3000  # total step budget, the same for every schedule
-    warmup_steps: int = 0  # continuous steps before quantizing ("deferred" only)
+    steps: int = 3000  # step budget, the same for every schedule ("pretrained" adds its warm-up before it)
+    warmup_steps: int = 0  # continuous steps before quantizing ("deferred", "pretrained")
     batch: int = 256
     lr: float = 1e-3  # Adam, for encoder, decoder and (unless the quantizer has its own) the codebook
     adam_betas: tuple[float, float] = (0.9, 0.999)  # torch's default
@@ -49,7 +49,7 @@ class SyntheticTraining:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.dim < 2:
             raise ConfigError(f"dim must be >= 2 (the plots project to 2-D), got {self.dim}")
-        if self.warmup_steps >= self.steps:
+        if self.schedule == "deferred" and self.warmup_steps >= self.steps:
             raise ConfigError(f"warmup_steps ({self.warmup_steps}) must be below steps ({self.steps})")
         self.quantization_schedule()  # an unknown schedule fails here
         self.quantizer_config()  # an unknown method or setting fails here
@@ -91,16 +91,21 @@ def train_synthetic(training: SyntheticTraining) -> SyntheticResult:
         decoder_depth=training.decoder_depth,
     )
     quantizer = build_quantizer(training.quantizer_config()).train()
-    optimizer = torch.optim.Adam(
-        [{"params": model.parameters(), "lr": training.lr}, *quantizer.param_groups(training.lr)],
-        betas=training.adam_betas,
-    )
+
+    def adam() -> torch.optim.Adam:
+        groups = [{"params": model.parameters(), "lr": training.lr}, *quantizer.param_groups(training.lr)]
+        return torch.optim.Adam(groups, betas=training.adam_betas)
+
+    optimizer = adam()
     spread_sample = torch.randperm(len(points))[:SPREAD_SAMPLE]
     history = []
-    for step in range(training.steps):
+    total_steps = schedule.total_steps(training.steps)
+    for step in range(total_steps):
         if schedule.initializes(step):
             with torch.no_grad():
                 schedule.initialize(quantizer, model.encode(points))
+            if schedule.fresh_optimizer:
+                optimizer = adam()
         batch = points[torch.randint(len(points), (training.batch,))]
         embeddings = model.encode(batch)
         quantizing = schedule.quantizes(step)
@@ -115,7 +120,7 @@ def train_synthetic(training: SyntheticTraining) -> SyntheticResult:
         optimizer.step()
         if quantizing:
             quantizer.update(embeddings, out)
-        if step % training.record_every == 0 or step == training.steps - 1:
+        if step % training.record_every == 0 or step == total_steps - 1:
             row = diagnostics(model, quantizer, points, labels, means, spread_sample, quantized=quantizing)
             history.append({"step": step, "quantized": quantizing, "loss": float(loss.detach()), **row})
     final = {k: v for k, v in history[-1].items() if k not in ("step", "quantized", "loss")}
@@ -153,7 +158,7 @@ def diagnostics(
         usage = CodebookUsage(quantizer.num_codes)
         usage.add(embeddings, out.codes, out.indices)
         codebook = quantizer.codebook()
-        row |= usage.result() | codebook_distances(codebook)
+        row |= usage.result() | codebook_distances(codebook) | used_code_distances(codebook, usage.counts)
         row["mode_entropy"] = mode_entropy(model.decode(codebook), means)
         row["code_to_latent_spread"] = row["code_dist_euclid"] / max(row["latent_dist_euclid"], 1e-12)
     else:
@@ -165,6 +170,8 @@ def diagnostics(
                 "perplexity",
                 "code_dist_euclid",
                 "code_dist_cosine",
+                "code_dist_euclid_used",
+                "code_dist_cosine_used",
                 "mode_entropy",
                 "code_to_latent_spread",
             ),

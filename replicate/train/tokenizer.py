@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,17 +31,25 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from replicate import distributed
-from replicate.data.images import DATA_LABELS, image_dataset
+from replicate.data.images import DATA_LABELS, SMALL, image_dataset, source_resolution
 from replicate.errors import ConfigError, ReplicateError
 from replicate.metrics.codebook import perplexity, utilization
+from replicate.metrics.image import PROTOCOLS
 from replicate.models.vqvae import VQVAE, VQVAEConfig, table5_layout
 from replicate.quantize import build_quantizer, quantizer_config
 from replicate.results import RUN_OPTION, config_id, git_revision, write_csv
 from replicate.train.checkpoint import load_checkpoint, save_checkpoint
 from replicate.train.evaluate import evaluate_tokenizer
-from replicate.train.schedule import SCHEDULES, QuantizationSchedule
+from replicate.train.schedule import SCHEDULES, WARMED, QuantizationSchedule
 
 LR_SCHEDULES = ("constant", "cosine")
+PRECISIONS = ("fp32", "bf16")
+
+
+def default_workers() -> int:
+    """DataLoader processes: half the CPU cores (at most 8) where a GPU trains, so that decoding keeps it fed; none
+    on a CPU-only machine, where every core already trains."""
+    return min(8, (os.cpu_count() or 2) // 2) if torch.cuda.is_available() else 0
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,7 @@ class TokenizerTraining:
     d: int = 8
     channels: int = 64  # Table 5
     channel_mult: tuple[int, ...] | None = None  # None: Table 5's for the resolution (models.vqvae.table5_layout)
+    attn_resolutions: tuple[int, ...] | None = None  # None: the official code's for the resolution (same rule)
     epochs: int = 50
     batch_size: int = 128  # global batch, split evenly over the ranks
     lr: float = 5e-5
@@ -65,16 +75,18 @@ class TokenizerTraining:
     decay_iters: int = 50_000
     min_lr_ratio: float = 0.2  # the cosine floor: lr / 5
     schedule: str = "random"  # "random": the Wasserstein VQ setting; "early" / "deferred": Deferred Quantization
-    warmup_epochs: int = 0  # continuous epochs before quantizing (deferred only)
+    warmup_epochs: int = 0  # continuous epochs before quantizing ("deferred": within `epochs`; "pretrained": before)
     kmeans_vectors: int = 100_000  # encoder outputs for the k-means initialisation (not stated by the paper)
     kmeans_iterations: int = 50  # Lloyd iterations of that initialisation (not stated by the paper)
     quantizer: tuple[tuple[str, float | int | str | bool | None], ...] = ()  # changes to the official settings
     max_train_images: int | None = None  # reduced scales: a fixed random subset
     max_eval_images: int | None = None
     eval_every: int = 1  # epochs
+    metric_protocol: str = "project"  # LPIPS / rFID: "project" or "official" (replicate.metrics.image.PROTOCOLS)
+    precision: str = "fp32"  # "fp32", or "bf16": encoder and decoder under bfloat16 autocast (VQVAE.forward)
     seed: int = 123  # official seed
     checkpoint_every: int = field(default=500, metadata=RUN_OPTION)  # steps
-    num_workers: int = field(default=0, metadata=RUN_OPTION)
+    num_workers: int = field(default_factory=default_workers, metadata=RUN_OPTION)
     data_root: str | None = field(default=None, metadata=RUN_OPTION)
 
     def __post_init__(self) -> None:
@@ -83,20 +95,38 @@ class TokenizerTraining:
         for name in ("resolution", "K", "d", "channels", "epochs", "batch_size", "eval_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {self.precision!r}; valid: {', '.join(PRECISIONS)}")
+        if self.metric_protocol not in PROTOCOLS:
+            raise ConfigError(f"unknown metric_protocol {self.metric_protocol!r}; valid: {', '.join(PROTOCOLS)}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"unknown schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
         if self.schedule == "deferred" and not 0 < self.warmup_epochs < self.epochs:
             raise ConfigError(f"deferred quantization needs 0 < warmup_epochs < epochs, got {self.warmup_epochs}")
-        if self.channel_mult is None:  # one rule, in one place: Table 5's layout for the resolution
-            object.__setattr__(self, "channel_mult", table5_layout(self.resolution))
+        if self.schedule == "pretrained" and self.warmup_epochs < 1:
+            raise ConfigError(f"the pretrained arm needs warmup_epochs >= 1, got {self.warmup_epochs}")
+        channel_mult, attn_resolutions = table5_layout(self.resolution)  # one rule, in one place
+        if self.channel_mult is None:
+            object.__setattr__(self, "channel_mult", channel_mult)
+        if self.attn_resolutions is None:
+            object.__setattr__(self, "attn_resolutions", attn_resolutions)
         self.quantizer_config()  # an unknown method or setting fails here, before anything runs
 
     def quantizer_config(self):
         return quantizer_config(self.method, self.K, self.d, **dict(self.quantizer))
 
+    @property
+    def total_epochs(self) -> int:
+        """Epochs in all: `epochs`, plus the autoencoder phase before them for the pretrained arm."""
+        return self.epochs + self.warmup_epochs if self.schedule == "pretrained" else self.epochs
+
     def model_config(self) -> VQVAEConfig:
         return VQVAEConfig(
-            self.resolution, channels=self.channels, channel_mult=tuple(self.channel_mult), codebook_dim=self.d
+            self.resolution,
+            channels=self.channels,
+            channel_mult=tuple(self.channel_mult),
+            attn_resolutions=tuple(self.attn_resolutions),
+            codebook_dim=self.d,
         )
 
 
@@ -115,14 +145,24 @@ def smoke_scale(config: TokenizerTraining, *, epochs: int = 1) -> TokenizerTrain
         max_train_images=64,
         max_eval_images=32,
         warmup_epochs=min(config.warmup_epochs, epochs - 1),
+        attn_resolutions=(16,),  # the attention path too, at the 16 x 16 level
         checkpoint_every=2,
     )
 
 
 def describe_data(config: TokenizerTraining) -> str:
-    """The `data` label of a result: the dataset and every reduction, e.g. "CIFAR-10 (JPEG copy), 2 epochs, ch 32,
-    20,000 training images"."""
-    parts = [DATA_LABELS.get(config.dataset, config.dataset), f"{config.epochs} epoch{'s' * (config.epochs > 1)}"]
+    """The `data` label of a result: the dataset (with FFHQ's source resolution), the resolution where it is not a
+    32 px dataset's native one, and every reduction, e.g. "CIFAR-10 (lossless copy), 2 epochs, ch 32, 20,000
+    training images" or "CelebA 10k (not FFHQ), 64 px, 3 epochs"."""
+    name = DATA_LABELS.get(config.dataset, config.dataset)
+    source = source_resolution(config.dataset, config.data_root)
+    parts = [f"{name} ({source} px source)" if source else name]
+    if config.dataset not in SMALL or config.resolution != 32:
+        parts.append(f"{config.resolution} px")
+    if config.schedule == "pretrained":
+        parts.append(f"{config.warmup_epochs} autoencoder + {config.epochs} quantized epochs")
+    else:
+        parts.append(f"{config.epochs} epoch{'s' * (config.epochs > 1)}")
     if config.channels != 64:
         parts.append(f"ch {config.channels}")
     if config.max_train_images:
@@ -228,16 +268,14 @@ def train_tokenizer(
     wrapped = (
         model
         if context.world_size == 1
-        else DistributedDataParallel(
-            model, broadcast_buffers=False, find_unused_parameters=config.schedule == "deferred"
-        )
+        else DistributedDataParallel(model, broadcast_buffers=False, find_unused_parameters=config.schedule in WARMED)
     )
     if context.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=1))
-    if run.epoch < config.epochs and run.revisions[-1] != git_revision():
+    if run.epoch < config.total_epochs and run.revisions[-1] != git_revision():
         run.revisions.append(git_revision())  # training goes on under other code: the result row names both
-    while run.epoch < config.epochs:
+    while run.epoch < config.total_epochs:
         datasets["train"].set_epoch(run.epoch)
         batches = rank_batches(len(train_data), config, run.epoch, context)[run.step :]
         loader = torch.utils.data.DataLoader(
@@ -245,7 +283,7 @@ def train_tokenizer(
         )
         bar = tqdm(
             loader,
-            desc=f"epoch {run.epoch + 1}/{config.epochs}",
+            desc=f"epoch {run.epoch + 1}/{config.total_epochs}",
             initial=run.step,
             total=steps_per_epoch,
             unit="batch",
@@ -255,22 +293,32 @@ def train_tokenizer(
             step = run.epoch * steps_per_epoch + run.step
             if schedule.initializes(step):
                 initialize_codebook(model, train_data, schedule, config, context)
+                if schedule.fresh_optimizer:  # the paper's arm: train the VQ-VAE anew from the autoencoder
+                    optimizer = build_optimizer(model, config)
             loss, out = train_step(
-                wrapped, model, optimizer, images.to(context.device), config, step, schedule.quantizes(step)
+                wrapped,
+                model,
+                optimizer,
+                images.to(context.device, non_blocking=True),
+                config,
+                step,
+                schedule.quantizes(step),
             )
             run.step, run.loss_sum, run.loss_steps = run.step + 1, run.loss_sum + loss, run.loss_steps + 1
             if out is not None and run.step % 10 == 1:
                 bar.set_postfix(loss=f"{loss:.4f}", **batch_usage(out.indices, config.K))
             if run.step % config.checkpoint_every == 0 and run.step < steps_per_epoch:
                 run.save(checkpoint_path, config, model, optimizer, context)
-        if (run.epoch + 1) % config.eval_every == 0 or run.epoch + 1 == config.epochs:
+        if (run.epoch + 1) % config.eval_every == 0 or run.epoch + 1 == config.total_epochs:
             if context.is_main:
                 row = evaluate_tokenizer(
                     model,
                     eval_data,
                     batch_size=2 * config.batch_size,
                     device=context.device,
+                    num_workers=config.num_workers,
                     quantized=schedule.quantizes((run.epoch + 1) * steps_per_epoch - 1),
+                    protocol=config.metric_protocol,
                 )
                 run.history.append(
                     {
@@ -306,7 +354,7 @@ def build_optimizer(model: VQVAE, config: TokenizerTraining) -> torch.optim.Adam
 
 def train_step(wrapped, model: VQVAE, optimizer, images, config: TokenizerTraining, step: int, quantize: bool):
     optimizer.param_groups[0]["lr"] = learning_rate(config, step)
-    forward = wrapped(images, quantize=quantize)
+    forward = wrapped(images, quantize=quantize, precision=config.precision)
     out = forward.quantizer
     loss = F.mse_loss(forward.reconstructions, images) + (out.loss if out is not None else 0)
     optimizer.zero_grad(set_to_none=True)
