@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from replicate import distributed
 from replicate.errors import ConfigError, MissingDataError
-from replicate.report.compare import compare, render
+from replicate.report.compare import compare, load_published, render
 from replicate.report.plotting import save
 from replicate.results import (
     EXTRA_TABLES,
@@ -206,8 +206,10 @@ def _replace_rows(table: pd.DataFrame | None, rows: pd.DataFrame, identity: str)
 
 
 def read_tables(experiment: Experiment, scale: str, tables: Path = TABLES) -> Tables:
-    """The experiment's result tables that exist, by kind ("" the results, "curves", "points")."""
+    """The experiment's result tables that exist, by kind ("" the results, "curves", "points"), and its published
+    numbers ("published")."""
     found = {kind: read_csv(result_path(experiment.name, scale, tables, kind)) for kind in ("", *EXTRA_TABLES)}
+    found["published"] = load_published(experiment)
     return {kind: frame for kind, frame in found.items() if frame is not None}
 
 

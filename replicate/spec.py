@@ -59,9 +59,9 @@ class RunResult:
     extra_tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
-# The result tables of one experiment at one scale, by kind ("" the results, "curves", "points"), as read by the
-# runner through results.result_path; a figure function turns them into named figures ("" -> figures/E_S.png,
-# "scatter" -> figures/E_scatter_S.png).
+# The result tables of one experiment at one scale, by kind ("" the results, "curves", "points", and "published",
+# the paper's numbers), as read by the runner through results.result_path; a figure function turns them into named
+# figures ("" -> figures/E_S.png, "scatter" -> figures/E_scatter_S.png).
 Tables = dict[str, "pd.DataFrame"]
 Figures = dict[str, "Figure"]
 

@@ -27,7 +27,6 @@ from replicate.metrics.codebook import evaluate_codebook
 from replicate.quantize import QUANTIZERS, QuantizerConfig, quantizer_config
 from replicate.quantize.gaussian import gaussian_fit, gaussian_w2
 from replicate.report.plotting import figure
-from replicate.results import PUBLISHED
 from replicate.spec import Claim, Experiment, Figures, RunResult, Tables, absolute, relative
 from replicate.train.atomic import MOMENTUM, atomic_settings, atomic_step, build_atomic
 
@@ -189,7 +188,7 @@ def figures(tables: Tables, scale: str) -> Figures:
     """8 panels as the paper: ln E, U, ln C and W2 against mu (Gaussian, top) and nu (uniform, bottom) at the
     last step; hollow markers: the official run's values."""
     results = tables[""]
-    published = pd.read_csv(PUBLISHED / "wvq_fig12.csv")
+    published = tables["published"]
     fig, axes = figure(2, 4, width=15, height=6.5)
     panels = (
         ("quant_error", "ln E", np.log),

@@ -49,6 +49,23 @@ def compare(experiment: Experiment, results: pd.DataFrame | None, scale: str) ->
     return table
 
 
+def agreement_by_method(experiment: Experiment, comparison: pd.DataFrame) -> dict[str, tuple[int, int]]:
+    """Per method: (reproduced numbers within their stated tolerance, reproduced numbers with a tolerance),
+    whatever the scale (at a reduced one, for reference only)."""
+    if "method" not in comparison.columns:
+        return {}
+    counts = {}
+    for method, rows in comparison.groupby("method", sort=False):
+        judged = [
+            experiment.tolerances[r.metric].allows(r.reproduced, r.published)
+            for r in rows.itertuples()
+            if r.metric in experiment.tolerances and not pd.isna(r.reproduced)
+        ]
+        if judged:
+            counts[method] = (sum(judged), len(judged))
+    return counts
+
+
 def _verdict(experiment: Experiment, scale: str, row) -> str:
     if pd.isna(row.reproduced):
         return NOT_RUN
@@ -99,6 +116,14 @@ def render(
             "Summary: " + ", ".join(f"{n} {v}" for v, n in verdicts.items()),
             "",
         ]
+        agreement = agreement_by_method(experiment, comparison)
+        if agreement:
+            reduced = "" if scale in experiment.comparable_scales else " (for reference only: this scale is reduced)"
+            lines += [
+                f"Within the stated tolerances, by method{reduced}: "
+                + ", ".join(f"{m} {k}/{n} ({k / n:.0%})" for m, (k, n) in agreement.items()),
+                "",
+            ]
         keys = list(experiment.keys)
         header = [
             *keys,
