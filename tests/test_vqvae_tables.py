@@ -144,7 +144,7 @@ def test_cpu_dq_sweep_deferred_quantization_spreads_the_codebook_at_the_largest_
 @pytest.mark.parametrize(
     "name, expected",
     [
-        ("wvq_table6", ["wvq_table6_scatter_cpu.png", "wvq_table6_usage_cpu.png"]),
+        ("wvq_table6", ["wvq_table6_curves_cpu.png", "wvq_table6_scatter_cpu.png", "wvq_table6_usage_cpu.png"]),
         ("dq_cifar_sweep", ["dq_cifar_sweep_cpu.png", "dq_cifar_sweep_scatter_cpu.png"]),
     ],
 )

@@ -105,7 +105,9 @@ def figures(tables: Tables, scale: str) -> Figures:
         ("perplexity", "perplexity"),
         ("code_dist_cosine", "pairwise cosine distance"),
         ("code_dist_euclid", "pairwise Euclidean distance"),
+        ("code_dist_euclid_used", "Euclidean distance, used codes"),
     )
+    metrics = tuple(m for m in metrics if m[0] in results.columns)
     fig, axes = figure(1, len(metrics), width=3.2 * len(metrics), height=2.8)
     for axis, (metric, label) in zip(axes[0], metrics, strict=True):
         for schedule, rows in results.groupby("schedule"):

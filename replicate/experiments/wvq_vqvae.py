@@ -21,6 +21,7 @@ import shutil
 
 import pandas as pd
 import torch
+from matplotlib.ticker import MaxNLocator
 
 from replicate.metrics.projection import pca_2d
 from replicate.report.plotting import figure
@@ -108,16 +109,48 @@ def data(config: TokenizerTraining) -> str:
 
 
 def figures(tables: Tables, scale: str) -> Figures:
-    """Fig. 5-style scatter of features vs codes per method and configuration; U and C against K."""
+    """Fig. 5-style scatter of features vs codes per method and configuration; U and C against K; U, C and PSNR
+    after every epoch."""
     drawn = {"scatter": scatter_figure(tables["points"])} if "points" in tables else {}
+    if "curves" in tables:
+        drawn["curves"] = curves_figure(tables["curves"])
     return drawn | {"usage": usage_figure(tables[""])}
+
+
+def table_settings(frame: pd.DataFrame):
+    """The (dataset, K, d) settings of a table, sorted: one figure row each."""
+    return frame[["dataset", "K", "d"]].drop_duplicates().sort_values(["dataset", "K", "d"]).to_records(index=False)
+
+
+def curves_figure(curves: pd.DataFrame):
+    """U, C and PSNR on the evaluation set after every epoch, one line per method; one row per (dataset, K, d)."""
+    settings = (
+        curves[["dataset", "K", "d"]].drop_duplicates().sort_values(["dataset", "K", "d"]).to_records(index=False)
+    )
+    metrics = (("utilization", "utilization U"), ("perplexity", "perplexity C"), ("psnr", "PSNR (dB)"))
+    fig, axes = figure(len(settings), len(metrics), width=3.3 * len(metrics), height=2.8 * len(settings))
+    for row, (dataset, K, d) in enumerate(settings):
+        shown = curves[(curves["dataset"] == dataset) & (curves["K"] == K) & (curves["d"] == d)]
+        for column, (metric, label) in enumerate(metrics):
+            axis = axes[row, column]
+            for method in METHODS:
+                rows = shown[shown["method"] == method].groupby("epoch")[metric].mean()
+                if len(rows):
+                    axis.plot(rows.index, rows.values, marker="o", markersize=3, label=LABELS[method])
+            if metric == "perplexity":
+                axis.set_yscale("log")
+            axis.set_xlabel("epoch")
+            axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+            axis.set_title(f"{dataset}, K={K}, d={d}: {label}")
+    axes[0, 0].legend(frameon=False)
+    fig.suptitle("Codebook usage and reconstruction after every epoch (evaluation set)")
+    fig.tight_layout()
+    return fig
 
 
 def scatter_figure(points: pd.DataFrame, column: str = "method", names: dict[str, str] = LABELS):
     """One row per (dataset, K, d), one panel per value of `column` (the method, or the DQ schedule)."""
-    settings = (
-        points[["dataset", "K", "d"]].drop_duplicates().sort_values(["dataset", "K", "d"]).to_records(index=False)
-    )
+    settings = table_settings(points)
     columns = [value for value in names if value in set(points[column])]
     fig, axes = figure(len(settings), len(columns), width=3.2 * len(columns), height=3.0 * len(settings))
     for row, (dataset, K, d) in enumerate(settings):

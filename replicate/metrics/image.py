@@ -116,7 +116,7 @@ class ImageMetrics:
         return dict(zip(self.names, (self.totals / self.count).tolist(), strict=True))
 
 
-def _weights_file(weights_path: str | Path | None, variable: str, file_name: str) -> tuple[Path | None, str]:
+def weights_file(weights_path: str | Path | None, variable: str, file_name: str) -> tuple[Path | None, str]:
     """(the weights file, "") or (None, reason): `weights_path` alone when given, else the first file of
     $variable and file_name in torch hub's cache (where torch.hub.load_state_dict_from_url saves it).
     The reason names the places symbolically, so that no machine's path enters a result.
@@ -137,7 +137,7 @@ def load_lpips(weights_path: str | Path | None = None) -> tuple[lpips.LPIPS | No
     $VQ_LPIPS_WEIGHTS, else torch hub's cache); returns (model, the file used), or (None, reason) when the file is
     absent. Never downloads.
     """
-    path, reason = _weights_file(weights_path, LPIPS_WEIGHTS_ENV, ALEXNET_FILE)
+    path, reason = weights_file(weights_path, LPIPS_WEIGHTS_ENV, ALEXNET_FILE)
     if path is None:
         return None, reason
     import lpips  # imported here: pulls in torchvision, needed only when the weights exist
@@ -197,7 +197,7 @@ def load_inception(weights_path: str | Path | None = None) -> tuple[FeatureExtra
     `weights_path` (default: $VQ_INCEPTION_WEIGHTS, else torch hub's cache); (extractor, the file used) or
     (None, reason). Never downloads.
     """
-    path, reason = _weights_file(weights_path, INCEPTION_WEIGHTS_ENV, INCEPTION_FILE)
+    path, reason = weights_file(weights_path, INCEPTION_WEIGHTS_ENV, INCEPTION_FILE)
     if path is None:
         return None, reason
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3  # heavy; only when needed

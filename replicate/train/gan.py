@@ -1,0 +1,139 @@
+"""The GAN side of a VQGAN (Esser et al. 2021, arXiv 2012.09841) with the settings of the official Wasserstein-VQ v1
+code (code/VQGAN/FFHQ/model/vqgan.py, VQGAN.vqgan; config.py FFHQ overrides), which the v1 paper writes as
+L = L_VQ-VAE + L_Per + lambda L_GAN with lambda = 0.2 (section 3.3, Table 5).
+
+generator:      L_G = |x - x_rec|_1 + L_quantizer + 1.0 * LPIPS_VGG(x, x_rec) + w_d * (-mean D(x_rec))
+discriminator:  L_D = 0.5 * w_d * 0.5 * (mean relu(1 - D(x)) + mean relu(1 + D(x_rec)))
+with w_d = rate_d = 0.2 from epoch disc_epoch = 60 (1-based, of 200) and 0 before; no adaptive weight
+(disc_adaptive_weight = False). Means are over all elements (batch and patch map); LPIPS is averaged over images.
+Official placement of the factors: hinge_d_loss returns 0.5 * (loss_real + loss_fake), and the discriminator step
+multiplies it by adopt_weight(rate_d * 0.5, epoch, threshold=disc_epoch), so L_D carries 0.5 * 0.2 * 0.5 = 0.05.
+The generator's reconstruction term is L1 (torch.mean(torch.abs(x - x_rec))), not the paper's squared L2, and its
+perceptual term is unweighted (1.0). Both weights are also zero, not skipped, before the start: the official loop
+still runs D and steps its AdamW (whose decoupled weight decay 0.01 still acts) before epoch 60.
+
+The perceptual term is taming's VGG16 LPIPS. Its linear heads `vgg.pth` (md5 d507d7349b931f0638a25a48a722f98a, as
+official model/lpips.py checks) are byte-identical to the lpips package's weights/v0.1/vgg.pth, which is used here;
+the trunk is torchvision's ImageNet VGG16, which nothing here downloads (see load_vgg_lpips).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from replicate.errors import ConfigError, unknown_name
+from replicate.metrics.image import weights_file
+
+if TYPE_CHECKING:
+    import lpips
+
+VGG16_FILE = "vgg16-397923af.pth"  # torchvision's ImageNet VGG16, as torch hub caches it
+VGG16_WEIGHTS_ENV = "VQ_VGG16_WEIGHTS"
+RECONSTRUCTIONS = ("l1", "mse")
+
+
+@dataclass(frozen=True)
+class GANLoss:
+    disc_weight: float = 0.2  # official config.py rate_d (FFHQ override 0.2); paper lambda = 0.2 (Table 5)
+    disc_start_epoch: int = 60  # official disc_epoch (FFHQ override 60 of 200 epochs), 1-based as its loop
+    perceptual_weight: float = 1.0  # official vqgan.py adds lpips_loss unweighted; Table 5 "perceptual 1.0"
+    # official: torch.mean(torch.abs(x - x_rec)); "mse" is the squared L2 that the paper's VQ-VAE term writes
+    reconstruction: str = "l1"
+    # official: model.train() also puts the LPIPS module in train mode, so the Dropout(0.5) in front of each
+    # linear head (taming's LPIPS(use_dropout=True)) is active in the training loss
+    perceptual_dropout: bool = True
+
+    def __post_init__(self) -> None:
+        if self.disc_weight < 0 or self.perceptual_weight < 0:
+            raise ConfigError("disc_weight and perceptual_weight must be >= 0")
+        if self.disc_start_epoch < 1:
+            raise ConfigError(f"disc_start_epoch is 1-based, got {self.disc_start_epoch}")
+        if self.reconstruction not in RECONSTRUCTIONS:
+            raise unknown_name("reconstruction loss", self.reconstruction, RECONSTRUCTIONS)
+
+
+def discriminator_weight(config: GANLoss, epoch: int) -> float:
+    """w_d of a 1-based epoch (official adopt_weight: 0 while epoch < disc_epoch); a 0-based loop passes epoch + 1."""
+    return config.disc_weight if epoch >= config.disc_start_epoch else 0.0
+
+
+def generator_adversarial_loss(logits_fake: Tensor) -> Tensor:
+    """Hinge generator loss -mean D(x_rec) (official hinge_gen_loss), before the weight w_d."""
+    return -logits_fake.mean()
+
+
+def hinge_discriminator_loss(logits_real: Tensor, logits_fake: Tensor, *, disc_weight: float) -> Tensor:
+    """The official discriminator loss: 0.5 * disc_weight * 0.5 * (mean relu(1 - D(x)) + mean relu(1 + D(x_rec))),
+    with disc_weight = discriminator_weight(config, epoch). Official D sees x and x_rec (both detached) in two
+    separate forward passes, so BatchNorm normalises each with its own batch statistics."""
+    hinge = 0.5 * (F.relu(1 - logits_real).mean() + F.relu(1 + logits_fake).mean())
+    return 0.5 * disc_weight * hinge
+
+
+@dataclass(frozen=True)
+class GeneratorLoss:
+    total: Tensor  # what the generator step backpropagates
+    reconstruction: Tensor
+    perceptual: Tensor  # unweighted LPIPS, 0 when perceptual_weight is 0
+    adversarial: Tensor  # unweighted -mean D(x_rec)
+    disc_weight: float  # w_d of this epoch
+
+
+def generator_loss(
+    config: GANLoss,
+    epoch: int,
+    images: Tensor,
+    reconstructions: Tensor,
+    quantizer_loss: Tensor,
+    logits_fake: Tensor,
+    lpips_model: lpips.LPIPS | None,
+) -> GeneratorLoss:
+    """L_G of a 1-based epoch, from x, x_rec (unclamped, as official), the quantizer's loss and D(x_rec)."""
+    if config.reconstruction == "l1":
+        reconstruction = (images - reconstructions).abs().mean()
+    else:
+        reconstruction = (images - reconstructions).square().mean()
+    perceptual = reconstruction.new_zeros(())
+    if config.perceptual_weight > 0:
+        if lpips_model is None:
+            raise ConfigError("perceptual_weight > 0 needs the VGG16 LPIPS model (load_vgg_lpips)")
+        lpips_model.train(config.perceptual_dropout)
+        perceptual = perceptual_distance(lpips_model, images, reconstructions).mean()
+    adversarial = generator_adversarial_loss(logits_fake)
+    disc_weight = discriminator_weight(config, epoch)
+    total = reconstruction + quantizer_loss + config.perceptual_weight * perceptual + disc_weight * adversarial
+    return GeneratorLoss(total, reconstruction, perceptual, adversarial, disc_weight)
+
+
+def load_vgg_lpips(weights_path: str | Path | None = None) -> tuple[lpips.LPIPS | None, str]:
+    """LPIPS (VGG16 trunk, v0.1 linear heads), frozen and in eval mode, with its trunk from torchvision's VGG16
+    state dict at `weights_path` (default: $VQ_VGG16_WEIGHTS, else torch hub's cache); returns (model, the file
+    used), or (None, reason) when the file is absent. Never downloads.
+    """
+    path, reason = weights_file(weights_path, VGG16_WEIGHTS_ENV, VGG16_FILE)
+    if path is None:
+        return None, reason
+    import lpips  # imported here: pulls in torchvision, needed only when the weights exist
+
+    with warnings.catch_warnings():  # lpips builds the trunk with torchvision's deprecated vgg16(pretrained=False)
+        warnings.filterwarnings("ignore", message=".*deprecated since 0.13")
+        # pnet_rand=True: a random trunk instead of torchvision's download; pretrained=True loads the v0.1 heads
+        # from the lpips package; use_dropout=True as taming's LPIPS (active only in train mode).
+        model = lpips.LPIPS(net="vgg", version="0.1", lpips=True, pretrained=True, pnet_rand=True, verbose=False)
+    trunk = torch.load(path, map_location="cpu", weights_only=True)
+    # lpips slices vgg16.features keeping the layer indices: net.slice3.12.weight = features.12.weight.
+    model.net.load_state_dict({key: trunk["features." + key.split(".", 1)[1]] for key in model.net.state_dict()})
+    return model.requires_grad_(False).eval(), str(path)  # official: every LPIPS parameter frozen
+
+
+def perceptual_distance(model: lpips.LPIPS, x: Tensor, y: Tensor) -> Tensor:
+    """Per-image LPIPS (B,) of images in [-1, 1] (the range the model expects, as official), differentiable in
+    x and y; the model stays on its device and in its mode (dropout of the heads in train mode)."""
+    return model(x, y, normalize=False).flatten()
