@@ -4,6 +4,7 @@ place, machine settings do not change what a configuration is, and every resolve
 import dataclasses
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
@@ -152,3 +153,23 @@ def test_the_comparison_code_loads_no_training_model_or_experiment_module():
     modules = loaded.stdout.split()
     assert "replicate.spec" in modules
     assert not [m for m in modules if m.startswith(("replicate.train", "replicate.models", "replicate.experiments"))]
+
+
+def test_sigterm_ends_a_run_like_ctrl_c_releasing_its_lock(tmp_path):
+    run = subprocess.Popen(
+        [sys.executable, "-m", "replicate", "run", "wvq_fig12", "--scale", "smoke", "--set", "steps=100000"]
+        + ["--out", str(tmp_path)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lock = result_path("wvq_fig12", "smoke", tmp_path / "tables", "lock")
+    try:
+        for _ in range(600):  # wait for the run to take its lock (imports take a few seconds)
+            if lock.exists() or run.poll() is not None:
+                break
+            time.sleep(0.1)
+        run.terminate()
+        _, err = run.communicate(timeout=60)
+    finally:
+        run.kill()
+    assert run.returncode == 130 and "interrupted" in err and not lock.exists()
