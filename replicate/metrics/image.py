@@ -132,24 +132,30 @@ def weights_file(weights_path: str | Path | None, variable: str, file_name: str)
     return None, f"not computed: weights unavailable ({file_name} not {places})"
 
 
-def load_lpips(weights_path: str | Path | None = None) -> tuple[lpips.LPIPS | None, str]:
-    """LPIPS (AlexNet, v0.1) with its trunk from torchvision's AlexNet state dict at `weights_path` (default:
-    $VQ_LPIPS_WEIGHTS, else torch hub's cache); returns (model, the file used), or (None, reason) when the file is
-    absent. Never downloads.
+LPIPS_TRUNKS = {  # trunk -> (torchvision ImageNet weights file as torch hub caches it, the variable naming it)
+    "alex": (ALEXNET_FILE, LPIPS_WEIGHTS_ENV),  # the LPIPS metric of the evaluation
+    "vgg": ("vgg16-397923af.pth", "VQ_VGG16_WEIGHTS"),  # the perceptual loss of a VQGAN (taming, official v1)
+}
+
+
+def load_lpips(weights_path: str | Path | None = None, *, trunk: str = "alex") -> tuple[lpips.LPIPS | None, str]:
+    """LPIPS v0.1 with its trunk (AlexNet or VGG16) from torchvision's state dict at `weights_path` (default: the
+    trunk's variable, else torch hub's cache) and the linear heads shipped in the lpips package; returns (model in
+    eval mode, the file used), or (None, reason) when the file is absent. Never downloads.
     """
-    path, reason = weights_file(weights_path, LPIPS_WEIGHTS_ENV, ALEXNET_FILE)
+    path, reason = weights_file(weights_path, LPIPS_TRUNKS[trunk][1], LPIPS_TRUNKS[trunk][0])
     if path is None:
         return None, reason
     import lpips  # imported here: pulls in torchvision, needed only when the weights exist
 
-    with warnings.catch_warnings():  # lpips builds the trunk with torchvision's deprecated alexnet(pretrained=False)
+    with warnings.catch_warnings():  # lpips builds the trunk with torchvision's deprecated constructors
         warnings.filterwarnings("ignore", message=".*deprecated since 0.13")
         # pnet_rand=True: a randomly initialised trunk instead of torchvision's download; pretrained=True loads the
-        # v0.1 linear layers from the weights folder inside the lpips package.
-        model = lpips.LPIPS(net="alex", version="0.1", lpips=True, pretrained=True, pnet_rand=True, verbose=False)
-    trunk = torch.load(path, map_location="cpu", weights_only=True)
-    # lpips splits alexnet.features into slices that keep the layer indices: net.slice2.3.weight = features.3.weight.
-    model.net.load_state_dict({key: trunk["features." + key.split(".", 1)[1]] for key in model.net.state_dict()})
+        # v0.1 linear layers from the weights folder inside the lpips package (use_dropout: active in train mode).
+        model = lpips.LPIPS(net=trunk, version="0.1", lpips=True, pretrained=True, pnet_rand=True, verbose=False)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    # lpips splits the trunk's `features` into slices that keep the layer indices: net.slice2.3 = features.3.
+    model.net.load_state_dict({key: state["features." + key.split(".", 1)[1]] for key in model.net.state_dict()})
     return model.eval(), str(path)
 
 

@@ -19,23 +19,20 @@ the trunk is torchvision's ImageNet VGG16, which nothing here downloads (see loa
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from replicate.errors import ConfigError, unknown_name
-from replicate.metrics.image import weights_file
+from replicate.metrics.image import LPIPS_TRUNKS, load_lpips
 
 if TYPE_CHECKING:
     import lpips
 
-VGG16_FILE = "vgg16-397923af.pth"  # torchvision's ImageNet VGG16, as torch hub caches it
-VGG16_WEIGHTS_ENV = "VQ_VGG16_WEIGHTS"
+VGG16_FILE, VGG16_WEIGHTS_ENV = LPIPS_TRUNKS["vgg"]  # torchvision's ImageNet VGG16 as torch hub caches it
 RECONSTRUCTIONS = ("l1", "mse")
 
 
@@ -113,24 +110,10 @@ def generator_loss(
 
 
 def load_vgg_lpips(weights_path: str | Path | None = None) -> tuple[lpips.LPIPS | None, str]:
-    """LPIPS (VGG16 trunk, v0.1 linear heads), frozen and in eval mode, with its trunk from torchvision's VGG16
-    state dict at `weights_path` (default: $VQ_VGG16_WEIGHTS, else torch hub's cache); returns (model, the file
-    used), or (None, reason) when the file is absent. Never downloads.
-    """
-    path, reason = weights_file(weights_path, VGG16_WEIGHTS_ENV, VGG16_FILE)
-    if path is None:
-        return None, reason
-    import lpips  # imported here: pulls in torchvision, needed only when the weights exist
-
-    with warnings.catch_warnings():  # lpips builds the trunk with torchvision's deprecated vgg16(pretrained=False)
-        warnings.filterwarnings("ignore", message=".*deprecated since 0.13")
-        # pnet_rand=True: a random trunk instead of torchvision's download; pretrained=True loads the v0.1 heads
-        # from the lpips package; use_dropout=True as taming's LPIPS (active only in train mode).
-        model = lpips.LPIPS(net="vgg", version="0.1", lpips=True, pretrained=True, pnet_rand=True, verbose=False)
-    trunk = torch.load(path, map_location="cpu", weights_only=True)
-    # lpips slices vgg16.features keeping the layer indices: net.slice3.12.weight = features.12.weight.
-    model.net.load_state_dict({key: trunk["features." + key.split(".", 1)[1]] for key in model.net.state_dict()})
-    return model.requires_grad_(False).eval(), str(path)  # official: every LPIPS parameter frozen
+    """LPIPS with the VGG16 trunk (metrics.image.load_lpips), every parameter frozen as in the official code;
+    (None, reason) without the trunk's weights ($VQ_VGG16_WEIGHTS or torch hub's cache). Never downloads."""
+    model, source = load_lpips(weights_path, trunk="vgg")
+    return (model.requires_grad_(False), source) if model is not None else (None, source)
 
 
 def perceptual_distance(model: lpips.LPIPS, x: Tensor, y: Tensor) -> Tensor:
