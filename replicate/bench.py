@@ -120,15 +120,13 @@ def _training_runner(
 ) -> Callable[[], object]:
     """One optimisation step of the paper's VQ-VAE (Table 5) with Wasserstein VQ on random images; optionally
     bf16 autocast (encoder and decoder), channels-last tensors, or torch.compile of encoder and decoder."""
-    from replicate.models.vqvae import VQVAE
-    from replicate.quantize import build_quantizer
-    from replicate.train.tokenizer import TokenizerTraining, build_optimizer, train_step
+    from replicate.train.tokenizer import Objective, TokenizerTraining, build_optimizer, train_step
 
     torch.manual_seed(0)
     training = TokenizerTraining(
         "folder", resolution, "wasserstein", K, channels=channels, batch_size=batch, precision=precision
     )
-    model = VQVAE(training.model_config(), build_quantizer(training.quantizer_config())).to(device).train()
+    model = training.build_model().to(device).train()
     images = torch.rand(batch, 3, resolution, resolution, device=device) * 2 - 1
     if channels_last:
         model, images = (
@@ -138,7 +136,8 @@ def _training_runner(
     if compiled:
         model.encoder, model.decoder = torch.compile(model.encoder), torch.compile(model.decoder)
     optimizer = build_optimizer(model, training)
-    return lambda: train_step(model, model, optimizer, images, training, 0, True)
+    objective = Objective(training.gan_loss())
+    return lambda: train_step(model, model, optimizer, images, training, 0, True, objective, epoch=1)
 
 
 CPU_SCALE_VARIANTS = {  # the cpu-scale Table 6 model (32 px, ch 32, K = 8192, batch 128) under each speed option

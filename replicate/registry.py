@@ -9,6 +9,7 @@ from replicate.experiments import (
     wvq_fig3,
     wvq_fig12,
     wvq_quantitative,
+    wvq_table3,
     wvq_table4,
     wvq_theory,
     wvq_vqvae,
@@ -28,6 +29,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         dq_synthetic.EXPERIMENT,
         xp_synthetic.EXPERIMENT,
         *wvq_vqvae.TABLES,
+        wvq_table3.EXPERIMENT,
         dq_cifar.EXPERIMENT,
         dq_tables.EXPERIMENT,
     )

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TABLES = ROOT / "tables"
 FIGURES = ROOT / "figures"
 PUBLISHED = ROOT / "data" / "published"
-EXTRA_TABLES = ("curves", "points")  # the extra tables an experiment may write beside its results
+EXTRA_TABLES = ("curves", "points", "images")  # the extra tables an experiment may write beside its results
 RUN_OPTION = {"run_option": True}  # field metadata: a machine setting (data folder, workers), not the configuration
 
 
@@ -41,12 +41,12 @@ class ResultFileError(ReplicateError):
 
 
 def result_path(name: str, scale: str, tables: Path = TABLES, table: str = "") -> Path:
-    """tables/E_S.csv, or tables/E_S_<table>.csv for an extra table ("curves", "comparison"); scatter points,
-    megabytes of figure data, go to tables/E_S_points.csv.gz; the Markdown comparison is tables/E_S.md (table
-    "md") and the lock of a run writing them tables/E_S.lock (table "lock")."""
+    """tables/E_S.csv, or tables/E_S_<table>.csv for an extra table ("curves", "comparison"); scatter points and
+    PNG-encoded images, megabytes of figure data, go to tables/E_S_points.csv.gz and tables/E_S_images.csv.gz; the
+    Markdown comparison is tables/E_S.md (table "md") and the lock of a run writing them tables/E_S.lock ("lock")."""
     if table in ("md", "lock"):
         return tables / f"{name}_{scale}.{table}"
-    suffix = ".csv.gz" if table == "points" else ".csv"
+    suffix = ".csv.gz" if table in ("points", "images") else ".csv"
     return tables / f"{name}_{scale}{'_' + table if table else ''}{suffix}"
 
 

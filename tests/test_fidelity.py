@@ -78,7 +78,7 @@ def test_official_lpips_protocol_remaps_signed_images_as_pyiqa_does():
 
 def test_evaluation_rows_name_their_lpips_and_rfid_protocols():
     config = smoke_scale(TokenizerTraining("cifar10", 32, "vanilla", 16))
-    model = VQVAE(config.model_config(), build_quantizer(config.quantizer_config()))
+    model = config.build_model()
     data = image_dataset("shapes", "test", root=None, resolution=32, train_augment=False, seed=0)
     subset = torch.utils.data.Subset(data, range(8))
     project = evaluate_tokenizer(model, subset, batch_size=8, device=torch.device("cpu"))

@@ -10,7 +10,6 @@ from replicate.quantize import build_quantizer, quantizer_config
 from replicate.quantize.multiscale import (
     VAR_SCALES,
     VAR_WASSERSTEIN_SETTINGS,
-    MultiScaleConfig,
     MultiScaleQuantizer,
     scales_for,
     tokens,
@@ -18,10 +17,12 @@ from replicate.quantize.multiscale import (
 
 
 def make(method, codes, scales, **settings):
+    """beta 0.1 (the official multi-scale --beta) unless given; the multi-scale terms take the inner's weights."""
     codes = torch.as_tensor(codes, dtype=torch.float32)
+    settings = {"beta": 0.1, **settings}
     inner = build_quantizer(quantizer_config(method, codes.shape[0], codes.shape[1], **settings))
     inner.set_codebook(codes)
-    return MultiScaleQuantizer(inner, MultiScaleConfig(scales=scales, beta=0.1)).train()
+    return MultiScaleQuantizer(inner, scales).train()
 
 
 def test_token_count_of_the_16x16_scale_list_is_680():
@@ -41,17 +42,15 @@ def test_official_scale_list_quantizes_680_tokens_of_a_16x16_latent():
     quantizer = MultiScaleQuantizer(inner).train()
     z = torch.randn(1, 16, 16, 2)
     out = quantizer(z)
-    assert [index.shape[1] for index in out.indices] == list(VAR_SCALES)
-    assert out.flat_indices.shape == (680,) and out.quantized.shape == z.shape
+    assert [index.shape[1] for index in out.scale_indices] == list(VAR_SCALES)
+    assert out.indices.shape == (680,) and out.quantized.shape == out.codes.shape == z.shape
     assert set(out.losses) == {"commitment", "codebook", "scale_commitment", "scale_codebook", "wasserstein"}
     assert int(inner.queue_next) == 680
 
 
 def test_invalid_configurations_fail():
     with pytest.raises(ConfigError):
-        MultiScaleConfig(scales=(1, 3, 2))
-    with pytest.raises(ConfigError):
-        MultiScaleConfig().replace(gamma=1.0)
+        make("vanilla", torch.randn(4, 2), (1, 3, 2))
     quantizer = make("vanilla", torch.randn(4, 2), VAR_SCALES)
     with pytest.raises(ConfigError):
         quantizer(torch.randn(1, 8, 8, 2))
@@ -77,9 +76,9 @@ def test_reconstructs_input_exactly_when_every_scale_residual_is_a_code():
     quantizer = make("vanilla", codes, (1, 2, 4))
     out = quantizer(z)
     assert torch.equal(out.quantized, z)
-    assert out.indices[0].tolist() == [[[0]]]
-    assert out.indices[1].tolist() == [[[1, 1], [1, 1]]]
-    assert torch.equal(codes[out.indices[2][0]], r)
+    assert out.scale_indices[0].tolist() == [[[0]]]
+    assert out.scale_indices[1].tolist() == [[[1, 1], [1, 1]]]
+    assert torch.equal(codes[out.scale_indices[2][0]], r)
     assert all(loss.item() == 0.0 for loss in out.losses.values())
 
 
@@ -109,8 +108,8 @@ def test_losses_match_hand_computation():
     quantizer = make("vanilla", [[-2.0], [-0.5], [0.5], [2.5]], (1, 2))
     z = torch.tensor([[1.0, 2.0], [3.0, 6.0]]).reshape(1, 2, 2, 1)
     out = quantizer(z)
-    assert out.indices[0].tolist() == [[[3]]]
-    assert out.indices[1].tolist() == [[[0, 1], [2, 3]]]
+    assert out.scale_indices[0].tolist() == [[[3]]]
+    assert out.scale_indices[1].tolist() == [[[0, 1], [2, 3]]]
     assert out.quantized.flatten().tolist() == pytest.approx([0.5, 2.0, 3.0, 5.0])
     per_scale = (1 * 0.25 + 2 * 0.3125) / 3
     expected = {
@@ -143,10 +142,10 @@ def test_usage_histogram_counts_every_token_of_every_scale():
     quantizer = make("vanilla", torch.randn(8, 2), (1, 2, 4))
     z = torch.randn(3, 4, 4, 2)
     out = quantizer(z)
-    assert out.flat_indices.shape == (3 * 21,)
-    assert torch.equal(out.flat_indices, out.inner.indices)
+    assert out.indices.shape == (3 * 21,)
+    assert torch.equal(out.indices, out.inner.indices)
     usage = CodebookUsage(8)
-    usage.add(z, out.quantized, out.flat_indices)  # E over the 48 latent vectors, U and C over the 63 tokens
+    usage.add(z, out.codes, out.indices)  # E over the 48 latent vectors, U and C over the 63 tokens
     assert int(usage.counts.sum()) == 63 and usage.vectors == 48
 
 
@@ -158,3 +157,14 @@ def test_ema_inner_has_no_codebook_terms_and_updates_over_all_tokens():
     assert set(out.losses) == {"commitment", "scale_commitment"}
     quantizer.update(z, out)
     assert float(quantizer.inner.cluster_size.sum()) == pytest.approx(0.5 * 42)
+
+
+def test_every_scale_searches_the_codebook_once(monkeypatch):
+    """The inner's terms reuse the per-scale searches: 3 scales, 3 searches (not a 4th over all residuals)."""
+    from replicate.quantize import base
+
+    calls = []
+    search = base.nearest_code
+    monkeypatch.setattr(base, "nearest_code", lambda *a, **k: calls.append(1) or search(*a, **k))
+    make("wasserstein", torch.randn(16, 2), (1, 2, 4), queue_size=64)(torch.randn(2, 4, 4, 2))
+    assert len(calls) == 3

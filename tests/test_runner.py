@@ -71,8 +71,8 @@ class _Stop(Exception):
 
 
 class _StopAfterOneEpoch(tokenizer.RunState):
-    def save(self, path, config, model, optimizer, context) -> None:
-        super().save(path, config, model, optimizer, context)
+    def save(self, path, config, model, optimizer, objective, context) -> None:
+        super().save(path, config, model, optimizer, objective, context)
         if self.epoch == 1 and self.step == 0:
             raise _Stop
 

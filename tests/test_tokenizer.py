@@ -17,11 +17,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from replicate.data.images import image_dataset
-from replicate.models.vqvae import VQVAE
-from replicate.quantize import QUANTIZERS, build_quantizer
+from replicate.quantize import QUANTIZERS
 from replicate.results import ROOT
 from replicate.train.configs import train_config
-from replicate.train.tokenizer import build_optimizer, train_step
+from replicate.train.tokenizer import Objective, build_optimizer, train_step
 
 SMOKE = train_config("cifar10-wasserstein", "smoke")
 METRICS = ["psnr", "ssim", "rec_mse", "quant_error", "utilization", "perplexity", "w2_distance", "train_loss"]
@@ -45,7 +44,7 @@ def test_tiny_vqvae_reconstruction_loss_decreases_with_every_quantizer(method, s
     torch.manual_seed(0)
     data = image_dataset("folder", "train", root=shape_folder, resolution=32, train_augment=False, seed=0)
     images = torch.stack([data[i][0] for i in range(0, len(data), len(data) // 16)])
-    model = VQVAE(config.model_config(), build_quantizer(config.quantizer_config()))
+    model = config.build_model()
     optimizer = build_optimizer(model, config)
 
     def reconstruction_loss() -> float:  # through the quantizer, as evaluated
@@ -57,7 +56,7 @@ def test_tiny_vqvae_reconstruction_loss_decreases_with_every_quantizer(method, s
 
     before = reconstruction_loss()
     for step in range(40):
-        train_step(model, model, optimizer, images, config, step, True)
+        train_step(model, model, optimizer, images, config, step, True, Objective(config.gan_loss()), epoch=1)
     assert reconstruction_loss() < 0.6 * before
 
 

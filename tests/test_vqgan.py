@@ -121,3 +121,26 @@ def test_load_vgg_lpips_loads_a_local_trunk_and_gives_zero_only_for_identical_im
     assert y.grad is not None and y.grad.abs().sum() > 0
     loss = generator_loss(GANLoss(), 1, x, y.detach(), torch.tensor(0.0), FAKE, model)
     assert model.training and loss.perceptual.item() > 0  # official: LPIPS heads' dropout on while training
+
+
+def test_gan_wasserstein_estimator_scales_by_the_codebook_std_and_adds_jitter():
+    """v1 VQGAN / VAR code: features and codes divided by (max per-dimension codebook std + 1e-8), unbiased
+    covariances + 1e-6 I; against the closed form computed here from those statistics."""
+    from replicate.quantize import build_quantizer, quantizer_config
+    from replicate.quantize.gaussian import gaussian_w2
+    from replicate.quantize.wasserstein import GAN_WASSERSTEIN_SETTINGS
+
+    torch.manual_seed(0)
+    quantizer = build_quantizer(quantizer_config("wasserstein", 64, 3, **GAN_WASSERSTEIN_SETTINGS))
+    quantizer.set_codebook(torch.randn(64, 3) * torch.tensor([0.5, 2.0, 1.0]))
+    features = torch.randn(500, 3) + 1.0
+    scale = quantizer.codebook().detach().std(0).max() + 1e-8
+    a, b = (features / scale).double(), (quantizer.codebook().detach() / scale).double()
+    eye = 1e-6 * torch.eye(3, dtype=torch.float64)
+    expected = gaussian_w2(a.mean(0), torch.cov(a.T) + eye, b.mean(0), torch.cov(b.T) + eye)
+    assert quantizer.wasserstein_distance(features).item() == pytest.approx(expected.item(), rel=1e-6)
+    vqvae = build_quantizer(quantizer_config("wasserstein", 64, 3))  # the VQ-VAE estimator: the features' std
+    vqvae.set_codebook(quantizer.codebook().detach())
+    assert vqvae.wasserstein_distance(features).item() != pytest.approx(expected.item(), rel=1e-3)
+    with pytest.raises(ConfigError):
+        quantizer_config("wasserstein", 64, 3, scale_reference="queue")

@@ -171,6 +171,15 @@ class Quantizer(nn.Module):
     def codebook(self) -> Tensor:
         raise NotImplementedError
 
+    def forward(self, z: Tensor) -> QuantizerOutput:
+        flat, indices, codes = self.lookup(z)
+        return self.output(z, flat, indices, codes, self.losses(flat, codes))
+
+    def losses(self, flat: Tensor, codes: Tensor) -> dict[str, Tensor]:
+        """The method's loss terms for features (n, d) and their selected codes (n, d), each already weighted.
+        Apart from forward so that a wrapper that searches itself (multi-scale quantization) reuses them."""
+        raise NotImplementedError
+
     def lookup(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Flatten z to (n, d), find each vector's nearest code, and gather the codes (with gradient)."""
         if z.shape[-1] != self.dim:

@@ -51,10 +51,8 @@ class EMAVQ(Quantizer):
     def codebook(self) -> Tensor:
         return self.weight
 
-    def forward(self, z: Tensor) -> QuantizerOutput:
-        flat, indices, codes = self.lookup(z)
-        losses = {"commitment": self.config.beta * F.mse_loss(flat, codes.detach())}
-        return self.output(z, flat, indices, codes, losses)
+    def losses(self, flat: Tensor, codes: Tensor) -> dict[str, Tensor]:
+        return {"commitment": self.config.beta * F.mse_loss(flat, codes.detach())}
 
     @torch.no_grad()
     def set_codebook(self, codes: Tensor) -> None:

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from replicate.errors import ConfigError
-from replicate.quantize.base import Quantizer, QuantizerConfig, QuantizerOutput, init_codebook, vq_losses
+from replicate.quantize.base import Quantizer, QuantizerConfig, init_codebook, vq_losses
 
 PROJECTION_INITS = ("torch_default", "identity")
 
@@ -51,7 +51,5 @@ class LinearVQ(Quantizer):
         self.projection.weight.copy_(torch.eye(self.dim))
         self.projection.bias.zero_()
 
-    def forward(self, z: Tensor) -> QuantizerOutput:
-        flat, indices, codes = self.lookup(z)
-        losses = vq_losses(flat, codes, alpha=self.config.alpha, beta=self.config.beta)
-        return self.output(z, flat, indices, codes, losses)
+    def losses(self, flat: Tensor, codes: Tensor) -> dict[str, Tensor]:
+        return vq_losses(flat, codes, alpha=self.config.alpha, beta=self.config.beta)

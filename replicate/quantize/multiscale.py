@@ -15,7 +15,6 @@ straight-through estimator. Loss of the official v1 code (code/VAR/FFHQ/model/wa
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,15 +24,16 @@ from torch import Tensor, nn
 
 from replicate.errors import ConfigError
 from replicate.quantize.base import Quantizer, QuantizerOutput, straight_through
+from replicate.quantize.wasserstein import GAN_WASSERSTEIN_SETTINGS
 
 VAR_SCALES = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)  # official --ms_patch_size "1_2_3_4_5_6_8_10_13_16" (VAR's list)
 INNER_VQ_TERMS = ("codebook", "commitment")  # the inner's single-scale VQ terms, replaced by the multi-scale ones
 
 # Inner Wasserstein VQ settings of the official multi-scale run (v1 code/VAR/FFHQ, eec8230), for
-# quantizer_config("wasserstein", K, 8, **VAR_WASSERSTEIN_SETTINGS). The inner's alpha and beta are unused here.
-# Not expressible in WassersteinConfig yet (so not applied): the v1 VQGAN and VAR quantizers divide features and
-# codes by the max per-dimension std of the CODEBOOK (not of the features) and add 1e-6 I to both covariances.
+# quantizer_config("wasserstein", K, 8, **VAR_WASSERSTEIN_SETTINGS): its estimator is the v1 GAN one (codebook-std
+# scaling, 1e-6 I on both covariances); its beta 0.1 and alpha 1 weight the multi-scale terms below.
 VAR_WASSERSTEIN_SETTINGS = {
+    **GAN_WASSERSTEIN_SETTINGS,
     "gamma": 0.5,  # train_var_ffhq_p*.sh: --gamma=0.5
     # Queue.queue_size = 174,080 = 8 steps x 32 images x 680 tokens. Official: each GPU queues only its own
     # residuals (no all-gather); WassersteinVQ gathers all ranks', so 2 GPUs fill it in 4 steps, not 8.
@@ -71,54 +71,29 @@ def scales_for(latent_size: int, scales: Sequence[int] = VAR_SCALES) -> tuple[in
     return prefix
 
 
-@dataclass(frozen=True)
-class MultiScaleConfig:
-    """Multi-scale settings; the codebook and the method's own settings live in the inner quantizer's config."""
-
-    scales: tuple[int, ...] = VAR_SCALES  # last entry = latent side; smaller latents: scales_for(h)
-    beta: float = 0.1  # weight of the terms with gradient to the features; official script --beta=0.1
-    # Weight of the terms with gradient to the codebook: the official code has none (= 1); its --alpha 1.0 is
-    # parsed but unused in the multi-scale quantizer. The per-scale weights p_s / sum p_t are the method's.
-    alpha: float = 1.0
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "scales", check_scales(self.scales))
-        for name in ("beta", "alpha"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-
-    def replace(self, **changes) -> MultiScaleConfig:
-        """A copy with some fields changed; an unknown field name fails with the list of valid ones."""
-        valid = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(changes) - valid)
-        if unknown:
-            raise ConfigError(f"unknown MultiScaleConfig field(s) {unknown}; valid: {sorted(valid)}")
-        return dataclasses.replace(self, **changes)
-
-
 @dataclass
-class MultiScaleOutput:
-    """What MultiScaleQuantizer returns for a latent z of shape (B, h, w, d)."""
+class MultiScaleOutput(QuantizerOutput):
+    """A QuantizerOutput for a latent z (B, h, w, d): `quantized` is z_dec = the sum of the up-sampled codes (value)
+    with the gradient straight through to z, `codes` z_dec with gradient to the codebook, `indices` every scale's
+    indices (B * tokens,) scale by scale (the official token_cat order): the usage histogram counts all of them."""
 
-    quantized: Tensor  # (B, h, w, d): value z_dec = sum of up-sampled codes, gradient straight-through to z
-    indices: list[Tensor]  # per scale, (B, p, p)
-    flat_indices: Tensor  # (B * tokens,): every scale's indices, scale by scale (official token_cat order)
-    residuals: Tensor  # (B * tokens, d), detached: the vectors quantized at every scale, in flat_indices' order
-    losses: dict[str, Tensor]  # each already multiplied by its weight
-    inner: QuantizerOutput  # the inner quantizer's output on `residuals` (its extra losses, its update)
-
-    @property
-    def loss(self) -> Tensor:
-        return torch.stack(list(self.losses.values())).sum()
+    scale_indices: list[Tensor]  # per scale, (B, p, p)
+    residuals: Tensor  # (B * tokens, d), detached: the vectors quantized at every scale, in `indices`' order
+    inner: QuantizerOutput  # the inner quantizer's terms and output on `residuals` (for its update)
 
 
 class MultiScaleQuantizer(nn.Module):
-    """Residual quantization over `config.scales` with the codebook of `inner` (built by the registry)."""
+    """Residual quantization over `scales` with the codebook, search, weights (beta, alpha) and extra terms of
+    `inner`, one of the five quantizers built by the registry."""
 
-    def __init__(self, inner: Quantizer, config: MultiScaleConfig | None = None) -> None:
+    def __init__(self, inner: Quantizer, scales: Sequence[int] = VAR_SCALES) -> None:
         super().__init__()
         self.inner = inner
-        self.config = config if config is not None else MultiScaleConfig()
+        self.scales = check_scales(scales)
+        self.beta = inner.config.beta  # the inner's commitment weight (Wasserstein VQ: 0.1, the official --beta)
+        # Weight of the terms with gradient to the codebook: the official code has none (= 1); methods whose codebook
+        # is not trained by gradient (EMA) have no alpha and no such terms.
+        self.alpha = getattr(inner.config, "alpha", 1.0)
 
     @property
     def num_codes(self) -> int:
@@ -127,6 +102,11 @@ class MultiScaleQuantizer(nn.Module):
     @property
     def dim(self) -> int:
         return self.inner.dim
+
+    @property
+    def config(self):
+        """The inner quantizer's settings (the q_ columns of a result)."""
+        return self.inner.config
 
     def codebook(self) -> Tensor:
         return self.inner.codebook()
@@ -138,25 +118,54 @@ class MultiScaleQuantizer(nn.Module):
         return self.inner.param_groups(lr)
 
     def forward(self, z: Tensor) -> MultiScaleOutput:
-        decoded, indices, residuals, scale_losses = self._quantize_scales(z)
-        # The inner quantizer sees all scales' residual vectors at once (detached, so its terms reach only the
-        # codebook): Wasserstein VQ queues them and computes W2 over its queue at training time, over them at
-        # evaluation (official forward / collect_eval_info). Its search repeats the per-scale one (same indices);
-        # a Quantizer method for the extra terms alone would avoid that (see the report of issue 12).
-        inner_out = self.inner(residuals)
-        c = self.config
-        losses = {"commitment": c.beta * F.mse_loss(z, decoded.detach())}
-        if self._codebook_trained():
-            losses["codebook"] = c.alpha * F.mse_loss(decoded, z.detach())
-        losses.update(scale_losses)
-        losses.update({k: v for k, v in inner_out.losses.items() if k not in INNER_VQ_TERMS})
+        batch, size = self._check(z)
+        trained = self._codebook_trained()
+        # The residual is NOT detached (official: z_rest = z_enc): down(r_s) carries gradient to z and to the
+        # codes of earlier scales, so the per-scale beta term also moves earlier codes.
+        rest = z.permute(0, 3, 1, 2)  # (B, d, h, w) for F.interpolate
+        decoded = torch.zeros_like(rest)
+        commitment = codebook = z.new_zeros(())
+        scale_indices, residuals, indices, codes_used = [], [], [], []
+        for pn in self.scales:
+            # Official: no interpolation at the last scale (p_S = h; area and bicubic would be the identity there).
+            down = rest if pn == size else F.interpolate(rest, size=(pn, pn), mode="area")
+            flat, index, codes = self.inner.lookup(down.permute(0, 2, 3, 1))  # search on detached features
+            weight = pn / sum(self.scales)  # official: commit_loss += (...) * pn, then * 1 / sum(pn)
+            commitment = commitment + weight * self.beta * F.mse_loss(flat, codes.detach())
+            if trained:
+                codebook = codebook + weight * self.alpha * F.mse_loss(codes, flat.detach())
+            code_map = codes.reshape(batch, pn, pn, -1).permute(0, 3, 1, 2)
+            # bicubic with align_corners=False (F.interpolate's default, as the official call); no phi convolution
+            # (VAR's Phi is commented out in the v1 code).
+            up = code_map if pn == size else F.interpolate(code_map, size=(size, size), mode="bicubic")
+            decoded = decoded + up
+            rest = rest - up
+            scale_indices.append(index.reshape(batch, pn, pn))
+            residuals.append(flat.detach())
+            indices.append(index)
+            codes_used.append(codes)
+        decoded = decoded.permute(0, 2, 3, 1)
+        residuals, indices, codes_used = torch.cat(residuals), torch.cat(indices), torch.cat(codes_used)
+        # The inner's own terms over all scales' residual vectors at once, from the searches above (detached, so
+        # they reach only the codebook): Wasserstein VQ queues them and computes W2 over its queue at training time,
+        # over them at evaluation (official forward / collect_eval_info).
+        inner_losses = self.inner.losses(residuals, codes_used)
+        inner = self.inner.output(residuals, residuals, indices, codes_used, inner_losses)
+        losses = {"commitment": self.beta * F.mse_loss(z, decoded.detach())}
+        if trained:
+            losses["codebook"] = self.alpha * F.mse_loss(decoded, z.detach())
+        losses["scale_commitment"] = commitment
+        if trained:
+            losses["scale_codebook"] = codebook
+        losses.update({k: v for k, v in inner_losses.items() if k not in INNER_VQ_TERMS})
         return MultiScaleOutput(
             quantized=straight_through(z, decoded),
+            codes=decoded,
             indices=indices,
-            flat_indices=torch.cat([index.reshape(-1) for index in indices]),
-            residuals=residuals,
             losses=losses,
-            inner=inner_out,
+            scale_indices=scale_indices,
+            residuals=residuals,
+            inner=inner,
         )
 
     @torch.no_grad()
@@ -170,42 +179,12 @@ class MultiScaleQuantizer(nn.Module):
         # out (the revision's multi-scale EMA quantizer has none either).
         return any(p.requires_grad for p in self.inner.parameters())
 
-    def _quantize_scales(self, z: Tensor) -> tuple[Tensor, list[Tensor], Tensor, dict[str, Tensor]]:
-        """z_dec (B, h, w, d), per-scale indices, the quantized residual vectors and the per-scale VQ terms."""
-        batch, size = self._check(z)
-        scales, c = self.config.scales, self.config
-        # The residual is NOT detached (official: z_rest = z_enc): down(r_s) carries gradient to z and to the
-        # codes of earlier scales, so the per-scale beta term also moves earlier codes.
-        rest = z.permute(0, 3, 1, 2)  # (B, d, h, w) for F.interpolate
-        decoded = torch.zeros_like(rest)
-        commitment = codebook = z.new_zeros(())
-        indices, residuals = [], []
-        for pn in scales:
-            # Official: no interpolation at the last scale (p_S = h; area and bicubic would be the identity there).
-            down = rest if pn == size else F.interpolate(rest, size=(pn, pn), mode="area")
-            flat, index, codes = self.inner.lookup(down.permute(0, 2, 3, 1))  # search on detached features
-            weight = pn / sum(scales)  # official: commit_loss += (...) * pn, then * 1 / sum(pn)
-            commitment = commitment + weight * c.beta * F.mse_loss(flat, codes.detach())
-            codebook = codebook + weight * c.alpha * F.mse_loss(codes, flat.detach())
-            code_map = codes.reshape(batch, pn, pn, -1).permute(0, 3, 1, 2)
-            # bicubic with align_corners=False (F.interpolate's default, as the official call); no phi convolution
-            # (VAR's Phi is commented out in the v1 code).
-            up = code_map if pn == size else F.interpolate(code_map, size=(size, size), mode="bicubic")
-            decoded = decoded + up
-            rest = rest - up
-            indices.append(index.reshape(batch, pn, pn))
-            residuals.append(flat.detach())
-        scale_losses = {"scale_commitment": commitment}
-        if self._codebook_trained():
-            scale_losses["scale_codebook"] = codebook
-        return decoded.permute(0, 2, 3, 1), indices, torch.cat(residuals), scale_losses
-
     def _check(self, z: Tensor) -> tuple[int, int]:
         if z.ndim != 4 or z.shape[1] != z.shape[2]:
             raise ConfigError(f"multi-scale quantization needs a square latent (B, h, h, d), got {tuple(z.shape)}")
-        if self.config.scales[-1] != z.shape[1]:
+        if self.scales[-1] != z.shape[1]:
             raise ConfigError(
-                f"the last scale {self.config.scales[-1]} must equal the latent side {z.shape[1]}; "
+                f"the last scale {self.scales[-1]} must equal the latent side {z.shape[1]}; "
                 f"use scales_for({z.shape[1]}, scales)"
             )
         return z.shape[0], z.shape[1]

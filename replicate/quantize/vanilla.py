@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from replicate.quantize.base import Quantizer, QuantizerConfig, QuantizerOutput, init_codebook, vq_losses
+from replicate.quantize.base import Quantizer, QuantizerConfig, init_codebook, vq_losses
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,5 @@ class VanillaVQ(Quantizer):
     def codebook(self) -> Tensor:
         return self.weight
 
-    def forward(self, z: Tensor) -> QuantizerOutput:
-        flat, indices, codes = self.lookup(z)
-        losses = vq_losses(flat, codes, alpha=self.config.alpha, beta=self.config.beta)
-        return self.output(z, flat, indices, codes, losses)
+    def losses(self, flat: Tensor, codes: Tensor) -> dict[str, Tensor]:
+        return vq_losses(flat, codes, alpha=self.config.alpha, beta=self.config.beta)

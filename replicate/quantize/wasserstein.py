@@ -5,7 +5,10 @@ distributions (Lemma 3), which pulls the codebook distribution onto the feature 
 Official VQ-VAE estimator (code/VQVAE/model/wasserstein_quantizer.py), none of it in the paper's text: feature
 statistics come from a FIFO queue of the last 65,536 feature vectors; features and codes are divided by the
 largest per-dimension feature std; covariances are unbiased; the codebook has its own learning rate 0.02.
-The atomic simulations (App. H) instead use the current batch, no scaling and biased covariances.
+The atomic simulations (App. H) instead use the current batch, no scaling and biased covariances. The v1 VQGAN and
+VAR code (code/VQGAN/FFHQ and code/VAR/FFHQ/model/wasserstein_quantizer.py, eec8230) divides by the largest
+per-dimension std of the CODEBOOK (unbiased, detached) and adds 1e-6 I to both covariances: the settings
+`scale_reference="codebook"`, `covariance_jitter=1e-6` (GAN_WASSERSTEIN_SETTINGS).
 """
 
 from __future__ import annotations
@@ -16,9 +19,13 @@ import torch
 from torch import Tensor, nn
 
 from replicate.distributed import all_gather_rows
-from replicate.errors import ConfigError
-from replicate.quantize.base import Quantizer, QuantizerConfig, QuantizerOutput, init_codebook, vq_losses
+from replicate.errors import ConfigError, unknown_name
+from replicate.quantize.base import Quantizer, QuantizerConfig, init_codebook, vq_losses
 from replicate.quantize.gaussian import gaussian_fit, gaussian_w2
+
+SCALE_REFERENCES = ("features", "codebook")
+# The v1 VQGAN and VAR code's estimator (see the module docstring), for quantizer_config("wasserstein", ...).
+GAN_WASSERSTEIN_SETTINGS = {"scale_reference": "codebook", "covariance_jitter": 1e-6}
 
 
 @dataclass(frozen=True)
@@ -28,7 +35,9 @@ class WassersteinConfig(QuantizerConfig):
     gamma: float = 0.5  # W2 weight (official --gamma 0.5 for every VQ-VAE run)
     queue_size: int | None = 65536  # feature FIFO for the statistics; None: use the current batch only
     queue_init_std: float = 0.01  # official queue starts as N(0, 0.01^2) noise
-    normalize_scale: bool = True  # divide features and codes by the max per-dimension feature std (official)
+    normalize_scale: bool = True  # divide features and codes by the max per-dimension std (official)
+    scale_reference: str = "features"  # whose std: "features" (official VQ-VAE) or "codebook" (v1 VQGAN / VAR)
+    covariance_jitter: float = 0.0  # added to both covariances' diagonals (v1 VQGAN / VAR: 1e-6; VQ-VAE: none)
     unbiased_covariance: bool = True  # official VQ-VAE: divide by n - 1; atomic simulations: by n
     codebook_lr: float | None = 0.02  # official: codebook in its own Adam group at a constant 0.02
     init: str = "normal"  # official: normal_(0, 0.01)
@@ -38,6 +47,10 @@ class WassersteinConfig(QuantizerConfig):
         super().__post_init__()
         if self.queue_size is not None and self.queue_size < 2:
             raise ConfigError(f"queue_size must be >= 2 or None, got {self.queue_size!r}")
+        if self.scale_reference not in SCALE_REFERENCES:
+            raise unknown_name("scale_reference", self.scale_reference, SCALE_REFERENCES)
+        if self.covariance_jitter < 0:
+            raise ConfigError(f"covariance_jitter must be >= 0, got {self.covariance_jitter!r}")
 
 
 class WassersteinVQ(Quantizer):
@@ -51,8 +64,7 @@ class WassersteinVQ(Quantizer):
     def codebook(self) -> Tensor:
         return self.weight
 
-    def forward(self, z: Tensor) -> QuantizerOutput:
-        flat, indices, codes = self.lookup(z)
+    def losses(self, flat: Tensor, codes: Tensor) -> dict[str, Tensor]:
         if self.training and self.config.queue_size is not None:
             self._enqueue(flat.detach())
             reference = self.queue
@@ -60,17 +72,23 @@ class WassersteinVQ(Quantizer):
             reference = flat
         losses = vq_losses(flat, codes, alpha=self.config.alpha, beta=self.config.beta)
         losses["wasserstein"] = self.config.gamma * self.wasserstein_distance(reference)
-        return self.output(z, flat, indices, codes, losses)
+        return losses
 
     def wasserstein_distance(self, features: Tensor) -> Tensor:
         """The estimator's W2 between (detached) features and the codebook, gradient to the codebook only."""
         features, codes = features.detach(), self.codebook()
         if self.config.normalize_scale:
-            # official: max per-dimension std (unbiased) + 1e-8; a single vector has std 0, not NaN
-            scale = features.std(0, correction=int(len(features) > 1)).max() + 1e-8
+            # official: max per-dimension std (unbiased, detached) + 1e-8; a single vector has std 0, not NaN
+            reference = features if self.config.scale_reference == "features" else codes.detach()
+            scale = reference.std(0, correction=int(len(reference) > 1)).max() + 1e-8
             features, codes = features / scale, codes / scale
-        unbiased = self.config.unbiased_covariance
-        return gaussian_w2(*gaussian_fit(features, unbiased=unbiased), *gaussian_fit(codes, unbiased=unbiased))
+        unbiased, jitter = self.config.unbiased_covariance, self.config.covariance_jitter
+        mean_a, cov_a = gaussian_fit(features, unbiased=unbiased)
+        mean_b, cov_b = gaussian_fit(codes, unbiased=unbiased)
+        if jitter:
+            eye = torch.eye(cov_a.shape[0], dtype=cov_a.dtype, device=cov_a.device)
+            cov_a, cov_b = cov_a + jitter * eye, cov_b + jitter * eye
+        return gaussian_w2(mean_a, cov_a, mean_b, cov_b)
 
     def param_groups(self, lr: float) -> list[dict]:
         return [

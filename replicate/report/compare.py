@@ -8,13 +8,15 @@ import pandas as pd
 from replicate.results import PUBLISHED
 from replicate.spec import Claim, Experiment
 
-PASS, FAIL, NOT_RUN, NOT_COMPARABLE, LISTED = (
+PASS, FAIL, NOT_RUN, NOT_COMPARABLE, LISTED, CITED = (
     "pass",
     "FAIL",
     "not run at this scale",
     "not comparable",
     "listed",
+    "cited by the paper, not run",
 )
+CITED_SUFFIX = "_cited"  # data/published: a method whose numbers the paper copies from another paper
 
 
 def load_published(experiment: Experiment) -> pd.DataFrame | None:
@@ -68,7 +70,7 @@ def agreement_by_method(experiment: Experiment, comparison: pd.DataFrame) -> dic
 
 def _verdict(experiment: Experiment, scale: str, row) -> str:
     if pd.isna(row.reproduced):
-        return NOT_RUN
+        return CITED if str(getattr(row, "method", "")).endswith(CITED_SUFFIX) else NOT_RUN
     if scale not in experiment.comparable_scales:
         return NOT_COMPARABLE
     tolerance = experiment.tolerances.get(row.metric)

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from replicate.errors import ConfigError, unknown_name
 from replicate.metrics.image import LPIPS_TRUNKS, load_lpips
@@ -88,25 +89,66 @@ def generator_loss(
     epoch: int,
     images: Tensor,
     reconstructions: Tensor,
-    quantizer_loss: Tensor,
-    logits_fake: Tensor,
+    quantizer_loss: Tensor | float,
+    logits_fake: Tensor | None,
     lpips_model: lpips.LPIPS | None,
 ) -> GeneratorLoss:
-    """L_G of a 1-based epoch, from x, x_rec (unclamped, as official), the quantizer's loss and D(x_rec)."""
+    """L_G of a 1-based epoch, from x, x_rec (unclamped, as official), the quantizer's loss and D(x_rec); without
+    logits (no discriminator, or one not started yet) the adversarial term is 0. A term whose weight is 0 is not
+    added, so that a VQ-VAE (MSE, no perceptual, no discriminator) is exactly MSE + the quantizer's loss."""
     if config.reconstruction == "l1":
-        reconstruction = (images - reconstructions).abs().mean()
+        reconstruction = F.l1_loss(reconstructions, images)  # official torch.mean(torch.abs(x - x_rec))
     else:
-        reconstruction = (images - reconstructions).square().mean()
-    perceptual = reconstruction.new_zeros(())
+        reconstruction = F.mse_loss(reconstructions, images)
+    total = reconstruction + quantizer_loss
+    zero = reconstruction.new_zeros(())
+    perceptual, adversarial = zero, zero
     if config.perceptual_weight > 0:
         if lpips_model is None:
             raise ConfigError("perceptual_weight > 0 needs the VGG16 LPIPS model (load_vgg_lpips)")
         lpips_model.train(config.perceptual_dropout)
         perceptual = perceptual_distance(lpips_model, images, reconstructions).mean()
-    adversarial = generator_adversarial_loss(logits_fake)
-    disc_weight = discriminator_weight(config, epoch)
-    total = reconstruction + quantizer_loss + config.perceptual_weight * perceptual + disc_weight * adversarial
+        total = total + config.perceptual_weight * perceptual
+    disc_weight = discriminator_weight(config, epoch) if logits_fake is not None else 0.0
+    if disc_weight > 0:
+        adversarial = generator_adversarial_loss(logits_fake)
+        total = total + disc_weight * adversarial
     return GeneratorLoss(total, reconstruction, perceptual, adversarial, disc_weight)
+
+
+class Adversary:
+    """The discriminator side of a VQGAN run: the PatchGAN (DDP-wrapped across ranks, which the official script's
+    model.module calls bypass), its AdamW and its step. The official loop steps it in every iteration, also before
+    the discriminator starts (loss weight 0: the AdamW step counter advances and its weight decay acts)."""
+
+    def __init__(self, discriminator: nn.Module, optimizer: torch.optim.Optimizer, config: GANLoss, grad_clip: float):
+        self.discriminator, self.optimizer, self.config, self.grad_clip = discriminator, optimizer, config, grad_clip
+        self.module = discriminator.module if hasattr(discriminator, "module") else discriminator
+
+    def logits_for_generator(self, reconstructions: Tensor, epoch: int) -> Tensor | None:
+        """D(x_rec) for the generator's hinge term, None while its weight is 0 (the term would be 0 * D(x_rec)).
+        The bare module: the gradient needed is the one to x_rec; D's own gradient is discarded by its step."""
+        return self.module(reconstructions) if discriminator_weight(self.config, epoch) > 0 else None
+
+    def step(self, images: Tensor, reconstructions: Tensor, epoch: int, lr: float) -> float:
+        """One discriminator update on x and x_rec (detached, two forward passes as official); returns L_D."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        logits_real = self.discriminator(images.detach())
+        logits_fake = self.discriminator(reconstructions.detach())
+        loss = hinge_discriminator_loss(logits_real, logits_fake, disc_weight=discriminator_weight(self.config, epoch))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.grad_clip)
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def state_dict(self) -> dict:
+        return {"discriminator": self.module.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.module.load_state_dict(state["discriminator"])
+        self.optimizer.load_state_dict(state["optimizer"])
 
 
 def load_vgg_lpips(weights_path: str | Path | None = None) -> tuple[lpips.LPIPS | None, str]:

@@ -26,20 +26,22 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from replicate import distributed
 from replicate.data.images import DATA_LABELS, SMALL, image_dataset, source_resolution
-from replicate.errors import ConfigError, ReplicateError
+from replicate.errors import ConfigError, MissingDataError, ReplicateError
 from replicate.metrics.codebook import perplexity, utilization
 from replicate.metrics.image import PROTOCOLS
+from replicate.models.discriminator import PatchGANDiscriminator
 from replicate.models.vqvae import VQVAE, VQVAEConfig, table5_layout
 from replicate.quantize import build_quantizer, quantizer_config
+from replicate.quantize.multiscale import MultiScaleQuantizer, check_scales
 from replicate.results import RUN_OPTION, config_id, git_revision, write_csv
 from replicate.train.checkpoint import load_checkpoint, save_checkpoint
 from replicate.train.evaluate import evaluate_tokenizer
+from replicate.train.gan import Adversary, GANLoss, generator_loss, load_vgg_lpips
 from replicate.train.schedule import SCHEDULES, WARMED, QuantizationSchedule
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -79,6 +81,16 @@ class TokenizerTraining:
     kmeans_vectors: int = 100_000  # encoder outputs for the k-means initialisation (not stated by the paper)
     kmeans_iterations: int = 50  # Lloyd iterations of that initialisation (not stated by the paper)
     quantizer: tuple[tuple[str, float | int | str | bool | None], ...] = ()  # changes to the official settings
+    scales: tuple[int, ...] = ()  # multi-scale residual quantization over these scales (quantize.multiscale); ()
+    # single-scale. The last must be the latent side: VAR_SCALES (680 tokens) for 16 x 16.
+    # The VQGAN terms (train/gan.py; Wasserstein VQ Table 3). Defaults: the VQ-VAE's (Table 5: perceptual and
+    # adversarial coefficients 0; official code/VQVAE: MSE reconstruction, Adam = AdamW without weight decay).
+    reconstruction_loss: str = "mse"  # official v1 VQGAN: "l1"
+    perceptual_weight: float = 0.0  # VGG16 LPIPS (v1 VQGAN: 1.0); needs the VGG16 ImageNet weights
+    disc_weight: float = 0.0  # w_d of the PatchGAN hinge terms once started (v1 VQGAN: 0.2); 0: no discriminator
+    disc_start_epoch: int = 60  # 1-based epoch from which w_d applies (v1 VQGAN: 60 of 200)
+    disc_lr: float = 5e-4  # discriminator AdamW lr, on the same schedule as the model's (v1 VQGAN)
+    weight_decay: float = 0.0  # AdamW's decoupled decay on every group (v1 VQGAN: 0.01, AdamW's default)
     max_train_images: int | None = None  # reduced scales: a fixed random subset
     max_eval_images: int | None = None
     eval_every: int = 1  # epochs
@@ -111,9 +123,32 @@ class TokenizerTraining:
         if self.attn_resolutions is None:
             object.__setattr__(self, "attn_resolutions", attn_resolutions)
         self.quantizer_config()  # an unknown method or setting fails here, before anything runs
+        self.gan_loss()
+        if self.scales:
+            object.__setattr__(self, "scales", check_scales(self.scales))
+            if self.scales[-1] != self.model_config().latent_resolution:
+                raise ConfigError(
+                    f"the last scale {self.scales[-1]} must be the latent side {self.model_config().latent_resolution}"
+                )
 
     def quantizer_config(self):
         return quantizer_config(self.method, self.K, self.d, **dict(self.quantizer))
+
+    def gan_loss(self) -> GANLoss:
+        """The generator's terms beyond the quantizer's (train/gan.py)."""
+        return GANLoss(
+            disc_weight=self.disc_weight,
+            disc_start_epoch=self.disc_start_epoch,
+            perceptual_weight=self.perceptual_weight,
+            reconstruction=self.reconstruction_loss,
+        )
+
+    def build_model(self) -> VQVAE:
+        """The tokenizer: Table 5's encoder and decoder around the method's quantizer, multi-scale where `scales`."""
+        quantizer = build_quantizer(self.quantizer_config())
+        if self.scales:
+            quantizer = MultiScaleQuantizer(quantizer, self.scales)
+        return VQVAE(self.model_config(), quantizer)
 
     @property
     def total_epochs(self) -> int:
@@ -169,6 +204,8 @@ def describe_data(config: TokenizerTraining) -> str:
         parts.append(f"{config.max_train_images:,} training images")
     if config.max_eval_images:
         parts.append(f"{config.max_eval_images:,} evaluation images")
+    if config.disc_weight > 0 and config.perceptual_weight == 0:
+        parts.append("no perceptual loss")  # a VQGAN without its VGG16 LPIPS term (weights unavailable here)
     return ", ".join(parts)
 
 
@@ -214,14 +251,16 @@ class RunState:
     loss_steps: int = 0
     revisions: list = dataclasses.field(default_factory=lambda: [git_revision()])
 
-    def save(self, path: Path, config: TokenizerTraining, model: VQVAE, optimizer, context) -> None:
+    def save(self, path: Path, config: TokenizerTraining, model: VQVAE, optimizer, objective: Objective, context):
         if context.is_main:
             state = {"config_id": config_id(config), "model": model.state_dict(), "optimizer": optimizer.state_dict()}
+            if objective.adversary is not None:
+                state["adversary"] = objective.adversary.state_dict()
             save_checkpoint(path, {**state, "run": dataclasses.asdict(self)})
         distributed.barrier()
 
     @classmethod
-    def restore(cls, path: Path, config: TokenizerTraining, model: VQVAE, optimizer) -> RunState:
+    def restore(cls, path: Path, config: TokenizerTraining, model: VQVAE, optimizer, objective: Objective) -> RunState:
         state = load_checkpoint(path)
         if state is None:
             return cls()
@@ -231,7 +270,43 @@ class RunState:
             raise ReplicateError(f"{path.parent} holds a run with a different configuration; use another run folder")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if objective.adversary is not None:
+            objective.adversary.load_state_dict(state["adversary"])
         return cls(**state["run"])
+
+
+@dataclass
+class Objective:
+    """What a tokenizer's training minimises beyond its quantizer's loss: the reconstruction and perceptual terms
+    (`loss`, with the VGG16 LPIPS model when weighted) and the discriminator it plays against, if any."""
+
+    loss: GANLoss
+    lpips: object | None = None  # lpips.LPIPS with the VGG16 trunk
+    adversary: Adversary | None = None
+
+
+def build_objective(config: TokenizerTraining, context: distributed.Context) -> Objective:
+    """The objective of a configuration. A perceptual weight without the VGG16 ImageNet weights stops the run:
+    it would not be the configuration it says it is (reduced scales set perceptual_weight 0 instead)."""
+    lpips_model = None
+    if config.perceptual_weight > 0:
+        lpips_model, reason = load_vgg_lpips()
+        if lpips_model is None:
+            raise MissingDataError(
+                f"perceptual_weight {config.perceptual_weight} needs the VGG16 ImageNet weights ({reason}): put "
+                "vgg16-397923af.pth in torch hub's checkpoints folder or set $VQ_VGG16_WEIGHTS"
+            )
+        lpips_model = lpips_model.to(context.device)
+    adversary = None
+    if config.disc_weight > 0:
+        discriminator = PatchGANDiscriminator().to(context.device)
+        optimizer = torch.optim.AdamW(
+            discriminator.parameters(), lr=config.disc_lr, betas=config.adam_betas, weight_decay=config.weight_decay
+        )
+        if context.world_size > 1:
+            discriminator = DistributedDataParallel(discriminator, broadcast_buffers=False)
+        adversary = Adversary(discriminator, optimizer, config.gan_loss(), config.grad_clip)
+    return Objective(config.gan_loss(), lpips_model, adversary)
 
 
 def train_tokenizer(
@@ -261,10 +336,11 @@ def train_tokenizer(
     schedule = QuantizationSchedule(
         config.schedule, config.warmup_epochs * steps_per_epoch, kmeans_iterations=config.kmeans_iterations
     )
-    model = VQVAE(config.model_config(), build_quantizer(config.quantizer_config())).to(context.device)
+    model = config.build_model().to(context.device)
     optimizer = build_optimizer(model, config)
+    objective = build_objective(config, context)
     checkpoint_path = run_dir / "checkpoint.pt"
-    run = RunState.restore(checkpoint_path, config, model, optimizer)
+    run = RunState.restore(checkpoint_path, config, model, optimizer, objective)
     wrapped = (
         model
         if context.world_size == 1
@@ -303,12 +379,14 @@ def train_tokenizer(
                 config,
                 step,
                 schedule.quantizes(step),
+                objective,
+                epoch=run.epoch + 1,
             )
             run.step, run.loss_sum, run.loss_steps = run.step + 1, run.loss_sum + loss, run.loss_steps + 1
             if out is not None and run.step % 10 == 1:
                 bar.set_postfix(loss=f"{loss:.4f}", **batch_usage(out.indices, config.K))
             if run.step % config.checkpoint_every == 0 and run.step < steps_per_epoch:
-                run.save(checkpoint_path, config, model, optimizer, context)
+                run.save(checkpoint_path, config, model, optimizer, objective, context)
         if (run.epoch + 1) % config.eval_every == 0 or run.epoch + 1 == config.total_epochs:
             if context.is_main:
                 row = evaluate_tokenizer(
@@ -331,7 +409,7 @@ def train_tokenizer(
                 write_csv(run_dir / "eval.csv", pd.DataFrame(run.history))
             distributed.barrier()
         run = RunState(run.epoch + 1, 0, run.history, revisions=run.revisions)
-        run.save(checkpoint_path, config, model, optimizer, context)
+        run.save(checkpoint_path, config, model, optimizer, objective, context)
     history = pd.DataFrame(run.history)
     history["train_revisions"] = "+".join(run.revisions)  # the code revisions that trained this tokenizer
     return history
@@ -343,28 +421,56 @@ def batch_usage(indices: torch.Tensor, num_codes: int) -> dict[str, str]:
     return {"U": f"{utilization(counts):.3f}", "C": f"{perplexity(counts):.1f}"}
 
 
-def build_optimizer(model: VQVAE, config: TokenizerTraining) -> torch.optim.Adam:
+def build_optimizer(model: VQVAE, config: TokenizerTraining) -> torch.optim.AdamW:
     """Group 0: everything at the model's lr (incl. codebooks that share it); then any quantizer group with
-    its own lr (the Wasserstein codebook). Each group is clipped separately."""
+    its own lr (the Wasserstein codebook). Each group is clipped separately. AdamW with weight_decay 0 is the
+    official VQ-VAE's Adam, update for update."""
     special = [g for g in model.quantizer.param_groups(config.lr) if g["lr"] != config.lr]
     own = {id(p) for g in special for p in g["params"]}
     shared = [p for p in model.parameters() if p.requires_grad and id(p) not in own]
-    return torch.optim.Adam([{"params": shared, "lr": config.lr}, *special], betas=config.adam_betas)
+    return torch.optim.AdamW(
+        [{"params": shared, "lr": config.lr}, *special], betas=config.adam_betas, weight_decay=config.weight_decay
+    )
 
 
-def train_step(wrapped, model: VQVAE, optimizer, images, config: TokenizerTraining, step: int, quantize: bool):
-    optimizer.param_groups[0]["lr"] = learning_rate(config, step)
+def train_step(
+    wrapped,
+    model: VQVAE,
+    optimizer,
+    images,
+    config: TokenizerTraining,
+    step: int,
+    quantize: bool,
+    objective: Objective,
+    *,
+    epoch: int,
+):
+    """One generator (tokenizer) update, then one discriminator update where there is one; epoch is 1-based."""
+    lr = learning_rate(config, step)
+    optimizer.param_groups[0]["lr"] = lr
     forward = wrapped(images, quantize=quantize, precision=config.precision)
     out = forward.quantizer
-    loss = F.mse_loss(forward.reconstructions, images) + (out.loss if out is not None else 0)
+    adversary = objective.adversary
+    logits_fake = adversary.logits_for_generator(forward.reconstructions, epoch) if adversary is not None else None
+    losses = generator_loss(
+        objective.loss,
+        epoch,
+        images,
+        forward.reconstructions,
+        out.loss if out is not None else 0.0,
+        logits_fake,
+        objective.lpips,
+    )
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    losses.total.backward()
     for group in optimizer.param_groups:
         torch.nn.utils.clip_grad_norm_(group["params"], config.grad_clip)
     optimizer.step()
     if out is not None:
         model.quantizer.update(forward.latents.detach(), out)
-    return float(loss.detach()), out
+    if adversary is not None:  # the discriminator follows the model's schedule (official: both groups)
+        adversary.step(images, forward.reconstructions, epoch, lr * config.disc_lr / config.lr)
+    return float(losses.total.detach()), out
 
 
 @torch.no_grad()
@@ -398,7 +504,7 @@ def load_trained(config: TokenizerTraining, run_dir: Path) -> VQVAE:
     state = load_checkpoint(run_dir / "checkpoint.pt")
     if state is None:
         raise ReplicateError(f"no checkpoint in {run_dir}: train first")
-    model = VQVAE(config.model_config(), build_quantizer(config.quantizer_config()))
+    model = config.build_model()
     model.load_state_dict(state["model"])
     return model.eval()
 

@@ -1,0 +1,108 @@
+"""The tokenizer pipeline with the VQGAN terms and multi-scale quantization, at smoke scale on generated images: the
+discriminator trains from its start epoch and resumes with the run, a perceptual weight without the VGG16 weights
+stops the run, a multi-scale tokenizer counts every scale's tokens, and AdamW without decay is Adam."""
+
+import dataclasses
+
+import pandas as pd
+import pytest
+import torch
+
+from replicate.errors import ConfigError, MissingDataError
+from replicate.quantize.multiscale import VAR_SCALES, tokens
+from replicate.train import tokenizer
+from replicate.train.tokenizer import TokenizerTraining, build_objective, smoke_scale, train_tokenizer
+
+METRICS = ["psnr", "ssim", "rec_mse", "utilization", "perplexity", "train_loss"]
+
+
+def smoke_vqgan(**changes) -> TokenizerTraining:
+    """A VQGAN at smoke scale whose discriminator starts in epoch 2 of 2 (no perceptual term: no VGG16 here)."""
+    config = TokenizerTraining(
+        "shapes",
+        32,
+        "wasserstein",
+        64,
+        reconstruction_loss="l1",
+        disc_weight=0.2,
+        disc_start_epoch=2,
+        weight_decay=0.01,
+        lr=5e-4,
+    )
+    return dataclasses.replace(smoke_scale(config, epochs=2), **changes)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_discriminator_trains_from_its_start_epoch_and_resumes_with_the_run(tmp_path, monkeypatch):
+    config = smoke_vqgan()
+    history = train_tokenizer(config, tmp_path / "a", progress=False)
+    state = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)
+    assert state["adversary"]["optimizer"]["state"]  # the discriminator's AdamW stepped
+    # stop the second run at the end of epoch 1 (before the discriminator starts), then resume it
+    saved = tokenizer.RunState.save
+
+    def save_then_stop(self, *args) -> None:
+        saved(self, *args)
+        if self.epoch == 1 and self.step == 0:
+            raise _Stop
+
+    monkeypatch.setattr(tokenizer.RunState, "save", save_then_stop)
+    with pytest.raises(_Stop):
+        train_tokenizer(config, tmp_path / "b", progress=False)
+    monkeypatch.setattr(tokenizer.RunState, "save", saved)
+    resumed = train_tokenizer(config, tmp_path / "b", progress=False)
+    pd.testing.assert_frame_equal(history[METRICS], resumed[METRICS], rtol=1e-6)
+
+
+def test_discriminator_step_before_its_start_only_decays_its_weights():
+    """Official: the discriminator's AdamW steps with a zero-weighted loss before the start epoch, so its weights
+    shrink by (1 - lr * weight_decay) and nothing else."""
+    objective = build_objective(smoke_vqgan(), tokenizer.distributed.setup("cpu"))
+    adversary = objective.adversary
+    before = {name: p.detach().clone() for name, p in adversary.module.named_parameters()}
+    images = torch.rand(4, 3, 32, 32) * 2 - 1
+    loss = adversary.step(images, images.flip(0), epoch=1, lr=1e-3)
+    assert loss == 0.0
+    for name, p in adversary.module.named_parameters():
+        torch.testing.assert_close(p.detach(), before[name] * (1 - 1e-3 * 0.01), rtol=0, atol=1e-7)
+    adversary.step(images, images.flip(0), epoch=2, lr=1e-3)  # started: the hinge terms move it
+    moved = [name for name, p in adversary.module.named_parameters() if not torch.allclose(p, before[name], atol=1e-5)]
+    assert moved
+
+
+def test_perceptual_weight_without_vgg16_weights_stops_the_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("VQ_VGG16_WEIGHTS", str(tmp_path / "absent.pth"))
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(MissingDataError, match="VGG16 ImageNet weights"):
+        build_objective(smoke_vqgan(perceptual_weight=1.0), tokenizer.distributed.setup("cpu"))
+
+
+def test_multiscale_tokenizer_quantizes_every_scale_and_reports_usage_over_all_tokens(tmp_path):
+    config = dataclasses.replace(smoke_vqgan(), scales=VAR_SCALES, epochs=1)  # 32 px, (1, 2) -> 16 x 16 latents
+    model = config.build_model()
+    out = model(torch.rand(2, 3, 32, 32) * 2 - 1).quantizer
+    assert out.indices.shape == (2 * tokens(VAR_SCALES),) and len(out.scale_indices) == len(VAR_SCALES)
+    history = train_tokenizer(config, tmp_path, progress=False)
+    assert 0 < history["utilization"].iloc[-1] <= 1 and history["perplexity"].iloc[-1] > 1
+    with pytest.raises(ConfigError, match="latent side"):
+        dataclasses.replace(config, scales=(1, 2, 4, 8))
+
+
+def test_adamw_without_weight_decay_makes_the_updates_of_adam():
+    torch.manual_seed(0)
+    weights = [torch.nn.Parameter(torch.randn(5, 3)) for _ in range(2)]
+    optimizers = [
+        torch.optim.Adam([weights[0]], lr=1e-2, betas=(0.9, 0.95)),
+        torch.optim.AdamW([weights[1]], lr=1e-2, betas=(0.9, 0.95), weight_decay=0.0),
+    ]
+    with torch.no_grad():
+        weights[1].copy_(weights[0])
+    for step in range(5):
+        gradient = torch.randn(5, 3, generator=torch.Generator().manual_seed(step))
+        for weight, optimizer in zip(weights, optimizers, strict=True):
+            weight.grad = gradient.clone()
+            optimizer.step()
+    assert torch.equal(weights[0], weights[1])
