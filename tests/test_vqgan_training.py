@@ -3,13 +3,18 @@ discriminator trains from its start epoch and resumes with the run, a perceptual
 stops the run, a multi-scale tokenizer counts every scale's tokens, and AdamW without decay is Adam."""
 
 import dataclasses
+import os
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
 import torch
 
+from replicate.cli import main
 from replicate.errors import ConfigError, MissingDataError
 from replicate.quantize.multiscale import VAR_SCALES, tokens
+from replicate.results import ROOT
 from replicate.train import tokenizer
 from replicate.train.tokenizer import TokenizerTraining, build_objective, smoke_scale, train_tokenizer
 
@@ -106,3 +111,52 @@ def test_adamw_without_weight_decay_makes_the_updates_of_adam():
             weight.grad = gradient.clone()
             optimizer.step()
     assert torch.equal(weights[0], weights[1])
+
+
+TORCHRUN_SCRIPT = """
+import dataclasses, sys, torch
+from pathlib import Path
+from replicate import distributed
+from replicate.experiments.wvq_table3 import configs
+from replicate.train import tokenizer
+out = Path(sys.argv[1])
+config = dataclasses.replace(configs('smoke')[1], epochs=1, disc_start_epoch=1)  # multi-scale, D on from the start
+captured = {}
+build = tokenizer.build_objective
+def capture(*args):
+    captured['objective'] = build(*args)
+    return captured['objective']
+tokenizer.build_objective = capture
+original = tokenizer.VQVAE
+class Capturing(original):
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        captured['model'] = self
+tokenizer.VQVAE = Capturing
+tokenizer.train_tokenizer(config, out / 'run', progress=False)
+parameters = {'model.' + n: p.detach() for n, p in captured['model'].named_parameters()}
+parameters |= {'disc.' + n: p.detach() for n, p in captured['objective'].adversary.module.named_parameters()}
+torch.save(parameters, out / f'rank{distributed.rank()}.pt')
+distributed.teardown()
+"""
+
+
+def test_vqgan_trains_under_two_process_torchrun_with_identical_ranks(tmp_path):
+    script = tmp_path / "vqgan_ddp.py"
+    script.write_text(TORCHRUN_SCRIPT)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", str(script), str(tmp_path)]
+    completed = subprocess.run(
+        command, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    first, second = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    assert first.keys() == second.keys() and any(name.startswith("disc.") for name in first)
+    assert [name for name in first if not torch.equal(first[name], second[name])] == []
+
+
+def test_paper_scale_without_vgg16_weights_ends_with_one_line_naming_them(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("VQ_VGG16_WEIGHTS", str(tmp_path / "absent.pth"))
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    code = main(["run", "wvq_table3", "--scale", "paper", "--set", "data_root=/nonexistent", "--out", str(tmp_path)])
+    out = capsys.readouterr()
+    assert code == 2 and "VGG16 ImageNet weights" in out.out and "Traceback" not in out.err

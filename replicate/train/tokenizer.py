@@ -317,6 +317,8 @@ def train_tokenizer(
     if config.batch_size % context.world_size:
         raise ConfigError(f"batch_size {config.batch_size} is not divisible by {context.world_size} processes")
     torch.manual_seed(config.seed)
+    # before the data: a missing VGG16 stops the run at once (the discriminator's init is seeded, as the model's)
+    objective = build_objective(config, context)
     datasets = {
         split: image_dataset(
             config.dataset,
@@ -338,7 +340,6 @@ def train_tokenizer(
     )
     model = config.build_model().to(context.device)
     optimizer = build_optimizer(model, config)
-    objective = build_objective(config, context)
     checkpoint_path = run_dir / "checkpoint.pt"
     run = RunState.restore(checkpoint_path, config, model, optimizer, objective)
     wrapped = (
