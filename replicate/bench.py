@@ -120,7 +120,8 @@ def _training_runner(
 ) -> Callable[[], object]:
     """One optimisation step of the paper's VQ-VAE (Table 5) with Wasserstein VQ on random images; optionally
     bf16 autocast (encoder and decoder), channels-last tensors, or torch.compile of encoder and decoder."""
-    from replicate.train.tokenizer import Objective, TokenizerTraining, build_optimizer, train_step
+    from replicate.train.gan import Objective
+    from replicate.train.tokenizer import TokenizerTraining, build_optimizer, train_step
 
     torch.manual_seed(0)
     training = TokenizerTraining(

@@ -20,7 +20,8 @@ from replicate.data.images import image_dataset
 from replicate.quantize import QUANTIZERS
 from replicate.results import ROOT
 from replicate.train.configs import train_config
-from replicate.train.tokenizer import Objective, build_optimizer, train_step
+from replicate.train.gan import Objective
+from replicate.train.tokenizer import build_optimizer, train_step
 
 SMOKE = train_config("cifar10-wasserstein", "smoke")
 METRICS = ["psnr", "ssim", "rec_mse", "quant_error", "utilization", "perplexity", "w2_distance", "train_loss"]

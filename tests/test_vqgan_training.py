@@ -11,12 +11,14 @@ import pandas as pd
 import pytest
 import torch
 
+from replicate import distributed
 from replicate.cli import main
 from replicate.errors import ConfigError, MissingDataError
 from replicate.quantize.multiscale import VAR_SCALES, tokens
 from replicate.results import ROOT
 from replicate.train import tokenizer
-from replicate.train.tokenizer import TokenizerTraining, build_objective, smoke_scale, train_tokenizer
+from replicate.train.gan import build_objective
+from replicate.train.tokenizer import TokenizerTraining, smoke_scale, train_tokenizer
 
 METRICS = ["psnr", "ssim", "rec_mse", "utilization", "perplexity", "train_loss"]
 
@@ -65,7 +67,7 @@ def test_discriminator_trains_from_its_start_epoch_and_resumes_with_the_run(tmp_
 def test_discriminator_step_before_its_start_only_decays_its_weights():
     """Official: the discriminator's AdamW steps with a zero-weighted loss before the start epoch, so its weights
     shrink by (1 - lr * weight_decay) and nothing else."""
-    objective = build_objective(smoke_vqgan(), tokenizer.distributed.setup("cpu"))
+    objective = build_objective(smoke_vqgan(), distributed.setup("cpu"))
     adversary = objective.adversary
     before = {name: p.detach().clone() for name, p in adversary.module.named_parameters()}
     images = torch.rand(4, 3, 32, 32) * 2 - 1
@@ -82,7 +84,7 @@ def test_perceptual_weight_without_vgg16_weights_stops_the_run(tmp_path, monkeyp
     monkeypatch.setenv("VQ_VGG16_WEIGHTS", str(tmp_path / "absent.pth"))
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     with pytest.raises(MissingDataError, match="VGG16 ImageNet weights"):
-        build_objective(smoke_vqgan(perceptual_weight=1.0), tokenizer.distributed.setup("cpu"))
+        build_objective(smoke_vqgan(perceptual_weight=1.0), distributed.setup("cpu"))
 
 
 def test_multiscale_tokenizer_quantizes_every_scale_and_reports_usage_over_all_tokens(tmp_path):

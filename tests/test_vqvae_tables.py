@@ -14,7 +14,8 @@ from replicate.report.compare import compare
 from replicate.results import PUBLISHED
 from replicate.results import TABLES as TABLES_DIR
 from replicate.runner import run_experiment, write_figures
-from replicate.train.tokenizer import Objective, build_optimizer, train_step
+from replicate.train.gan import Objective
+from replicate.train.tokenizer import build_optimizer, train_step
 
 TOKENIZER_EXPERIMENTS = [*(t.name for t in TABLES), "dq_cifar_sweep"]
 

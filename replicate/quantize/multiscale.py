@@ -71,6 +71,18 @@ def scales_for(latent_size: int, scales: Sequence[int] = VAR_SCALES) -> tuple[in
     return prefix
 
 
+def downsample(x: Tensor, size: int) -> Tensor:
+    """(B, d, h, h) -> (B, d, size, size) by area averaging; none at size = h (official: the last scale is the
+    full-resolution residual itself)."""
+    return x if x.shape[-1] == size else F.interpolate(x, size=(size, size), mode="area")
+
+
+def upsample(code_map: Tensor, size: int) -> Tensor:
+    """(B, d, p, p) -> (B, d, size, size), bicubic with align_corners=False (F.interpolate's default, as the official
+    call); none at p = size. No phi convolution (VAR's Phi is commented out in the v1 code)."""
+    return code_map if code_map.shape[-1] == size else F.interpolate(code_map, size=(size, size), mode="bicubic")
+
+
 @dataclass
 class MultiScaleOutput(QuantizerOutput):
     """A QuantizerOutput for a latent z (B, h, w, d): `quantized` is z_dec = the sum of the up-sampled codes (value)
@@ -127,17 +139,13 @@ class MultiScaleQuantizer(nn.Module):
         commitment = codebook = z.new_zeros(())
         scale_indices, residuals, indices, codes_used = [], [], [], []
         for pn in self.scales:
-            # Official: no interpolation at the last scale (p_S = h; area and bicubic would be the identity there).
-            down = rest if pn == size else F.interpolate(rest, size=(pn, pn), mode="area")
+            down = downsample(rest, pn)
             flat, index, codes = self.inner.lookup(down.permute(0, 2, 3, 1))  # search on detached features
             weight = pn / sum(self.scales)  # official: commit_loss += (...) * pn, then * 1 / sum(pn)
             commitment = commitment + weight * self.beta * F.mse_loss(flat, codes.detach())
             if trained:
                 codebook = codebook + weight * self.alpha * F.mse_loss(codes, flat.detach())
-            code_map = codes.reshape(batch, pn, pn, -1).permute(0, 3, 1, 2)
-            # bicubic with align_corners=False (F.interpolate's default, as the official call); no phi convolution
-            # (VAR's Phi is commented out in the v1 code).
-            up = code_map if pn == size else F.interpolate(code_map, size=(size, size), mode="bicubic")
+            up = upsample(codes.reshape(batch, pn, pn, -1).permute(0, 3, 1, 2), size)
             decoded = decoded + up
             rest = rest - up
             scale_indices.append(index.reshape(batch, pn, pn))

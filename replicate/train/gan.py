@@ -26,12 +26,17 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
-from replicate.errors import ConfigError, unknown_name
+from replicate import distributed
+from replicate.errors import ConfigError, MissingDataError, unknown_name
 from replicate.metrics.image import LPIPS_TRUNKS, load_lpips
+from replicate.models.discriminator import PatchGANDiscriminator
 
 if TYPE_CHECKING:
     import lpips
+
+    from replicate.train.tokenizer import TokenizerTraining
 
 VGG16_FILE, VGG16_WEIGHTS_ENV = LPIPS_TRUNKS["vgg"]  # torchvision's ImageNet VGG16 as torch hub caches it
 RECONSTRUCTIONS = ("l1", "mse")
@@ -162,3 +167,37 @@ def perceptual_distance(model: lpips.LPIPS, x: Tensor, y: Tensor) -> Tensor:
     """Per-image LPIPS (B,) of images in [-1, 1] (the range the model expects, as official), differentiable in
     x and y; the model stays on its device and in its mode (dropout of the heads in train mode)."""
     return model(x, y, normalize=False).flatten()
+
+
+@dataclass
+class Objective:
+    """What a tokenizer's training minimises beyond its quantizer's loss: the reconstruction and perceptual terms
+    (`loss`, with the VGG16 LPIPS model when weighted) and the discriminator it plays against, if any."""
+
+    loss: GANLoss
+    lpips: object | None = None  # lpips.LPIPS with the VGG16 trunk
+    adversary: Adversary | None = None
+
+
+def build_objective(config: TokenizerTraining, context: distributed.Context) -> Objective:
+    """The objective of a configuration. A perceptual weight without the VGG16 ImageNet weights stops the run:
+    it would not be the configuration it says it is (reduced scales set perceptual_weight 0 instead)."""
+    lpips_model = None
+    if config.perceptual_weight > 0:
+        lpips_model, reason = load_vgg_lpips()
+        if lpips_model is None:
+            raise MissingDataError(
+                f"perceptual_weight {config.perceptual_weight} needs the VGG16 ImageNet weights ({reason}): put "
+                "vgg16-397923af.pth in torch hub's checkpoints folder or set $VQ_VGG16_WEIGHTS"
+            )
+        lpips_model = lpips_model.to(context.device)
+    adversary = None
+    if config.disc_weight > 0:
+        discriminator = PatchGANDiscriminator().to(context.device)
+        optimizer = torch.optim.AdamW(
+            discriminator.parameters(), lr=config.disc_lr, betas=config.adam_betas, weight_decay=config.weight_decay
+        )
+        if context.world_size > 1:
+            discriminator = DistributedDataParallel(discriminator, broadcast_buffers=False)
+        adversary = Adversary(discriminator, optimizer, config.gan_loss(), config.grad_clip)
+    return Objective(config.gan_loss(), lpips_model, adversary)

@@ -31,17 +31,16 @@ from tqdm import tqdm
 
 from replicate import distributed
 from replicate.data.images import DATA_LABELS, SMALL, image_dataset, source_resolution
-from replicate.errors import ConfigError, MissingDataError, ReplicateError
+from replicate.errors import ConfigError, ReplicateError
 from replicate.metrics.codebook import perplexity, utilization
 from replicate.metrics.image import PROTOCOLS
-from replicate.models.discriminator import PatchGANDiscriminator
 from replicate.models.vqvae import VQVAE, VQVAEConfig, table5_layout
 from replicate.quantize import build_quantizer, quantizer_config
 from replicate.quantize.multiscale import MultiScaleQuantizer, check_scales
 from replicate.results import RUN_OPTION, config_id, git_revision, write_csv
 from replicate.train.checkpoint import load_checkpoint, save_checkpoint
 from replicate.train.evaluate import evaluate_tokenizer
-from replicate.train.gan import Adversary, GANLoss, generator_loss, load_vgg_lpips
+from replicate.train.gan import GANLoss, Objective, build_objective, generator_loss
 from replicate.train.schedule import SCHEDULES, WARMED, QuantizationSchedule
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -273,40 +272,6 @@ class RunState:
         if objective.adversary is not None:
             objective.adversary.load_state_dict(state["adversary"])
         return cls(**state["run"])
-
-
-@dataclass
-class Objective:
-    """What a tokenizer's training minimises beyond its quantizer's loss: the reconstruction and perceptual terms
-    (`loss`, with the VGG16 LPIPS model when weighted) and the discriminator it plays against, if any."""
-
-    loss: GANLoss
-    lpips: object | None = None  # lpips.LPIPS with the VGG16 trunk
-    adversary: Adversary | None = None
-
-
-def build_objective(config: TokenizerTraining, context: distributed.Context) -> Objective:
-    """The objective of a configuration. A perceptual weight without the VGG16 ImageNet weights stops the run:
-    it would not be the configuration it says it is (reduced scales set perceptual_weight 0 instead)."""
-    lpips_model = None
-    if config.perceptual_weight > 0:
-        lpips_model, reason = load_vgg_lpips()
-        if lpips_model is None:
-            raise MissingDataError(
-                f"perceptual_weight {config.perceptual_weight} needs the VGG16 ImageNet weights ({reason}): put "
-                "vgg16-397923af.pth in torch hub's checkpoints folder or set $VQ_VGG16_WEIGHTS"
-            )
-        lpips_model = lpips_model.to(context.device)
-    adversary = None
-    if config.disc_weight > 0:
-        discriminator = PatchGANDiscriminator().to(context.device)
-        optimizer = torch.optim.AdamW(
-            discriminator.parameters(), lr=config.disc_lr, betas=config.adam_betas, weight_decay=config.weight_decay
-        )
-        if context.world_size > 1:
-            discriminator = DistributedDataParallel(discriminator, broadcast_buffers=False)
-        adversary = Adversary(discriminator, optimizer, config.gan_loss(), config.grad_clip)
-    return Objective(config.gan_loss(), lpips_model, adversary)
 
 
 def train_tokenizer(

@@ -1,0 +1,135 @@
+"""Diversity and proxy-fidelity statistics of generated images and of their features.
+
+pixel_distance: Deferred Quantization's "Pixel Dist." (Zhao et al., arXiv 2603.17052, Tables 2-3), the average
+    pairwise pixel-level distance between generated images. The paper states neither the norm, the pixel range nor
+    the number of pairs; we take the mean L2 distance ||x_i - x_j||_2 over pairs i < j of RGB images in [0, 1] (all
+    pixels and channels), which fits its magnitudes (70-81 at 128 px: 3 * 128 * 128 values).
+vendi_score: Friedman and Dieng 2023, "The Vendi Score" (arXiv 2210.02410): exp of the Shannon entropy of the
+    eigenvalues of K / N, here with the cosine-similarity kernel; between 1 (all alike) and N (all orthogonal).
+precision_recall_density_coverage: Naeem et al. 2020 (arXiv 2002.09797), k-nearest-neighbour balls, via the prdc
+    package (its compute_prdc).
+proxy_fidelity: the Fréchet distance (replicate.metrics.image), PRDC and the Vendi score on the features of a proxy
+    network trained inside the project (replicate.metrics.proxy), under "proxy_" names: they are comparable
+    between the project's own runs only, never with a published FID, precision or recall.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from replicate.errors import ConfigError
+from replicate.metrics.image import frechet_distance_of_features
+
+NEAREST_K = 5  # Naeem et al. 2020: k = 5 (with 10,000 real and fake samples), their recommended setting
+PIXEL_CHUNK = 128  # our choice: images (or pairs) per block; memory ~ 3 * chunk * 3HW * 8 bytes (150 MB at 128 px)
+
+
+class PixelDistance(NamedTuple):
+    mean: float  # mean L2 distance over the pairs
+    pairs: int  # how many pairs it averages
+
+
+def sample_pairs(count: int, max_pairs: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """(rows i, columns j), i < j: min(max_pairs, count (count - 1) / 2) distinct pairs of `count` items, drawn
+    uniformly without repetition from a seeded CPU generator, in row-major order (all pairs when there are fewer)."""
+    total = count * (count - 1) // 2
+    if max_pairs >= total:
+        flat = torch.arange(total)
+    elif total <= 4 * max_pairs:  # dense: a permutation of every pair index costs at most 4 x the sample
+        flat = torch.randperm(total, generator=generator)[:max_pairs]
+    else:  # sparse: distinct values of uniform draws form a uniform subset given their number; keep max_pairs
+        flat = torch.empty(0, dtype=torch.long)
+        while len(flat) < max_pairs:
+            flat = torch.cat([flat, torch.randint(total, (2 * max_pairs,), generator=generator)]).unique()
+        flat = flat[torch.randperm(len(flat), generator=generator)[:max_pairs]]
+    flat = flat.sort().values
+    lengths = torch.arange(count - 1, -1, -1)  # row i holds the count - 1 - i pairs (i, j > i)
+    starts = lengths.cumsum(0) - lengths
+    rows = torch.searchsorted(starts, flat, right=True) - 1
+    return rows, flat - starts[rows] + rows + 1
+
+
+@torch.no_grad()
+def pixel_distance(
+    images: Tensor, *, max_pairs: int | None, generator: torch.Generator | None = None, chunk: int = PIXEL_CHUNK
+) -> PixelDistance:
+    """Mean ||x_i - x_j||_2 over image pairs i < j of (N, 3, H, W) images in [0, 1], float64 sums.
+
+    max_pairs None (or >= N (N - 1) / 2): all N (N - 1) / 2 pairs, exact, by blocks of `chunk` x `chunk` images
+    (||a||^2 + ||b||^2 - 2ab in float64); otherwise max_pairs pairs drawn by sample_pairs from `generator`.
+    The result's `pairs` is the number averaged: report it beside the mean (the DQ paper states neither).
+    """
+    if images.ndim != 4 or len(images) < 2:
+        raise ValueError(f"pixel_distance needs (N >= 2, C, H, W) images, got {tuple(images.shape)}")
+    if images.min() < 0 or images.max() > 1:  # e.g. [-1, 1] images would double every distance
+        raise ValueError("pixel_distance needs images in [0, 1]; map [-1, 1] images with (x + 1) / 2")
+    if max_pairs is not None and max_pairs < 1:
+        raise ValueError(f"max_pairs must be >= 1 or None, got {max_pairs}")
+    flat, count = images.flatten(1), len(images)
+    total_pairs = count * (count - 1) // 2
+    total = torch.zeros((), dtype=torch.float64, device=images.device)
+    if max_pairs is not None and max_pairs < total_pairs:
+        if generator is None:
+            raise ValueError("pixel_distance needs a seeded generator to sample pairs")
+        rows, columns = (index.to(images.device) for index in sample_pairs(count, max_pairs, generator))
+        for start in range(0, max_pairs, chunk):
+            block = slice(start, start + chunk)
+            difference = flat[rows[block]].double() - flat[columns[block]].double()
+            total += difference.square().sum(1).sqrt().sum()
+        return PixelDistance(float(total) / max_pairs, max_pairs)
+    norms = torch.cat([block.double().square().sum(1) for block in flat.split(chunk)])
+    for row in range(0, count, chunk):
+        block = flat[row : row + chunk].double()
+        for column in range(row, count, chunk):
+            other = block if column == row else flat[column : column + chunk].double()
+            squared = torch.addmm(norms[column : column + chunk], block, other.T, alpha=-2)
+            distances = squared.add_(norms[row : row + chunk, None]).clamp_min_(0).sqrt_()
+            if column == row:  # the block on the diagonal: pairs j > i only
+                distances = distances.triu(diagonal=1)
+            total += distances.sum()
+    return PixelDistance(float(total) / total_pairs, total_pairs)
+
+
+@torch.no_grad()
+def vendi_score(features: Tensor) -> float:
+    """exp(-sum_i l_i log l_i) over the eigenvalues l_i of K / N, K_ij = <x_i, x_j> / (|x_i| |x_j|), float64.
+
+    The non-zero eigenvalues of K / N = U U^T (U = rows scaled to unit norm / sqrt(N)) are the squared singular
+    values of U, so the N x N kernel is never formed: O(N D min(N, D)).
+    """
+    x = features.detach().double().flatten(1)
+    norms = x.norm(dim=1, keepdim=True)
+    if (norms == 0).any():
+        raise ValueError("vendi_score: the cosine kernel is undefined for a zero feature vector")
+    eigenvalues = torch.linalg.svdvals(x / norms / math.sqrt(len(x))).square()
+    return float(torch.exp(-torch.special.xlogy(eigenvalues, eigenvalues).sum()))
+
+
+def precision_recall_density_coverage(real: Tensor, fake: Tensor, nearest_k: int = NEAREST_K) -> dict[str, float]:
+    """Precision, recall, density and coverage (Naeem et al. 2020) of (M, D) fake against (N, D) real features,
+    by prdc's compute_prdc (all pairwise distances: memory ~ 8 (N + M)^2 bytes)."""
+    try:
+        from prdc import compute_prdc
+    except ImportError:
+        raise ConfigError("precision/recall/density/coverage need the prdc package: pip install prdc") from None
+    real_np, fake_np = (t.detach().double().cpu().numpy() for t in (real, fake))
+    with contextlib.redirect_stdout(io.StringIO()):  # compute_prdc prints the two sample counts
+        result = compute_prdc(real_features=real_np, fake_features=fake_np, nearest_k=nearest_k)
+    return {name: float(value) for name, value in result.items()}
+
+
+def proxy_fidelity(real_features: Tensor, fake_features: Tensor, *, nearest_k: int = NEAREST_K) -> dict[str, float]:
+    """Fréchet distance, PRDC and the fake features' Vendi score on proxy-network features, every key "proxy_*":
+    not FID, not Inception precision/recall; comparable only between runs that share one proxy network."""
+    prdc = precision_recall_density_coverage(real_features, fake_features, nearest_k)
+    return {
+        "proxy_frechet": frechet_distance_of_features(real_features, fake_features),
+        **{f"proxy_{name}": prdc[name] for name in ("precision", "recall", "density", "coverage")},
+        "proxy_vendi": vendi_score(fake_features),
+    }

@@ -1,0 +1,240 @@
+"""MaskGIT (Chang et al. 2022, "MaskGIT: Masked Generative Image Transformer", arXiv 2202.04200): a class-conditional
+bidirectional transformer over a tokenizer's square token grid, the generator with which Deferred Quantization (arXiv
+2603.17052, Tables 1-4) checks that a shrunk codebook makes samples less diverse.
+
+Training (Sec. 3.1, masked visual token modeling): draw u ~ U(0, 1) per image, mask ceil(cos(pi/2 u) N) of the N
+tokens chosen uniformly, and minimise the cross-entropy of the original tokens at the masked positions only.
+Sampling (Sec. 3.2, iterative decoding): start from an all-[MASK] grid; at step t of T predict every position, sample a
+token at each masked one, and re-mask the floor(N cos(pi/2 (t+1)/T)) least confident of the new tokens (confidence:
+log-probability plus annealed Gumbel noise, as the official code). Classifier-free guidance (a null class, trained by
+label dropout) is not in MaskGIT; it follows the public PyTorch port (valeoai/Maskgit-pytorch), as does pre-LayerNorm.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from replicate.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class MaskGITConfig:
+    vocab_size: int  # the tokenizer's K; no default: set by the tokenizer (MaskGIT's: 1024)
+    grid: int  # side of the square token grid; no default (MaskGIT: 16, for 256 px images at f = 16)
+    num_classes: int  # no default: set by the data (MaskGIT: ImageNet's 1000)
+    # Size: MaskGIT Sec. 4.1 (24 layers, 16 heads, 768 embedding and 3072 MLP dimensions), which the official config
+    # and the public PyTorch port's ImageNet 256 model (valeoai/Maskgit-pytorch v1 README) share; that port is most
+    # likely what the Deferred Quantization authors used (they do not say).
+    depth: int = 24
+    width: int = 768
+    heads: int = 16
+    mlp_ratio: float = 4.0  # 3072 / 768 (Sec. 4.1)
+    dropout: float = 0.1  # Sec. 4.1: dropout rate 0.1
+    label_smoothing: float = 0.1  # Sec. 4.1: label smoothing 0.1 (official class-conditional config too)
+    # Probability of training with the null class, for classifier-free guidance: MaskGIT has none; the PyTorch
+    # port's drop_label = 0.1.
+    label_dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        if min(self.vocab_size, self.grid, self.num_classes, self.depth, self.width, self.heads) < 1:
+            raise ConfigError("vocab_size, grid, num_classes, depth, width and heads of MaskGIT must be >= 1")
+        if self.width % self.heads:
+            raise ConfigError(f"MaskGIT width {self.width} must be a multiple of heads {self.heads}")
+        if self.mlp_ratio <= 0:
+            raise ConfigError(f"MaskGIT mlp_ratio must be > 0, got {self.mlp_ratio}")
+        for name in ("dropout", "label_smoothing", "label_dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"MaskGIT {name} must be in [0, 1), got {getattr(self, name)}")
+
+    @property
+    def tokens(self) -> int:
+        return self.grid * self.grid
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    steps: int = 8  # T: MaskGIT Table 1, 8 steps at 256 x 256 (12 at 512 x 512)
+    temperature: float = 1.0  # MaskGIT samples from the predicted distribution as is; 0 = greedy (argmax)
+    # Scale of the Gumbel noise on the confidence, annealed by (1 - (t+1)/T): official sample_choice_temperature = 4.5
+    # (also the PyTorch port's r_temp at 256 px); 0 = a deterministic confidence ranking.
+    choice_temperature: float = 4.5
+    guidance_scale: float = 0.0  # s in cond + s (cond - uncond); 0 = no guidance (MaskGIT has none; the port uses 3)
+    top_k: int | None = None  # None = the full distribution (MaskGIT does not truncate it)
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ConfigError(f"sampling steps must be >= 1, got {self.steps}")
+        for name in ("temperature", "choice_temperature", "guidance_scale"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"sampling {name} must be >= 0, got {getattr(self, name)}")
+        if self.top_k is not None and self.top_k < 1:
+            raise ConfigError(f"sampling top_k must be None or >= 1, got {self.top_k}")
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block: x + Attention(LN x), then x + MLP(LN x); full (bidirectional) attention."""
+
+    def __init__(self, config: MaskGITConfig) -> None:
+        super().__init__()
+        hidden = int(config.width * config.mlp_ratio)
+        self.heads, self.dropout = config.heads, config.dropout
+        self.norm1, self.norm2 = nn.LayerNorm(config.width), nn.LayerNorm(config.width)
+        self.qkv = nn.Linear(config.width, 3 * config.width)
+        self.proj = nn.Linear(config.width, config.width)
+        self.mlp = nn.Sequential(nn.Linear(config.width, hidden), nn.GELU(), nn.Linear(hidden, config.width))
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch, length, width = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(batch, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        attended = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        x = x + self.drop(self.proj(attended.transpose(1, 2).reshape(batch, length, width)))
+        return x + self.drop(self.mlp(self.norm2(x)))
+
+
+class MaskGIT(nn.Module):
+    """Tokens (B, N) with `mask_id` where masked and labels (B,) (`null_class` = unconditional) -> logits (B, N, K)."""
+
+    def __init__(self, config: MaskGITConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.token_embed = nn.Embedding(config.vocab_size + 1, config.width)  # the last entry is [MASK]
+        self.class_embed = nn.Embedding(config.num_classes + 1, config.width)  # the last entry is the null class
+        self.position = nn.Parameter(torch.zeros(1, config.tokens + 1, config.width))  # class token first
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
+        self.norm = nn.LayerNorm(config.width)
+        self.head = nn.Linear(config.width, config.vocab_size)
+        # Sec. 4.1: truncated normal initialisation, std 0.02 (biases zero, LayerNorm at its identity default).
+        nn.init.trunc_normal_(self.position, std=0.02)
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+            if isinstance(module, nn.Linear):
+                nn.init.zeros_(module.bias)
+
+    @property
+    def mask_id(self) -> int:
+        return self.config.vocab_size
+
+    @property
+    def null_class(self) -> int:
+        return self.config.num_classes
+
+    def forward(self, tokens: Tensor, labels: Tensor) -> Tensor:
+        if tokens.ndim != 2 or tokens.shape[1] != self.config.tokens:
+            raise ConfigError(f"MaskGIT expects tokens (B, {self.config.tokens}), got {tuple(tokens.shape)}")
+        x = torch.cat([self.class_embed(labels)[:, None], self.token_embed(tokens)], dim=1)
+        x = self.drop(x + self.position)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.norm(x[:, 1:]))  # the grid positions only
+
+
+def mask_ratio(u: Tensor | float) -> Tensor | float:
+    """MaskGIT's cosine schedule gamma(u) = cos(pi/2 u) (Sec. 3.3): 1 at u = 0, 0 at u = 1."""
+    return torch.cos(math.pi / 2 * u) if isinstance(u, Tensor) else math.cos(math.pi / 2 * u)
+
+
+def random_mask(tokens: Tensor, generator: torch.Generator) -> Tensor:
+    """Boolean mask (B, N): per sample u ~ U(0, 1) (drawn first, (B,)), then ceil(gamma(u) N) positions, clamped to
+    [1, N], chosen uniformly (the lowest ranks of fresh uniform scores (B, N))."""
+    batch, n = tokens.shape
+    u = torch.rand(batch, generator=generator, device=tokens.device)
+    counts = torch.ceil(mask_ratio(u) * n).clamp(1, n)
+    ranks = torch.rand(batch, n, generator=generator, device=tokens.device).argsort(1).argsort(1)
+    return ranks < counts[:, None]
+
+
+@dataclass
+class MaskedLoss:
+    """Cross-entropy over the masked positions, their argmax accuracy (detached) and the mask (B, N) drawn."""
+
+    loss: Tensor
+    accuracy: Tensor
+    mask: Tensor
+
+
+def training_loss(model: MaskGIT, tokens: Tensor, labels: Tensor, generator: torch.Generator) -> MaskedLoss:
+    """One MaskGIT training loss: random_mask, then label dropout (labels -> null class with probability
+    label_dropout, drawn after the mask), then label-smoothed cross-entropy at the masked positions only."""
+    mask = random_mask(tokens, generator)
+    dropped = torch.rand(labels.shape, generator=generator, device=labels.device) < model.config.label_dropout
+    logits = model(tokens.masked_fill(mask, model.mask_id), labels.masked_fill(dropped, model.null_class))
+    loss = F.cross_entropy(logits[mask], tokens[mask], label_smoothing=model.config.label_smoothing)
+    accuracy = (logits[mask].argmax(-1) == tokens[mask]).float().mean().detach()
+    return MaskedLoss(loss=loss, accuracy=accuracy, mask=mask)
+
+
+def masked_after_steps(n: int, steps: int) -> list[int]:
+    """Masked positions left after each step: floor(N gamma((t+1)/T)), at least one fewer than before (so every step
+    fixes a token) and at least 1 until the last step, which leaves none (as the official decoder)."""
+    counts, masked = [], n
+    for t in range(steps):
+        masked = 0 if t == steps - 1 else max(1, min(masked - 1, math.floor(n * mask_ratio((t + 1) / steps))))
+        counts.append(masked)
+    return counts
+
+
+def _gumbel(shape: torch.Size, generator: torch.Generator, device: torch.device) -> Tensor:
+    """Standard Gumbel noise -log(-log U), U ~ U(0, 1) kept away from 0 and 1."""
+    tiny = torch.finfo(torch.float32).tiny
+    u = torch.rand(shape, generator=generator, device=device).clamp_min(tiny)
+    return -torch.log((-torch.log(u)).clamp_min(tiny))
+
+
+def _logits(model: MaskGIT, tokens: Tensor, labels: Tensor, config: SamplingConfig) -> Tensor:
+    """Conditional logits, guided when guidance_scale > 0 (cond + s (cond - uncond)), top-k filtered."""
+    logits = model(tokens, labels)
+    if config.guidance_scale > 0:
+        uncond = model(tokens, torch.full_like(labels, model.null_class))
+        logits = logits + config.guidance_scale * (logits - uncond)
+    if config.top_k is not None and config.top_k < logits.shape[-1]:
+        kth = logits.topk(config.top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, -math.inf)
+    return logits
+
+
+@torch.no_grad()
+def sample(
+    model: MaskGIT,
+    labels: Tensor,
+    config: SamplingConfig,
+    generator: torch.Generator,
+    *,
+    on_step: Callable[[int, Tensor], None] | None = None,
+) -> Tensor:
+    """Iterative decoding (Sec. 3.2) of one grid per label -> tokens (B, N), all in [0, K). `generator` lives on the
+    model's device; `on_step(t, tokens)` sees a copy of the grid after each step (mask_id where still masked)."""
+    training = model.training
+    model.eval()
+    try:
+        n, device = model.config.tokens, labels.device
+        tokens = torch.full((labels.shape[0], n), model.mask_id, dtype=torch.long, device=device)
+        for t, left in enumerate(masked_after_steps(n, config.steps)):
+            masked = tokens == model.mask_id
+            logits = _logits(model, tokens, labels, config)
+            if config.temperature > 0:
+                logits = logits / config.temperature
+                drawn = (logits + _gumbel(logits.shape, generator, device)).argmax(-1)  # Gumbel-max sampling
+            else:
+                drawn = logits.argmax(-1)
+            confidence = logits.log_softmax(-1).gather(-1, drawn[..., None])[..., 0]
+            noise = config.choice_temperature * (1 - (t + 1) / config.steps)
+            if noise > 0:
+                confidence = confidence + noise * _gumbel(confidence.shape, generator, device)
+            tokens = torch.where(masked, drawn, tokens)
+            confidence = confidence.masked_fill(~masked, math.inf)  # fixed tokens stay fixed
+            if left > 0:
+                tokens.scatter_(1, confidence.topk(left, dim=1, largest=False).indices, model.mask_id)
+            if on_step is not None:
+                on_step(t, tokens.clone())
+        return tokens
+    finally:
+        model.train(training)

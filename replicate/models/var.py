@@ -1,0 +1,310 @@
+"""VAR: class-conditional next-scale prediction (Tian et al. 2024, "Visual Autoregressive Modeling: Scalable Image
+Generation via Next-Scale Prediction", arXiv 2404.02905, Sec. 3.2 and 4) over the token maps of
+quantize/multiscale.py, for Deferred Quantization's generation study (arXiv 2603.17052, VAR "depth 16").
+
+A decoder-only transformer reads L = sum p_s^2 positions with a block-causal mask (scale s sees scales <= s) and
+predicts every token of scale s in parallel. The p_1^2 start positions hold the class embedding; the positions of
+scale s + 1 hold f_s = sum_{i<=s} up_h(e_i) area-downsampled to p_{s+1} x p_{s+1}, e_i the code map of scale i
+(the tokenizer's own decoding, so teacher forcing and sampling see what the decoder would). Blocks are pre-norm with
+adaptive LayerNorm on the class embedding (VAR Sec. 4), sampling uses top-k / top-p and VAR's ramped
+classifier-free guidance. Simplifications: no query/key L2 normalisation, no KV cache, no progressive training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from replicate.errors import ConfigError
+from replicate.quantize.multiscale import VAR_SCALES, check_scales, downsample, tokens, upsample
+
+
+@dataclass(frozen=True)
+class VARConfig:
+    """Transformer settings; width, heads and drop_path left None follow VAR's scaling rule for `depth` (resolved
+    here, so dataclasses.replace(config, depth=...) keeps the old resolved values: pass them as None again)."""
+
+    vocab_size: int  # K of the tokenizer's codebook
+    code_dim: int  # d of the tokenizer's codebook
+    num_classes: int  # the null class (classifier-free guidance) is index num_classes
+    scales: tuple[int, ...] = VAR_SCALES  # VAR's 10 scales, 680 tokens (official patch_nums)
+    depth: int = 16  # VAR-d16, VAR's smallest model (Table 1); Deferred Quantization's "depth 16"
+    width: int | None = None  # VAR Sec. 4: w = 64 d
+    heads: int | None = None  # VAR Sec. 4: h = d
+    mlp_ratio: float = 4.0  # official VAR default mlp_ratio=4 (GPT-2's 4 w hidden units)
+    dropout: float = 0.0  # official drop_rate = attn_drop_rate = 0
+    drop_path: float | None = None  # VAR Sec. 4: dr = 0.1 d / 24, stochastic depth (official drop_path_rate)
+    label_dropout: float = 0.1  # official cond_drop_rate=0.1: label -> null class, for classifier-free guidance
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scales", check_scales(self.scales))
+        for name in ("vocab_size", "code_dim", "num_classes", "depth"):
+            _check_count(name, getattr(self, name))
+        object.__setattr__(self, "width", 64 * self.depth if self.width is None else self.width)
+        object.__setattr__(self, "heads", self.depth if self.heads is None else self.heads)
+        object.__setattr__(self, "drop_path", 0.1 * self.depth / 24 if self.drop_path is None else self.drop_path)
+        _check_count("width", self.width)
+        _check_count("heads", self.heads)
+        if self.width % self.heads:
+            raise ConfigError(f"width {self.width} is not divisible by heads {self.heads}")
+        if not self.mlp_ratio > 0:
+            raise ConfigError(f"mlp_ratio must be > 0, got {self.mlp_ratio!r}")
+        for name in ("dropout", "drop_path", "label_dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How `sample` draws tokens. Guided logits at scale index i = 0 .. S-1: (1 + t_i) cond - t_i uncond with
+    t_i = guidance_scale * i / (S - 1) when guidance_ramp (official autoregressive_infer_cfg), else guidance_scale;
+    then / temperature, then top-k, then top-p."""
+
+    temperature: float = 1.0  # our choice: VAR's sampler has no temperature (= 1)
+    top_k: int | None = 900  # VAR README, FID setting: top_k=900 (None = off)
+    top_p: float | None = 0.96  # VAR README, FID setting: top_p=0.96 (None = off)
+    guidance_scale: float = 1.5  # VAR README, FID setting: cfg=1.5 (0 = off: the null class is never run)
+    guidance_ramp: bool = True  # official autoregressive_infer_cfg: t = cfg * si / (S - 1)
+
+    def __post_init__(self) -> None:
+        if not self.temperature > 0:
+            raise ConfigError(f"temperature must be > 0, got {self.temperature!r}")
+        if self.top_k is not None:
+            _check_count("top_k", self.top_k)
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ConfigError(f"top_p must be in (0, 1] or None, got {self.top_p!r}")
+        if not self.guidance_scale >= 0:
+            raise ConfigError(f"guidance_scale must be >= 0, got {self.guidance_scale!r}")
+
+
+def _check_count(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def block_causal_mask(scales: Sequence[int]) -> Tensor:
+    """(L, L) bool, True = may attend: a position of scale s sees every position of scales <= s."""
+    level = _levels(check_scales(scales))
+    return level[:, None] >= level[None, :]
+
+
+def _levels(scales: tuple[int, ...]) -> Tensor:
+    """The scale index of each of the L positions."""
+    return torch.repeat_interleave(torch.arange(len(scales)), torch.tensor([p * p for p in scales]))
+
+
+def _check_maps(scale_indices: Sequence[Tensor], codebook: Tensor, scales: tuple[int, ...]) -> None:
+    if codebook.ndim != 2:
+        raise ConfigError(f"the codebook must be (K, d), got {tuple(codebook.shape)}")
+    if not 1 <= len(scale_indices) <= len(scales):
+        raise ConfigError(f"need 1 to {len(scales)} scale maps, got {len(scale_indices)}")
+    for p, index in zip(scales, scale_indices, strict=False):
+        if index.ndim != 3 or index.shape[1:] != (p, p):
+            raise ConfigError(f"scale map of shape {tuple(index.shape)} does not match its scale (B, {p}, {p})")
+
+
+def _partial_sums(scale_indices: Sequence[Tensor], codebook: Tensor, scales: tuple[int, ...]) -> list[Tensor]:
+    """f_s = sum_{i<=s} up_h(e_i) as (B, d, h, h) for each given scale, with multiscale.py's resampling: bicubic
+    up-sampling (none at p = h), the sum taken in scale order."""
+    _check_maps(scale_indices, codebook, scales)
+    size, total, sums = scales[-1], 0, []
+    for index in scale_indices:
+        total = total + upsample(codebook[index].permute(0, 3, 1, 2), size)  # e_i: (B, d, p, p)
+        sums.append(total)
+    return sums
+
+
+def accumulate(scale_indices: Sequence[Tensor], codebook: Tensor, scales: Sequence[int]) -> Tensor:
+    """z_dec = sum_s up_h(e_s) over the given scales (all of them: the tokenizer's quantized latent), (B, h, h, d):
+    VQVAE.decode(accumulate(...)) gives the images of (generated) tokens."""
+    return _partial_sums(scale_indices, codebook, check_scales(scales))[-1].permute(0, 2, 3, 1)
+
+
+def scale_inputs(scale_indices: Sequence[Tensor], codebook: Tensor, scales: Sequence[int]) -> Tensor:
+    """Teacher-forcing inputs (B, n, d) of the positions of scales 2 .. min(m + 1, S) for m given scale maps: for
+    each given s < S, f_s area-downsampled to p_{s+1} x p_{s+1}, flattened row-major; n = L - p_1^2 for all S."""
+    scales = check_scales(scales)
+    inputs = []
+    for s, total in enumerate(_partial_sums(scale_indices, codebook, scales)[: len(scales) - 1]):
+        size = scales[s + 1]
+        inputs.append(downsample(total, size).flatten(2).transpose(1, 2))
+    if not inputs:  # only the last scale of a one-scale list: no later positions
+        return codebook.new_zeros(scale_indices[0].shape[0], 0, codebook.shape[1])
+    return torch.cat(inputs, dim=1)
+
+
+class AdaLN(nn.Module):
+    """LayerNorm without affine weights, scaled and shifted per sample from the class embedding (VAR Sec. 4).
+    Zero-initialised (DiT's adaLN-Zero); official VAR scales its init down instead (gates x 1e-3, the rest x 0.5)."""
+
+    def __init__(self, width: int, chunks: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)  # official norm_eps=1e-6
+        self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, chunks * width))
+        self.chunks = chunks
+        nn.init.zeros_(self.modulation[1].weight)
+        nn.init.zeros_(self.modulation[1].bias)
+
+    def forward(self, cond: Tensor) -> tuple[Tensor, ...]:
+        """(shift, scale, [gate, ...]) per sample, each (B, 1, width)."""
+        return self.modulation(cond)[:, None].chunk(self.chunks, dim=-1)
+
+    def modulate(self, x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+        return self.norm(x) * (1 + scale) + shift
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + gate * attention(AdaLN(x)), then x + gate * MLP(AdaLN(x))."""
+
+    def __init__(self, config: VARConfig, drop_path: float) -> None:
+        super().__init__()
+        width, hidden = config.width, round(config.width * config.mlp_ratio)
+        self.heads, self.dropout, self.drop_path = config.heads, config.dropout, drop_path
+        self.ada = AdaLN(width, 6)
+        self.qkv, self.proj = nn.Linear(width, 3 * width), nn.Linear(width, width)
+        self.mlp = nn.Sequential(
+            nn.Linear(width, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, width), nn.Dropout(config.dropout)
+        )
+
+    def forward(self, x: Tensor, cond: Tensor, mask: Tensor) -> Tensor:
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(cond)
+        x = x + self._skip(gate1 * self._attend(self.ada.modulate(x, shift1, scale1), mask))
+        return x + self._skip(gate2 * self.mlp(self.ada.modulate(x, shift2, scale2)))
+
+    def _attend(self, x: Tensor, mask: Tensor) -> Tensor:
+        batch, length, width = x.shape
+        q, k, v = self.qkv(x).view(batch, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        dropout = self.dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        return F.dropout(self.proj(out.transpose(1, 2).reshape(batch, length, width)), dropout)
+
+    def _skip(self, branch: Tensor) -> Tensor:
+        """Stochastic depth: drop the whole branch per sample (global RNG, as nn.Dropout), rescale the rest."""
+        if not self.training or self.drop_path == 0:
+            return branch
+        keep = torch.rand(branch.shape[0], 1, 1, device=branch.device) >= self.drop_path
+        return branch * keep / (1 - self.drop_path)
+
+
+class VAR(nn.Module):
+    """forward(inputs (B, n, d), labels (B,)) -> logits (B, p_1^2 + n, K); n = L - p_1^2 for the whole sequence,
+    or a prefix of it (the inputs of the first scales: the mask makes earlier logits independent of later ones)."""
+
+    def __init__(self, config: VARConfig) -> None:
+        super().__init__()
+        self.config, width = config, config.width
+        self.register_buffer("mask", block_causal_mask(config.scales), persistent=False)
+        self.register_buffer("levels", _levels(config.scales), persistent=False)
+        std = (1 / (3 * width)) ** 0.5  # official init_std = sqrt(1 / 3C) for the embeddings
+        self.input_proj = nn.Linear(config.code_dim, width)
+        self.class_embed = nn.Parameter(torch.randn(config.num_classes + 1, width) * std)  # last row: null class
+        self.position = nn.Parameter(torch.randn(tokens(config.scales), width) * std)
+        self.level = nn.Parameter(torch.randn(len(config.scales), width) * std)
+        rates = torch.linspace(0, config.drop_path, config.depth).tolist()  # official: rising linearly with depth
+        self.blocks = nn.ModuleList(Block(config, rate) for rate in rates)
+        self.head_norm = AdaLN(width, 2)
+        self.head = nn.Linear(width, config.vocab_size)
+        with torch.no_grad():  # official init_head=0.02: near-uniform first predictions
+            self.head.weight.mul_(0.02)
+            self.head.bias.zero_()
+
+    def forward(self, inputs: Tensor, labels: Tensor) -> Tensor:
+        first = self.config.scales[0] ** 2
+        length = first + inputs.shape[1]
+        if inputs.ndim != 3 or inputs.shape[2] != self.config.code_dim or length > len(self.levels):
+            raise ConfigError(
+                f"inputs must be (B, <= {len(self.levels) - first}, {self.config.code_dim}), got {tuple(inputs.shape)}"
+            )
+        cond = self.class_embed[labels]  # (B, width)
+        start = cond[:, None].expand(-1, first, -1)
+        x = torch.cat([start, self.input_proj(inputs)], dim=1)
+        x = x + self.position[:length] + self.level[self.levels[:length]]
+        mask = self.mask[:length, :length]
+        for block in self.blocks:
+            x = block(x, cond, mask)
+        return self.head(self.head_norm.modulate(x, *self.head_norm(cond)))
+
+
+@dataclass(frozen=True)
+class TrainingLoss:
+    loss: Tensor  # mean cross-entropy over the B x L tokens, with gradient
+    scale_losses: Tensor  # (S,) mean cross-entropy of each scale's tokens, detached
+    accuracy: Tensor  # top-1 accuracy over all tokens, detached
+
+
+def training_loss(
+    model: VAR, scale_indices: Sequence[Tensor], codebook: Tensor, labels: Tensor, generator: torch.Generator
+) -> TrainingLoss:
+    """Teacher-forced cross-entropy of every token (targets: the indices scale by scale); each label becomes the
+    null class with probability label_dropout, drawn from `generator` (on any device)."""
+    config = model.config
+    _check_codebook(codebook, config)
+    if len(scale_indices) != len(config.scales):
+        raise ConfigError(f"training needs all {len(config.scales)} scale maps, got {len(scale_indices)}")
+    drop = torch.rand(labels.shape[0], generator=generator, device=generator.device).to(labels.device)
+    labels = torch.where(drop < config.label_dropout, config.num_classes, labels)
+    logits = model(scale_inputs(scale_indices, codebook, config.scales), labels)
+    targets = torch.cat([index.flatten(1) for index in scale_indices], dim=1)
+    per_token = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # (B, L)
+    scale_losses = torch.stack([part.mean() for part in per_token.detach().split([p * p for p in config.scales], 1)])
+    accuracy = (logits.detach().argmax(-1) == targets).float().mean()
+    return TrainingLoss(per_token.mean(), scale_losses, accuracy)
+
+
+def _check_codebook(codebook: Tensor, config: VARConfig) -> None:
+    if tuple(codebook.shape) != (config.vocab_size, config.code_dim):
+        raise ConfigError(
+            f"codebook {tuple(codebook.shape)} != (vocab_size, code_dim) ({config.vocab_size}, {config.code_dim})"
+        )
+
+
+@torch.no_grad()
+def sample(
+    model: VAR, codebook: Tensor, labels: Tensor, config: SamplingConfig, generator: torch.Generator
+) -> list[Tensor]:
+    """Per-scale index maps (B, p, p): scale by scale, every token of a scale drawn at once from the logits of its
+    positions given the scales drawn so far (full forward each scale, no cache). `generator` on the model's device."""
+    _check_codebook(codebook, model.config)
+    scales, training = model.config.scales, model.training
+    model.eval()
+    try:
+        drawn: list[Tensor] = []
+        for s, p in enumerate(scales):
+            if drawn:
+                inputs = scale_inputs(drawn, codebook, scales)
+            else:
+                inputs = codebook.new_zeros(labels.shape[0], 0, codebook.shape[1])
+            logits = _guided_logits(model, inputs, labels, config, s)[:, -p * p :]
+            drawn.append(_draw(logits, config, generator).view(-1, p, p))
+    finally:
+        model.train(training)
+    return drawn
+
+
+def _guided_logits(model: VAR, inputs: Tensor, labels: Tensor, config: SamplingConfig, s: int) -> Tensor:
+    if config.guidance_scale == 0:
+        return model(inputs, labels)
+    null = torch.full_like(labels, model.config.num_classes)
+    cond, uncond = model(torch.cat([inputs, inputs]), torch.cat([labels, null])).chunk(2)
+    ramp = s / max(len(model.config.scales) - 1, 1) if config.guidance_ramp else 1.0
+    t = config.guidance_scale * ramp
+    return (1 + t) * cond - t * uncond
+
+
+def _draw(logits: Tensor, config: SamplingConfig, generator: torch.Generator) -> Tensor:
+    """One token per row of logits (B, n, K) after temperature, top-k and top-p (nucleus) filtering."""
+    logits = logits / config.temperature
+    if config.top_k is not None and config.top_k < logits.shape[-1]:
+        kth = logits.topk(config.top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if config.top_p is not None:
+        ordered, order = logits.sort(dim=-1, descending=True)
+        probs = ordered.softmax(-1)
+        outside = probs.cumsum(-1) - probs >= config.top_p  # the mass before the token already reaches top_p
+        logits = logits.masked_fill(torch.zeros_like(outside).scatter(-1, order, outside), float("-inf"))
+    probs = logits.softmax(-1).flatten(0, -2)
+    return torch.multinomial(probs, 1, generator=generator).view(logits.shape[:-1])
