@@ -15,7 +15,7 @@ from replicate.experiments import dq_synthetic, wvq_vqvae, xp_synthetic
 from replicate.registry import EXPERIMENTS
 from replicate.results import ResultFileError, config_id, identity, read_csv, result_path
 from replicate.runner import run_experiment
-from replicate.train import tokenizer
+from replicate.train import checkpoint, tokenizer
 
 TABLE4 = EXPERIMENTS["wvq_table4"]
 
@@ -54,12 +54,12 @@ def test_force_retrains_a_tokenizer_from_scratch_instead_of_reloading_its_checkp
 
 def test_a_tokenizer_resumed_under_other_code_names_every_revision_that_trained_it(tmp_path, monkeypatch):
     config = dataclasses.replace(tokenizer.smoke_scale(EXPERIMENTS["wvq_table6"].configs("paper")[0]), epochs=2)
-    monkeypatch.setattr(tokenizer, "git_revision", lambda: "aaaaaaa")
+    monkeypatch.setattr(checkpoint, "git_revision", lambda: "aaaaaaa")
     monkeypatch.setattr(tokenizer, "RunState", _StopAfterOneEpoch)
     with pytest.raises(_Stop):
         tokenizer.train_tokenizer(config, tmp_path, progress=False)
     monkeypatch.setattr(tokenizer, "RunState", _StopAfterOneEpoch.__mro__[1])
-    monkeypatch.setattr(tokenizer, "git_revision", lambda: "bbbbbbb")
+    monkeypatch.setattr(checkpoint, "git_revision", lambda: "bbbbbbb")
     history = tokenizer.train_tokenizer(config, tmp_path, progress=False)
     assert set(history["train_revisions"]) == {"aaaaaaa+bbbbbbb"}
     again = tokenizer.train_tokenizer(config, tmp_path, progress=False)  # finished: nothing more is trained
@@ -71,8 +71,8 @@ class _Stop(Exception):
 
 
 class _StopAfterOneEpoch(tokenizer.RunState):
-    def save(self, path, config, model, optimizer, objective, context) -> None:
-        super().save(path, config, model, optimizer, objective, context)
+    def save(self, path, config, parts, context) -> None:
+        super().save(path, config, parts, context)
         if self.epoch == 1 and self.step == 0:
             raise _Stop
 

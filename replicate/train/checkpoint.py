@@ -3,15 +3,19 @@ leaves either the previous checkpoint or the new one, never half of one."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from replicate import distributed
 from replicate.errors import ReplicateError
+from replicate.results import config_id, git_revision
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -36,3 +40,43 @@ def load_checkpoint(path: Path) -> dict | None:
             f"checkpoint {path} is unreadable ({type(error).__name__}); delete it to start the "
             "run over, or restore it from a backup"
         ) from None
+
+
+@dataclasses.dataclass
+class RunState:
+    """Where a training run (tokenizer or generator) stands: the next (epoch, step in epoch), the evaluation rows so
+    far, this epoch's loss sum and step count, and the code revisions that trained it (more than one when a run was
+    resumed after a change of the code). Saved with the run's parts (model, optimizers, discriminator: anything with
+    state_dict) in one atomic checkpoint, with the configuration's id."""
+
+    epoch: int = 0
+    step: int = 0
+    history: list = dataclasses.field(default_factory=list)
+    loss_sum: float = 0.0
+    loss_steps: int = 0
+    revisions: list = dataclasses.field(default_factory=lambda: [git_revision()])
+
+    def note_revision(self) -> None:
+        """Training goes on under the current code: name it if it is not the last that trained the run."""
+        if self.revisions[-1] != git_revision():
+            self.revisions.append(git_revision())
+
+    def save(self, path: Path, config, parts: dict[str, Any], context: distributed.Context) -> None:
+        if context.is_main:
+            state = {"config_id": config_id(config)} | {name: part.state_dict() for name, part in parts.items()}
+            save_checkpoint(path, {**state, "run": dataclasses.asdict(self)})
+        distributed.barrier()
+
+    @classmethod
+    def restore(cls, path: Path, config, parts: dict[str, Any]) -> RunState:
+        """The saved position, with every part loaded; a fresh state when there is no checkpoint."""
+        state = load_checkpoint(path)
+        if state is None:
+            return cls()
+        if "run" not in state or "revisions" not in state["run"]:
+            raise ReplicateError(f"{path} was written by an older version of this code; delete {path.parent}")
+        if state["config_id"] != config_id(config):
+            raise ReplicateError(f"{path.parent} holds a run with a different configuration; use another run folder")
+        for name, part in parts.items():
+            part.load_state_dict(state[name])
+        return cls(**state["run"])

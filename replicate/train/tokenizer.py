@@ -37,8 +37,8 @@ from replicate.metrics.image import PROTOCOLS
 from replicate.models.vqvae import VQVAE, VQVAEConfig, table5_layout
 from replicate.quantize import build_quantizer, quantizer_config
 from replicate.quantize.multiscale import MultiScaleQuantizer, check_scales
-from replicate.results import RUN_OPTION, config_id, git_revision, write_csv
-from replicate.train.checkpoint import load_checkpoint, save_checkpoint
+from replicate.results import RUN_OPTION, write_csv
+from replicate.train.checkpoint import RunState, load_checkpoint
 from replicate.train.evaluate import evaluate_tokenizer
 from replicate.train.gan import GANLoss, Objective, build_objective, generator_loss
 from replicate.train.schedule import SCHEDULES, WARMED, QuantizationSchedule
@@ -237,43 +237,6 @@ def rank_batches(size: int, config: TokenizerTraining, epoch: int, context: dist
     return [order[start : start + per_rank] for start in starts]
 
 
-@dataclass
-class RunState:
-    """Where a run stands: the next (epoch, step in epoch), the evaluation rows so far, this epoch's loss sum and
-    step count, and the code revisions that trained it (more than one when a run was resumed after a change of
-    the code). Saved with the model and optimizer in one atomic checkpoint."""
-
-    epoch: int = 0
-    step: int = 0
-    history: list = dataclasses.field(default_factory=list)
-    loss_sum: float = 0.0
-    loss_steps: int = 0
-    revisions: list = dataclasses.field(default_factory=lambda: [git_revision()])
-
-    def save(self, path: Path, config: TokenizerTraining, model: VQVAE, optimizer, objective: Objective, context):
-        if context.is_main:
-            state = {"config_id": config_id(config), "model": model.state_dict(), "optimizer": optimizer.state_dict()}
-            if objective.adversary is not None:
-                state["adversary"] = objective.adversary.state_dict()
-            save_checkpoint(path, {**state, "run": dataclasses.asdict(self)})
-        distributed.barrier()
-
-    @classmethod
-    def restore(cls, path: Path, config: TokenizerTraining, model: VQVAE, optimizer, objective: Objective) -> RunState:
-        state = load_checkpoint(path)
-        if state is None:
-            return cls()
-        if "run" not in state or "revisions" not in state["run"]:
-            raise ReplicateError(f"{path} was written by an older version of this code; delete {path.parent}")
-        if state["config_id"] != config_id(config):
-            raise ReplicateError(f"{path.parent} holds a run with a different configuration; use another run folder")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if objective.adversary is not None:
-            objective.adversary.load_state_dict(state["adversary"])
-        return cls(**state["run"])
-
-
 def train_tokenizer(
     config: TokenizerTraining, run_dir: Path, *, device: str | None = None, progress: bool = True
 ) -> pd.DataFrame:
@@ -306,7 +269,10 @@ def train_tokenizer(
     model = config.build_model().to(context.device)
     optimizer = build_optimizer(model, config)
     checkpoint_path = run_dir / "checkpoint.pt"
-    run = RunState.restore(checkpoint_path, config, model, optimizer, objective)
+    parts = {"model": model, "optimizer": optimizer} | (
+        {"adversary": objective.adversary} if objective.adversary else {}
+    )
+    run = RunState.restore(checkpoint_path, config, parts)
     wrapped = (
         model
         if context.world_size == 1
@@ -315,8 +281,8 @@ def train_tokenizer(
     if context.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=1))
-    if run.epoch < config.total_epochs and run.revisions[-1] != git_revision():
-        run.revisions.append(git_revision())  # training goes on under other code: the result row names both
+    if run.epoch < config.total_epochs:
+        run.note_revision()  # training goes on, maybe under other code: the result row names every revision
     while run.epoch < config.total_epochs:
         datasets["train"].set_epoch(run.epoch)
         batches = rank_batches(len(train_data), config, run.epoch, context)[run.step :]
@@ -352,7 +318,7 @@ def train_tokenizer(
             if out is not None and run.step % 10 == 1:
                 bar.set_postfix(loss=f"{loss:.4f}", **batch_usage(out.indices, config.K))
             if run.step % config.checkpoint_every == 0 and run.step < steps_per_epoch:
-                run.save(checkpoint_path, config, model, optimizer, objective, context)
+                run.save(checkpoint_path, config, parts, context)
         if (run.epoch + 1) % config.eval_every == 0 or run.epoch + 1 == config.total_epochs:
             if context.is_main:
                 row = evaluate_tokenizer(
@@ -375,7 +341,7 @@ def train_tokenizer(
                 write_csv(run_dir / "eval.csv", pd.DataFrame(run.history))
             distributed.barrier()
         run = RunState(run.epoch + 1, 0, run.history, revisions=run.revisions)
-        run.save(checkpoint_path, config, model, optimizer, objective, context)
+        run.save(checkpoint_path, config, parts, context)
     history = pd.DataFrame(run.history)
     history["train_revisions"] = "+".join(run.revisions)  # the code revisions that trained this tokenizer
     return history

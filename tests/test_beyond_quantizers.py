@@ -1,0 +1,161 @@
+"""The two quantizers beyond the papers' five: MMD VQ (Wasserstein VQ's later revision) and sliced Wasserstein VQ.
+Their distances against hand values and closed forms, training in the atomic setting and inside a VQ-VAE, and
+their configuration checks. CPU, a few seconds each."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from replicate.errors import ConfigError
+from replicate.models.vqvae import VQVAE, vqvae_config
+from replicate.quantize import QUANTIZERS
+from replicate.quantize.gaussian import gaussian_fit, gaussian_w2
+from replicate.quantize.mmd import MMDVQ, MMDConfig, mmd_bandwidth, mmd_squared
+from replicate.quantize.sliced import SlicedConfig, SlicedWassersteinVQ, random_directions, sliced_wasserstein
+from replicate.quantize.wasserstein import WassersteinConfig, WassersteinVQ
+from replicate.train.atomic import atomic_step, build_atomic
+
+METHODS = {  # name -> (quantizer, config, loss key)
+    "mmd": (MMDVQ, MMDConfig, "mmd"),
+    "sliced_wasserstein": (SlicedWassersteinVQ, SlicedConfig, "sliced_wasserstein"),
+}
+
+
+def test_mmd_of_identical_samples_is_zero_and_grows_with_a_mean_shift():
+    x = torch.randn(400, 4, dtype=torch.float64)
+    assert abs(float(mmd_squared(x, x))) < 1e-12  # float64: the three kernel means coincide
+    assert abs(float(mmd_squared(x.float(), x.float()))) < 1e-6  # float32 rows, float64 sums
+    values = [float(mmd_squared(x, torch.randn(400, 4, dtype=torch.float64) + shift)) for shift in (0, 0.5, 1, 2)]
+    assert values == sorted(values) and values[0] < 0.05 < values[1]
+
+
+def test_mmd_is_the_v_statistic_over_all_pairs_with_the_joint_mean_distance_as_bandwidth():
+    features, codes = torch.randn(30, 3, dtype=torch.float64), torch.randn(20, 3, dtype=torch.float64) + 0.5
+    joint = torch.cat([features, codes])
+    distance = torch.cdist(joint, joint).square() / math.sqrt(3)
+    h = distance.sum() / (50 * 50 - 50)
+    kernel = torch.exp(-distance / h) + torch.exp(-distance / (2 * h))
+    expected = kernel[:30, :30].mean() - 2 * kernel[:30, 30:].mean() + kernel[30:, 30:].mean()
+    assert float(mmd_bandwidth(features, codes)) == pytest.approx(float(h), rel=1e-12)
+    assert float(mmd_squared(features, codes)) == pytest.approx(float(expected), rel=1e-10)
+
+
+def test_mmd_bandwidth_equals_the_hand_formula_on_three_points():
+    """Features (0, 0), (1, 0) and code (0, 2): squared distances 1, 4, 5, each pair counted twice, over sqrt(2);
+    N = 3, so h = 2 (1 + 4 + 5) / sqrt(2) / (9 - 3)."""
+    features, codes = torch.tensor([[0.0, 0.0], [1.0, 0.0]]), torch.tensor([[0.0, 2.0]])
+    assert float(mmd_bandwidth(features, codes)) == pytest.approx(20 / math.sqrt(2) / 6, rel=1e-12)
+
+
+def test_mmd_subsampling_is_seeded_by_the_count_of_training_calls():
+    config = MMDConfig(num_codes=64, dim=3, max_features=50, max_codes=20, seed=7)
+    first, second = MMDVQ(config).train(), MMDVQ(config).train()
+    second.load_state_dict(first.state_dict())
+    features = torch.randn(200, 3)
+    losses = [float(first(features).losses["mmd"].detach()) for _ in range(2)]
+    assert float(second(features).losses["mmd"].detach()) == losses[0] and losses[1] != losses[0]
+    assert int(first.draws) == 2 and int(second.eval().draws) == 1
+    second(features)  # evaluation draws the next subset without advancing
+    assert int(second.draws) == 1
+
+
+def test_sliced_w2_interpolates_the_feature_quantiles_at_the_code_levels():
+    """Codes at levels 1/4 and 3/4 of four features 0, 1, 2, 3 (placed at 1/8, 3/8, 5/8, 7/8) meet the
+    quantiles 0.5 and 2.5; with as many codes as features the sorted projections are matched pairwise."""
+    direction = torch.ones(1, 1)
+    features = torch.tensor([[3.0], [0.0], [2.0], [1.0]], dtype=torch.float64)
+    assert float(sliced_wasserstein(features, torch.tensor([[2.5], [0.5]]), direction)) < 1e-4  # sqrt(1e-10)
+    codes = torch.tensor([[1.0], [-1.0], [4.0], [2.0]])  # sorted -1, 1, 2, 4 against 0, 1, 2, 3
+    assert float(sliced_wasserstein(features, codes, direction)) == pytest.approx(math.sqrt(2 / 4), rel=1e-8)
+
+
+def test_sliced_w2_of_shifted_gaussians_is_the_closed_form_w2_over_sqrt_d():
+    """N(0, I) vs N(m, I) in d = 4: W2 = |m|, and E_theta (theta . m)^2 = |m|^2 / d for uniform directions, so
+    d SW2^2 -> W2^2. Tested: d SW2^2 within 10% of the closed-form W2^2 of the two samples' Gaussian fits, with
+    2,000 directions and 10,000 samples each (the directions' sampling error alone is about 2.2%)."""
+    d, shift = 4, torch.tensor([1.5, -1.0, 0.5, 1.0], dtype=torch.float64)
+    features = torch.randn(10_000, d, dtype=torch.float64)
+    codes = torch.randn(10_000, d, dtype=torch.float64) + shift
+    w2 = float(gaussian_w2(*gaussian_fit(features, unbiased=False), *gaussian_fit(codes, unbiased=False)))
+    assert w2 == pytest.approx(float(shift.norm()), rel=0.02)
+    directions = random_directions(2000, d, torch.Generator().manual_seed(0))
+    assert d * float(sliced_wasserstein(features, codes, directions)) ** 2 == pytest.approx(w2**2, rel=0.10)
+
+
+def test_sliced_queue_is_wasserstein_vqs_fifo():
+    sliced = SlicedWassersteinVQ(SlicedConfig(num_codes=8, dim=2, queue_size=5)).train()
+    wasserstein = WassersteinVQ(WassersteinConfig(num_codes=8, dim=2, queue_size=5)).train()
+    sliced.queue.copy_(wasserstein.queue)
+    for batch in (torch.randn(3, 2), torch.randn(4, 2), torch.randn(7, 2)):
+        sliced(batch), wasserstein(batch)
+        assert torch.equal(sliced.queue, wasserstein.queue) and torch.equal(sliced.queue_next, wasserstein.queue_next)
+    queue = sliced.queue.clone()
+    sliced.eval()(torch.randn(2, 2))  # evaluation neither queues nor advances the directions
+    assert torch.equal(sliced.queue, queue) and int(sliced.draws) == 3
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_each_method_learns_a_spread_codebook_in_the_atomic_setting(method, monkeypatch):
+    """Fixed features N(2 * 1, I) in d = 8, K = 64 codes collapsed at N(0, 0.01^2 I); only the codebook learns:
+    SGD lr 0.3, momentum 0.9 (train/atomic.py) on 0.1 d * codebook loss + 10 * distribution term, as Wasserstein
+    VQ's atomic settings. 200 steps cut the distribution term by 90% and lift utilization from < 20% to > 80%."""
+    quantizer_class, config_class, key = METHODS[method]
+    monkeypatch.setitem(QUANTIZERS, method, (quantizer_class, config_class))  # build_atomic finds it by config
+    config = config_class(num_codes=64, dim=8).replace(alpha=0.8, beta=0.0, gamma=10.0, codebook_lr=None)
+    if method == "sliced_wasserstein":
+        config = config.replace(queue_size=None)
+    quantizer, optimizer = build_atomic(config, lr=0.3, momentum=0.9)
+    features = torch.randn(512, 8) + 2.0
+
+    def term_and_usage() -> tuple[float, float]:
+        with torch.no_grad():
+            out = quantizer(features)
+        return float(out.losses[key]), out.indices.unique().numel() / 64
+
+    before, used_before = term_and_usage()
+    for _ in range(200):
+        atomic_step(quantizer, optimizer, features)
+    after, used_after = term_and_usage()
+    assert after < 0.1 * before and used_before < 0.2 and used_after > 0.8
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_each_method_trains_inside_a_vqvae(method):
+    quantizer_class, config_class, key = METHODS[method]
+    model = VQVAE(vqvae_config(32, channels=8, channel_mult=(1, 2)), quantizer_class(config_class(32, 8)))
+    quantizer = model.quantizer
+    others = [p for name, p in model.named_parameters() if not name.startswith("quantizer.")]
+    optimizer = torch.optim.Adam([{"params": others, "lr": 1e-4}, *quantizer.param_groups(1e-4)])
+    images = torch.rand(2, 3, 32, 32) * 2 - 1
+    out = model(images)
+    loss = F.mse_loss(out.reconstructions, images) + out.quantizer.loss
+    loss.backward()
+    before = quantizer.weight.detach().clone()
+    optimizer.step()
+    assert math.isfinite(float(loss.detach())) and set(out.quantizer.losses) == {"codebook", "commitment", key}
+    assert quantizer.weight.grad.abs().sum() > 0 and not torch.equal(quantizer.weight, before)
+    assert optimizer.param_groups[1]["lr"] == 0.02  # the codebook's own group
+
+
+@pytest.mark.parametrize(
+    "method, change",
+    [
+        ("mmd", {"gamma": -1.0}),
+        ("mmd", {"max_features": 0}),
+        ("mmd", {"max_codes": 2.5}),
+        ("mmd", {"codebook_lr": 0.0}),
+        ("mmd", {"init": "zeros"}),
+        ("mmd", {"bandwidth": 1.0}),
+        ("sliced_wasserstein", {"projections": 0}),
+        ("sliced_wasserstein", {"queue_size": 1}),
+        ("sliced_wasserstein", {"beta": -0.1}),
+        ("sliced_wasserstein", {"codebook_lr": -1.0}),
+        ("sliced_wasserstein", {"dim": 0}),
+    ],
+)
+def test_invalid_settings_fail_with_config_error(method, change):
+    config_class = METHODS[method][1]
+    with pytest.raises(ConfigError):
+        config_class(num_codes=8, dim=2).replace(**change)
