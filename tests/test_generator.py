@@ -1,0 +1,154 @@
+"""Generator training at smoke scale on generated shapes: tokens of a trained tokenizer are extracted and cached,
+MaskGIT and VAR train and resume to the same history, generation decodes deterministic in-range images, and
+invalid configurations fail with ConfigError."""
+
+import dataclasses
+
+import pandas as pd
+import pytest
+import torch
+
+from replicate.errors import ConfigError
+from replicate.experiments import wvq_vqvae
+from replicate.quantize.multiscale import tokens as token_count
+from replicate.train import checkpoint, generator
+from replicate.train.generator import GeneratorTraining, extract_tokens, generate, token_usage, train_generator
+from replicate.train.tokenizer import TokenizerTraining, smoke_scale
+
+SINGLE = dataclasses.replace(smoke_scale(TokenizerTraining("shapes", 32, "wasserstein", 16)), epochs=1)
+MULTI = dataclasses.replace(SINGLE, scales=(1, 2, 4, 8, 16))
+
+
+def generator_config(kind: str, **changes) -> GeneratorTraining:
+    settings = dict(
+        tokenizer=SINGLE if kind == "maskgit" else MULTI,
+        generator=kind,
+        depth=1,
+        width=32,
+        heads=2,
+        epochs=2,
+        batch_size=16,
+        lr=3e-3,
+        adam_betas=(0.9, 0.95),
+        weight_decay=0.0,
+        grad_clip=1.0,
+        warmup_steps=2,
+        checkpoint_every=3,
+    )
+    if kind == "var":  # no guidance: a one-layer model sampled as is
+        settings["sampling"] = (("guidance_scale", 0.0),)
+    return GeneratorTraining(**{**settings, **changes})
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Tokenizer runs in a temporary folder (each smoke tokenizer trains once for the whole module)."""
+    patch = pytest.MonkeyPatch()
+    folder = tmp_path_factory.mktemp("runs")
+    patch.setattr(wvq_vqvae, "RUNS", folder / "tokenizers")
+    yield folder
+    patch.undo()
+
+
+@pytest.fixture(scope="module")
+def trained(runs):
+    """Each generator trained once, uninterrupted: kind -> (run folder, history)."""
+    return {
+        kind: (runs / kind, train_generator(generator_config(kind), runs / kind, progress=False))
+        for kind in ("maskgit", "var")
+    }
+
+
+@pytest.mark.parametrize("kind", ["maskgit", "var"])
+def test_extracted_tokens_cover_every_training_image_and_are_read_back_from_the_cache(trained, kind, monkeypatch):
+    folder, _ = trained[kind]
+    config = generator_config(kind)
+    data = extract_tokens(config, "cpu", folder)
+    length = 256 if kind == "maskgit" else token_count(MULTI.scales)
+    assert data.tokens.shape == (SINGLE.max_train_images, length) and data.tokens.dtype == torch.long
+    assert 0 <= data.tokens.min() and data.tokens.max() < SINGLE.K
+    assert data.labels.shape == (SINGLE.max_train_images,) and data.num_classes == len(data.classes) == 3
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the cached tokens were recomputed")
+
+    monkeypatch.setattr(generator, "load_trained", fail)
+    assert torch.equal(extract_tokens(config, "cpu", folder).tokens, data.tokens)
+
+
+def test_tokens_are_recomputed_when_the_cache_belongs_to_another_tokenizer(trained, tmp_path):
+    folder, _ = trained["maskgit"]
+    cache = torch.load(folder / "tokens.pt", weights_only=False)
+    checkpoint.save_checkpoint(
+        tmp_path / "tokens.pt", {**cache, "tokenizer_id": "another", "tokens": cache["tokens"] * 0}
+    )
+    assert torch.equal(extract_tokens(generator_config("maskgit"), "cpu", tmp_path).tokens, cache["tokens"])
+
+
+def test_a_finished_run_ignores_the_tokenizer_run_options(trained):
+    folder, history = trained["maskgit"]
+    other = dataclasses.replace(SINGLE, num_workers=1, checkpoint_every=7, data_root="elsewhere")
+    again = train_generator(generator_config("maskgit", tokenizer=other, checkpoint_every=5), folder, progress=False)
+    pd.testing.assert_frame_equal(history, again)
+
+
+def test_maskgit_loss_falls_from_the_first_epoch_to_the_second(trained):
+    _, history = trained["maskgit"]
+    assert list(history["epoch"]) == [1, 2] and list(history["step"]) == [4, 8]
+    assert history["train_loss"].iloc[1] < history["train_loss"].iloc[0]
+    assert history["train_accuracy"].between(0, 1).all() and history["train_revisions"].iloc[0]
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("kind, stop", [("maskgit", (1, 0)), ("var", (1, 0)), ("maskgit", (0, 3)), ("var", (1, 3))])
+def test_a_stopped_run_resumes_to_the_same_history(trained, kind, stop, tmp_path, monkeypatch):
+    """Stopped at an epoch end (epoch 1, step 0) or mid-epoch (checkpoint_every = 3 of 4 steps)."""
+    _, history = trained[kind]
+    saved = checkpoint.RunState.save
+
+    def save_then_stop(self, *args) -> None:
+        saved(self, *args)
+        if (self.epoch, self.step) == stop:
+            raise _Stop
+
+    monkeypatch.setattr(checkpoint.RunState, "save", save_then_stop)
+    with pytest.raises(_Stop):
+        train_generator(generator_config(kind), tmp_path / kind, progress=False)
+    monkeypatch.setattr(checkpoint.RunState, "save", saved)
+    resumed = train_generator(generator_config(kind), tmp_path / kind, progress=False)
+    columns = ["epoch", "step", "train_loss", "train_accuracy"]
+    pd.testing.assert_frame_equal(history[columns], resumed[columns], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["maskgit", "var"])
+def test_generated_images_have_the_tokenizer_resolution_in_range_and_repeat_for_a_fixed_seed(trained, kind):
+    folder, _ = trained[kind]
+    config = generator_config(kind, sampling=(("guidance_scale", 0.0),))
+    labels = torch.tensor([0, 1, 2])
+    first, second = generate(config, folder, labels, "cpu"), generate(config, folder, labels, "cpu")
+    length = 256 if kind == "maskgit" else token_count(MULTI.scales)
+    assert first.tokens.shape == (3, length) and 0 <= first.tokens.min() and first.tokens.max() < SINGLE.K
+    assert first.images.shape == (3, 3, 32, 32) and first.images.abs().max() <= 1
+    assert torch.equal(first.tokens, second.tokens) and torch.equal(first.images, second.images)
+    usage = token_usage(first.tokens, SINGLE.K)
+    assert 0 < usage["utilization"] <= 1 and 1 <= usage["perplexity"] <= SINGLE.K
+
+
+@pytest.mark.parametrize(
+    "kind, changes, message",
+    [
+        ("maskgit", {"generator": "gpt"}, "unknown generator"),
+        ("var", {"generator": "maskgit", "sampling": ()}, "single-scale"),
+        ("maskgit", {"generator": "var"}, "multi-scale"),
+        ("maskgit", {"sampling": (("steps", 4), ("beams", 2))}, "unknown maskgit sampling field 'beams'"),
+        ("var", {"sampling": (("steps", 4),)}, "unknown var sampling field 'steps'"),
+        ("maskgit", {"width": 33}, "multiple of heads"),
+        ("maskgit", {"warmup_steps": -1}, "warmup_steps"),
+    ],
+)
+def test_invalid_configurations_fail_with_one_line(kind, changes, message):
+    with pytest.raises(ConfigError, match=message):
+        generator_config(kind, **changes)
