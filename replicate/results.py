@@ -84,8 +84,16 @@ def _quantizer_settings(config) -> dict[str, Any]:
 
 
 def configuration_fields(config) -> dict[str, Any]:
-    """The configuration's columns of a result row."""
-    return {name: _cell(value) for name, value in _fields(config).items()}
+    """The configuration's columns of a result row. A nested configuration (a generator's tokenizer) gives its own
+    columns and resolved quantizer settings under its field's name: tokenizer_method, tokenizer_q_beta, ..."""
+    columns = {}
+    for name, value in _fields(config).items():
+        if dataclasses.is_dataclass(value):
+            nested = {**configuration_fields(value), **quantizer_columns(value)}
+            columns |= {f"{name}_{key}": cell for key, cell in nested.items()}
+        else:
+            columns[name] = _cell(value)
+    return columns
 
 
 def quantizer_columns(config) -> dict[str, Any]:
@@ -94,9 +102,10 @@ def quantizer_columns(config) -> dict[str, Any]:
 
 
 def config_id(config) -> str:
-    """A stable text id of a configuration: its fields and resolved quantizer settings as key=value (tuples in
-    parentheses, so that the commas between settings stay unambiguous)."""
-    return ",".join(f"{k}={v}" for k, v in {**_fields(config), **_quantizer_settings(config)}.items())
+    """A stable text id of a configuration: its fields and resolved quantizer settings as key=value (tuples, and a
+    nested configuration's own id, in parentheses, so that the commas between settings stay unambiguous)."""
+    settings = {**_fields(config), **_quantizer_settings(config)}
+    return ",".join(f"{k}=({config_id(v)})" if dataclasses.is_dataclass(v) else f"{k}={v}" for k, v in settings.items())
 
 
 def identity(name: str, scale: str, config, data: str) -> dict[str, Any]:

@@ -13,7 +13,15 @@ from replicate.cli import main
 from replicate.errors import ReplicateError
 from replicate.experiments import dq_synthetic, wvq_vqvae, xp_synthetic
 from replicate.registry import EXPERIMENTS
-from replicate.results import ResultFileError, config_id, identity, read_csv, result_path
+from replicate.results import (
+    RUN_OPTION,
+    ResultFileError,
+    config_id,
+    configuration_fields,
+    identity,
+    read_csv,
+    result_path,
+)
 from replicate.runner import run_experiment
 from replicate.train import checkpoint, tokenizer
 
@@ -173,3 +181,22 @@ def test_sigterm_ends_a_run_like_ctrl_c_releasing_its_lock(tmp_path):
     finally:
         run.kill()
     assert run.returncode == 130 and "interrupted" in err and not lock.exists()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Inner:
+    a: int = 1
+    machine: str = dataclasses.field(default="here", metadata=RUN_OPTION)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Outer:
+    inner: _Inner
+    b: float = 2.0
+
+
+def test_a_nested_configuration_gives_prefixed_columns_and_its_own_id_without_run_options():
+    config = _Outer(_Inner())
+    assert config_id(config) == "inner=(a=1),b=2.0"
+    assert config_id(_Outer(_Inner(machine="there"))) == config_id(config)
+    assert configuration_fields(config) == {"inner_a": 1, "b": 2.0}

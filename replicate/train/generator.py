@@ -181,22 +181,6 @@ class _Tally:
         self.accuracy_sum = state["accuracy_sum"]
 
 
-def run_identity(config: GeneratorTraining) -> str:
-    """What a generator checkpoint must match: the configuration without run options, the tokenizer by its config_id
-    (results.config_id would print the nested tokenizer whole, with its run options)."""
-    fields = [f for f in dataclasses.fields(config) if not f.metadata.get("run_option") and f.name != "tokenizer"]
-    return ",".join(
-        [f"tokenizer=({config_id(config.tokenizer)})", *(f"{f.name}={getattr(config, f.name)}" for f in fields)]
-    )
-
-
-@dataclass(frozen=True)
-class _Identity:
-    """run_identity as the one field of a configuration, for RunState's config_id check."""
-
-    run: str
-
-
 def step_seed(config: GeneratorTraining, step: int, rank: int) -> int:
     """The seed of one update's random draws: a function of (seed, global step, rank) only."""
     return (config.seed * 1_000_003 + step) * 1024 + rank
@@ -268,8 +252,7 @@ def train_generator(
     tally = _Tally()
     parts = {"model": model, "optimizer": optimizer, "tally": tally}
     checkpoint_path = run_dir / "checkpoint.pt"
-    identity = _Identity(run_identity(config))
-    run = RunState.restore(checkpoint_path, identity, parts)
+    run = RunState.restore(checkpoint_path, config, parts)
     wrapped = model if context.world_size == 1 else _Module(model, broadcast_buffers=False)
     if context.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -296,7 +279,7 @@ def train_generator(
             if run.step % 10 == 1:
                 bar.set_postfix(loss=f"{value:.4f}", acc=f"{accuracy:.3f}")
             if run.step % config.checkpoint_every == 0 and run.step < steps_per_epoch:
-                run.save(checkpoint_path, identity, parts, context)
+                run.save(checkpoint_path, config, parts, context)
         sums = torch.tensor([run.loss_sum, tally.accuracy_sum, run.loss_steps], dtype=torch.float64)
         loss_sum, accuracy_sum, count = distributed.all_reduce_sum_(sums.to(context.device)).tolist()
         run.history.append(
@@ -311,7 +294,7 @@ def train_generator(
             write_csv(run_dir / "train.csv", pd.DataFrame(run.history))
         run = RunState(run.epoch + 1, 0, run.history, revisions=run.revisions)
         tally.accuracy_sum = 0.0
-        run.save(checkpoint_path, identity, parts, context)
+        run.save(checkpoint_path, config, parts, context)
     history = pd.DataFrame(run.history)
     history["train_revisions"] = "+".join(run.revisions)
     return history
