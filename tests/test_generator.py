@@ -10,8 +10,10 @@ import torch
 
 from replicate.errors import ConfigError
 from replicate.experiments import wvq_vqvae
+from replicate.metrics.proxy import ProxyClassifier, ProxyClassifierConfig
 from replicate.quantize.multiscale import tokens as token_count
 from replicate.train import checkpoint, generator
+from replicate.train.evaluate_generator import balanced_labels, evaluate_generator
 from replicate.train.generator import GeneratorTraining, extract_tokens, generate, token_usage, train_generator
 from replicate.train.tokenizer import TokenizerTraining, smoke_scale
 
@@ -152,3 +154,22 @@ def test_generated_images_have_the_tokenizer_resolution_in_range_and_repeat_for_
 def test_invalid_configurations_fail_with_one_line(kind, changes, message):
     with pytest.raises(ConfigError, match=message):
         generator_config(kind, **changes)
+
+
+@pytest.mark.parametrize("kind", ["maskgit", "var"])
+def test_evaluation_reports_diversity_usage_and_labelled_proxies_and_no_fid_without_weights(
+    trained, kind, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("VQ_INCEPTION_WEIGHTS", str(tmp_path / "absent.pth"))
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    folder, _ = trained[kind]
+    proxy = ProxyClassifier(ProxyClassifierConfig(num_classes=3, width=16))
+    row = evaluate_generator(generator_config(kind), folder, samples=12, max_pairs=20, device="cpu", proxy=proxy)
+    assert row["pixel_distance"] > 0 and row["pixel_distance_real"] > 0
+    assert 0 < row["gen_utilization"] <= 1 and 0 < row["tok_utilization"] <= 1
+    assert pd.isna(row["gfid"]) and row["gfid_note"].startswith("not computed")
+    assert {"proxy_frechet", "proxy_precision", "proxy_recall", "proxy_vendi"} <= set(row)
+
+
+def test_balanced_labels_give_every_class_equally_often():
+    assert balanced_labels(7, 3).tolist() == [0, 1, 2, 0, 1, 2, 0]
