@@ -7,7 +7,8 @@
 #   ./run_all.sh test [pytest args]       run the test suite (what CI runs)
 #   ./run_all.sh lint                     ruff check and ruff format --check (CI runs it too)
 #
-# Outputs: tables/E_S.csv (results), tables/E_S.md (comparison with the paper), figures/E*_S.png.
+# Outputs: tables/E_S.csv (results), tables/E_S.md (comparison with the paper), figures/E*_S.png, and REPORT.md
+# (every artifact's verdict, from all committed tables; also `python -m replicate report --all`).
 # Runs resume: finished configurations are skipped. To use an existing environment (e.g. your CUDA build of
 # torch) instead of .venv, set VQ_PYTHON=/path/to/python.
 set -euo pipefail
@@ -43,5 +44,8 @@ case "${1:-}" in
   test) shift; exec "$python" -m pytest "$@" ;;
   lint) "$python" -m ruff check . && exec "$python" -m ruff format --check . ;;
   --list) exec "$python" -m replicate list ;;
-  *) exec "$python" -m replicate run "$@" ;;
+  *) status=0
+     "$python" -m replicate run "$@" || status=$?
+     "$python" -m replicate report --all  # REPORT.md from every committed table
+     exit "$status" ;;
 esac

@@ -3,6 +3,7 @@
   python -m replicate list
   python -m replicate run [EXPERIMENT ...] [--only A,B] [--scale smoke|cpu|paper] [--force] [--set key=value]
   python -m replicate report EXPERIMENT [--scale S]      # comparison with the paper, from the CSVs
+  python -m replicate report --all                       # REPORT.md: every artifact, its verdict, the findings
   python -m replicate figures EXPERIMENT [--scale S]     # figures, from the CSVs
   python -m replicate train --config NAME [--scale S]      # one image tokenizer; torchrun ... -m replicate train
   python -m replicate bench [--json]                     # nearest-code search and atomic training steps
@@ -110,6 +111,11 @@ def print_summary(outcomes: list[Outcome], scale: str) -> None:
 
 
 def command_report(args) -> int:
+    if args.all:
+        from replicate.report.summary import write_summary
+
+        print(write_summary(args.out))
+        return 0
     for name in select(args.experiments, None):
         for path in write_report(EXPERIMENTS[name], args.scale or default_scale(), args.out / "tables"):
             print(path)
@@ -193,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("experiments", nargs="*", help="experiment names (default: all)")
         sub.add_argument("--scale", choices=SCALES, help="default: paper with CUDA, else cpu")
         sub.add_argument("--out", type=Path, default=ROOT, help="folder holding tables/ and figures/ (default: repo)")
+        if name == "report":
+            sub.add_argument("--all", action="store_true", help="write REPORT.md: one line per artifact, findings")
         sub.set_defaults(handler=handler)
 
     from replicate.train.configs import TRAIN_CONFIGS

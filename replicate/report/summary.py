@@ -1,0 +1,148 @@
+"""REPORT.md, the one page of every replication: for each paper artifact (each registered experiment) what it
+reproduces, at which scale and on which data, its verdict class, how many published numbers fall within their
+stated tolerances and how many of the paper's claims hold, links to its comparison and figures, and the code
+revisions that produced it; then the findings where a claim does not hold, each with its evidence.
+
+Generated from the committed result tables only (`python -m replicate report --all`, also the last step of
+`./run_all.sh`); a test checks that the committed REPORT.md is what the tables give.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from replicate.registry import EXPERIMENTS
+from replicate.report.compare import compare
+from replicate.results import FIGURES, ROOT, TABLES, read_csv, result_path, write_atomic
+from replicate.spec import Claim, Experiment
+
+WITHIN, QUALITATIVE, DISAGREEMENT, NOT_RUN, NOT_YET = (
+    "reproduced within tolerance",
+    "reproduced qualitatively at reduced scale",
+    "disagreement found",
+    "not runnable here",
+    "not yet run here",  # a cpu-scale version exists; its runs are queued
+)
+SHOWN_LABELS = 2  # data labels listed in a line; more are counted (every label is in the comparison)
+REPORTED_SCALES = ("paper", "cpu")  # the committed scales, the published configuration first
+
+
+@dataclass
+class Artifact:
+    """One line of the report."""
+
+    experiment: Experiment
+    scale: str = ""
+    data: str = ""
+    verdict: str = NOT_RUN
+    within: int = 0  # reproduced published numbers within their stated tolerance
+    judged: int = 0  # reproduced published numbers that have a tolerance
+    claims: list[Claim] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    revisions: str = ""
+    reason: str = ""  # why it is not runnable here
+
+
+def fails(claim: Claim) -> bool:
+    """A claim checked and found not to hold (holds may be a numpy bool; None = not checkable)."""
+    return claim.holds is not None and not claim.holds
+
+
+def verdict(scale: str, experiment: Experiment, failed_numbers: int, claims: list[Claim]) -> str:
+    """The class of a reproduced artifact: a claim that does not hold, or a published number outside its tolerance
+    at the published configuration, is a disagreement; otherwise within tolerance at the published configuration,
+    qualitative at a reduced one."""
+    comparable = scale in experiment.comparable_scales
+    if any(fails(claim) for claim in claims) or (comparable and failed_numbers):
+        return DISAGREEMENT
+    return WITHIN if comparable else QUALITATIVE
+
+
+def assess(experiment: Experiment, tables: Path = TABLES, figures: Path = FIGURES) -> Artifact:
+    """The report line of one experiment, from its committed tables at the first of REPORTED_SCALES it has."""
+    found = [s for s in REPORTED_SCALES if result_path(experiment.name, s, tables).exists()]
+    if not found:
+        if experiment.configs("cpu") and not (experiment.missing and experiment.missing("cpu")):
+            return Artifact(experiment, verdict=NOT_YET, reason="its cpu-scale version has no committed result yet")
+        reasons = [experiment.missing(s) for s in REPORTED_SCALES] if experiment.missing else []
+        reason = next((r for r in reasons if r), "no committed result at cpu or paper scale")
+        return Artifact(experiment, reason=reason)
+    scale = found[0]
+    results = read_csv(result_path(experiment.name, scale, tables))
+    comparison = compare(experiment, results, scale)
+    claims = experiment.claims(results) if experiment.claims else []
+    judged = [
+        experiment.tolerances[row.metric].allows(row.reproduced, row.published)
+        for row in comparison.itertuples()
+        if row.metric in experiment.tolerances and not pd.isna(row.reproduced)
+    ]
+    outputs = [result_path(experiment.name, scale, tables, "md")]
+    outputs += sorted(figures.glob(f"{experiment.name}_{scale}.png")) + sorted(
+        figures.glob(f"{experiment.name}_*_{scale}.png")
+    )
+    return Artifact(
+        experiment,
+        scale=scale,
+        data=data_labels(results),
+        verdict=verdict(scale, experiment, judged.count(False), claims),
+        within=sum(judged),
+        judged=len(judged),
+        claims=claims,
+        outputs=[_relative(path) for path in outputs if path.exists()],
+        revisions=", ".join(sorted(results["git_rev"].astype(str).unique())) if "git_rev" in results else "",
+    )
+
+
+def data_labels(results: pd.DataFrame) -> str:
+    labels = sorted(results["data"].astype(str).unique())
+    more = len(labels) - SHOWN_LABELS
+    return "; ".join(labels[:SHOWN_LABELS]) + (f"; and {more} more labels" if more > 0 else "")
+
+
+def _relative(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
+
+
+def render(artifacts: list[Artifact]) -> str:
+    """The Markdown page."""
+    lines = [
+        "# Report: every artifact of both papers",
+        "",
+        "Generated by `python -m replicate report --all` from the committed tables (do not edit). Scale `paper` is the",
+        "published configuration; `cpu` is a reduced one, whose numbers are never replications (tolerances are",
+        "counted for reference only). Counts: reproduced published numbers within their stated tolerance; the",
+        "paper's claims that hold on our results.",
+        "",
+        "| artifact | experiment | scale | data | verdict | numbers within tolerance | claims holding | outputs |"
+        " revisions |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for a in artifacts:
+        e = a.experiment
+        if a.verdict in (NOT_RUN, NOT_YET):
+            lines.append(f"| {e.source}: {e.title} | `{e.name}` | - | - | {a.verdict}: {a.reason} | - | - | - | - |")
+            continue
+        numbers = f"{a.within} of {a.judged}" if a.judged else "-"
+        checked = [c for c in a.claims if c.holds is not None]  # None: the claim could not be checked
+        claims = f"{sum(c.holds for c in checked)} of {len(checked)}" if checked else "-"
+        links = ", ".join(f"[{Path(o).name}]({o})" for o in a.outputs)
+        lines.append(
+            f"| {e.source}: {e.title} | `{e.name}` | {a.scale} | {a.data} | {a.verdict} | {numbers} | {claims} | "
+            f"{links} | {a.revisions} |"
+        )
+    lines += ["", "## Findings: where a claim does not hold on our results", ""]
+    for a in artifacts:
+        for claim in filter(fails, a.claims):
+            lines.append(f"- `{a.experiment.name}` ({a.scale}): {claim.text}. Evidence: {claim.detail}")
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(out: Path = ROOT) -> Path:
+    """REPORT.md in `out`, from `out`/tables and `out`/figures."""
+    artifacts = [assess(e, out / "tables", out / "figures") for e in EXPERIMENTS.values()]
+    path = out / "REPORT.md"
+    write_atomic(path, render(artifacts))
+    return path
