@@ -34,14 +34,13 @@ import torch
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
-from replicate.data.images import image_dataset
 from replicate.experiments import wvq_vqvae
 from replicate.quantize.multiscale import VAR_SCALES, VAR_WASSERSTEIN_SETTINGS, tokens
 from replicate.quantize.wasserstein import GAN_WASSERSTEIN_SETTINGS
 from replicate.report.plotting import figure
 from replicate.spec import Claim, Experiment, Figures, RunResult, Tables, absolute, relative
 from replicate.train.gan import GANLoss
-from replicate.train.tokenizer import TokenizerTraining, load_trained, smoke_scale
+from replicate.train.tokenizer import TokenizerTraining, load_trained, plain_images, smoke_scale
 
 PAPER_K = (16384, 50000, 100000)
 OFFICIAL_SCRIPT_CHANNEL_MULT = (1, 1, 2, 2, 2)  # code/VQGAN/FFHQ; Table 5 and code/VAR/FFHQ: (1, 1, 2, 2, 4)
@@ -164,14 +163,7 @@ def png_image(text: str) -> np.ndarray:
 def reconstruction_images(config: TokenizerTraining, folder) -> list[dict]:
     """The first GRID_IMAGES evaluation images and their reconstructions (quantized), as PNG text rows."""
     model = load_trained(config, folder)
-    data = image_dataset(
-        config.dataset,
-        "test",
-        root=config.data_root,
-        resolution=config.resolution,
-        train_augment=False,
-        seed=config.seed,
-    )
+    data = plain_images(config, "test")
     originals = torch.stack([data[i][0] for i in range(min(GRID_IMAGES, len(data)))])
     reconstructions = model(originals).reconstructions
     return [

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import torch
 
-from replicate.data.images import image_dataset
 from replicate.metrics.diversity import pixel_distance, proxy_fidelity
 from replicate.metrics.image import RFIDAccumulator, load_inception
 from replicate.metrics.proxy import ProxyClassifier, features_of
 from replicate.train.generator import GeneratorTraining, extract_tokens, generate, token_usage
+from replicate.train.tokenizer import plain_images
 
 
 def balanced_labels(samples: int, num_classes: int) -> torch.Tensor:
@@ -35,15 +35,7 @@ def balanced_labels(samples: int, num_classes: int) -> torch.Tensor:
 
 def real_images(config: GeneratorTraining, count: int) -> torch.Tensor:
     """`count` training images of the tokenizer's dataset in [-1, 1], a fixed random choice (seed 0)."""
-    tokenizer = config.tokenizer
-    data = image_dataset(
-        tokenizer.dataset,
-        "train",
-        root=tokenizer.data_root,
-        resolution=tokenizer.resolution,
-        train_augment=False,
-        seed=tokenizer.seed,
-    )
+    data = plain_images(config.tokenizer, "train")
     chosen = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:count].tolist()
     return torch.stack([data[i][0] for i in chosen])
 

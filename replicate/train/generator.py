@@ -27,7 +27,6 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from replicate import distributed
-from replicate.data.images import image_dataset
 from replicate.errors import ConfigError, ReplicateError
 from replicate.metrics.codebook import perplexity, utilization
 from replicate.models import maskgit, var
@@ -35,7 +34,14 @@ from replicate.models.vqvae import VQVAE
 from replicate.quantize.multiscale import tokens as token_count
 from replicate.results import RUN_OPTION, config_id, write_csv
 from replicate.train.checkpoint import RunState, load_checkpoint, save_checkpoint
-from replicate.train.tokenizer import TokenizerTraining, load_trained, rank_batches, subset, train_tokenizer
+from replicate.train.tokenizer import (
+    TokenizerTraining,
+    load_trained,
+    plain_images,
+    rank_batches,
+    subset,
+    train_tokenizer,
+)
 
 GENERATORS = {"maskgit": (maskgit.MaskGITConfig, maskgit.SamplingConfig), "var": (var.VARConfig, var.SamplingConfig)}
 
@@ -140,9 +146,7 @@ def extract_tokens(config: GeneratorTraining, device: str | torch.device, run_di
     state = load_checkpoint(cache) if cache is not None else None
     if state is None or state["tokenizer_id"] != config_id(t):
         model = load_trained(t, tokenizer_dir(config)).to(device)
-        data = image_dataset(
-            t.dataset, "train", root=t.data_root, resolution=t.resolution, train_augment=False, seed=t.seed
-        )
+        data = plain_images(t, "train")
         images = subset(data, t.max_train_images, t.seed)
         loader = torch.utils.data.DataLoader(images, batch_size=64, num_workers=t.num_workers)
         rows, labels = [], []

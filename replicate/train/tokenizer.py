@@ -441,18 +441,24 @@ def load_trained(config: TokenizerTraining, run_dir: Path) -> VQVAE:
     return model.eval()
 
 
-@torch.no_grad()
-def latent_sample(model: VQVAE, config: TokenizerTraining, count: int) -> torch.Tensor:
-    """`count` encoder outputs (continuous latents) of the first evaluation images, as in the official
-    extract_codebook_feature.py (Fig. 5 data)."""
-    data = image_dataset(
+def plain_images(config: TokenizerTraining, split: str):
+    """A split of the tokenizer's dataset at its resolution, without augmentation: what evaluation, figures and
+    generator references read."""
+    return image_dataset(
         config.dataset,
-        "test",
+        split,
         root=config.data_root,
         resolution=config.resolution,
         train_augment=False,
         seed=config.seed,
     )
+
+
+@torch.no_grad()
+def latent_sample(model: VQVAE, config: TokenizerTraining, count: int) -> torch.Tensor:
+    """`count` encoder outputs (continuous latents) of the first evaluation images, as in the official
+    extract_codebook_feature.py (Fig. 5 data)."""
+    data = plain_images(config, "test")
     per_image = model.config.latent_resolution**2
     images = torch.stack([data[i][0] for i in range(min(len(data), -(-count // per_image)))])
     return torch.cat([model.encode(batch).reshape(-1, config.d) for batch in images.split(64)])[:count]
