@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from replicate.experiments import (
+    beyond,
     dq_cifar,
     dq_synthetic,
-    dq_tables,
+    generation,
     wvq_fig3,
     wvq_fig12,
     wvq_quantitative,
@@ -31,6 +32,9 @@ EXPERIMENTS: dict[str, Experiment] = {
         *wvq_vqvae.TABLES,
         wvq_table3.EXPERIMENT,
         dq_cifar.EXPERIMENT,
-        dq_tables.EXPERIMENT,
+        generation.DQ_GENERATION,
+        generation.WVQ_GENERATION,
+        beyond.NONGAUSSIAN,
+        beyond.DENSITY,
     )
 }

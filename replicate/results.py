@@ -206,7 +206,7 @@ def read_csv(path: Path) -> pd.DataFrame | None:
     if raw and not raw.endswith(b"\n"):  # every table this project writes ends with a newline
         raise damaged("cut off: its last line is incomplete")
     try:
-        frame = pd.read_csv(io.BytesIO(raw), dtype={"git_rev": str})
+        frame = pd.read_csv(io.BytesIO(raw), dtype={"git_rev": str}, low_memory=False)  # one dtype per column
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise damaged(f"not a CSV table: {str(error).splitlines()[0]}") from None
     if "config_id" not in frame.columns:

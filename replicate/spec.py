@@ -83,3 +83,6 @@ class Experiment:
     figures: Callable[[Tables, str], Figures] | None = None  # (result tables, scale) -> figures by name
     missing: Callable[[str], str | None] | None = None  # scale -> why the data or weights are unavailable
     discard: Callable[[Any], None] | None = None  # forget a configuration's saved training state (--force)
+    # The open question of a paper that the experiment answers: its claims are then hypotheses, whose failure is an
+    # answer, not a disagreement with the paper.
+    open_question: str = ""

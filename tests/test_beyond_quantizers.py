@@ -10,7 +10,6 @@ import torch.nn.functional as F
 
 from replicate.errors import ConfigError
 from replicate.models.vqvae import VQVAE, vqvae_config
-from replicate.quantize import QUANTIZERS
 from replicate.quantize.gaussian import gaussian_fit, gaussian_w2
 from replicate.quantize.mmd import MMDVQ, MMDConfig, mmd_bandwidth, mmd_squared
 from replicate.quantize.sliced import SlicedConfig, SlicedWassersteinVQ, random_directions, sliced_wasserstein
@@ -97,12 +96,11 @@ def test_sliced_queue_is_wasserstein_vqs_fifo():
 
 
 @pytest.mark.parametrize("method", list(METHODS))
-def test_each_method_learns_a_spread_codebook_in_the_atomic_setting(method, monkeypatch):
+def test_each_method_learns_a_spread_codebook_in_the_atomic_setting(method):
     """Fixed features N(2 * 1, I) in d = 8, K = 64 codes collapsed at N(0, 0.01^2 I); only the codebook learns:
     SGD lr 0.3, momentum 0.9 (train/atomic.py) on 0.1 d * codebook loss + 10 * distribution term, as Wasserstein
     VQ's atomic settings. 200 steps cut the distribution term by 90% and lift utilization from < 20% to > 80%."""
     quantizer_class, config_class, key = METHODS[method]
-    monkeypatch.setitem(QUANTIZERS, method, (quantizer_class, config_class))  # build_atomic finds it by config
     config = config_class(num_codes=64, dim=8).replace(alpha=0.8, beta=0.0, gamma=10.0, codebook_lr=None)
     if method == "sliced_wasserstein":
         config = config.replace(queue_size=None)
@@ -159,3 +157,18 @@ def test_invalid_settings_fail_with_config_error(method, change):
     config_class = METHODS[method][1]
     with pytest.raises(ConfigError):
         config_class(num_codes=8, dim=2).replace(**change)
+
+
+@pytest.mark.parametrize("d", [1, 4])
+def test_the_density_adjusted_target_is_the_features_gaussian_with_covariance_scaled_by_d_plus_2_over_d(d):
+    """Codes whose Gaussian fit is N(mu, (d + 2) / d S) are at W2 = 0 from the "zador" target, not from the features."""
+    features = torch.randn(4000, d, dtype=torch.float64) @ torch.randn(d, d, dtype=torch.float64) + 3.0
+    mean = features.mean(0)
+    codes = mean + math.sqrt((d + 2) / d) * (features - mean)  # same mean, covariance exactly (d + 2) / d S
+    settings = dict(num_codes=len(codes), dim=d, queue_size=None, normalize_scale=False, unbiased_covariance=False)
+    distance = {}
+    for target in ("features", "zador"):
+        quantizer = WassersteinVQ(WassersteinConfig(**settings, target=target)).double()
+        quantizer.set_codebook(codes)
+        distance[target] = float(quantizer.wasserstein_distance(features).detach())
+    assert distance["zador"] < 1e-4 < distance["features"]

@@ -164,8 +164,10 @@ def test_evaluation_reports_diversity_usage_and_labelled_proxies_and_no_fid_with
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     folder, _ = trained[kind]
     proxy = ProxyClassifier(ProxyClassifierConfig(num_classes=3, width=16))
-    row = evaluate_generator(generator_config(kind), folder, samples=12, max_pairs=20, device="cpu", proxy=proxy)
-    assert row["pixel_distance"] > 0 and row["pixel_distance_real"] > 0
+    config = generator_config(kind, eval_samples=12, max_pairs=20, sample_seeds=(0, 1))
+    row = evaluate_generator(config, folder, "cpu", proxy=proxy)
+    assert row["pixel_distance"] > 0 and row["pixel_distance_real"] > 0 and row["pixel_pairs"] == 20
+    assert row["pixel_distance_std"] >= 0  # two draws: a spread
     assert 0 < row["gen_utilization"] <= 1 and 0 < row["tok_utilization"] <= 1
     assert pd.isna(row["gfid"]) and row["gfid_note"].startswith("not computed")
     assert {"proxy_frechet", "proxy_precision", "proxy_recall", "proxy_vendi"} <= set(row)

@@ -127,7 +127,7 @@ def test_straight_through_output_has_code_values_and_identity_gradient(method):
 @pytest.mark.parametrize("method", list(QUANTIZERS))
 def test_every_method_states_its_official_defaults(method):
     config = quantizer_config(method, 8, 2)
-    expected_beta = 0.1 if method == "wasserstein" else 1.0
+    expected_beta = 0.1 if method in ("wasserstein", "sliced_wasserstein") else 1.0  # sliced: Wasserstein VQ's
     assert config.beta == expected_beta
 
 
@@ -146,7 +146,7 @@ def test_official_decays_and_anchor_are_the_defaults():
 @pytest.mark.parametrize(
     "method,settings,message",
     [
-        ("nope", {}, "unknown method 'nope'; valid: ema, linear, online, vanilla, wasserstein"),
+        ("nope", {}, "unknown method 'nope'; valid: ema, linear, mmd, online, sliced_wasserstein, vanilla, wass"),
         ("ema", {"decay": 1.5}, "decay must be in"),
         ("online", {"anchor": "random"}, "unknown anchor"),
         ("vanilla", {"gamma": 1.0}, "unknown VanillaConfig field"),

@@ -44,11 +44,16 @@ DATA_LABELS = {
     "svhn": "SVHN",
     "ffhq": "FFHQ",
     "imagenet": "ImageNet-1k",
+    "imagenet100": "ImageNet-100",
+    "odir": "ODIR-5K",
     "folder": "image folder",
     "shapes": "generated shapes (smoke scale only)",
 }
 SHAPES_SIZES = {"train": 256, "test": 64}  # images per split of the generated smoke-scale dataset
 ODIR_SPLIT = (0.7, 0.2, 0.1)  # Deferred Quantization's ODIR protocol: train / validation / test
+# Deferred Quantization's ImageNet-100 protocol (V2 Sec. 5.1): a test set of 20,000 images sampled uniformly from the
+# training classes, and a 5,000-image validation set. Whether they left the training pool is not stated: here they do.
+IMAGENET100_HELD_OUT = (20_000, 5_000)  # test, validation
 
 Images = Sequence[tuple[Image.Image, int]]  # what the loaders below return: (RGB PIL image, label) pairs
 
@@ -314,16 +319,55 @@ def _celeba10k(split: str, root: str | Path | None, cache_dir: Path) -> tuple[Im
     return ImageFiles(files, [0] * len(files)), ["celeba"]
 
 
-def _odir256(split: str, root: str | Path | None, cache_dir: Path) -> tuple[Images, list[str]]:
-    """ODIR fundus subset (normal / glaucoma / cataract, 256 px): Deferred Quantization's 70 / 20 / 10 split of a
-    fixed permutation (seed 0) of the sorted files; "train" is the 70%, "test" the last 10% (the 20% validation
-    part is not used by any experiment here)."""
-    images, classes = class_folder(_shared_copy("odir-fundus-256-jpeg.tar.gz", "odir256", root, cache_dir))
+def _fixed_split(images: ImageFiles, split: str, test: int, validation: int) -> ImageFiles:
+    """The `split` of a fixed permutation (seed 0) of the sorted files: "test" its last `test` files, before them
+    `validation` unused ones, "train" the rest; the files of a split keep their sorted order."""
     order = torch.randperm(len(images.files), generator=torch.Generator().manual_seed(0)).tolist()
-    train_end = round(ODIR_SPLIT[0] * len(order))
-    test_start = round((ODIR_SPLIT[0] + ODIR_SPLIT[1]) * len(order))
-    chosen = sorted(order[:train_end] if split == "train" else order[test_start:])
-    return ImageFiles([images.files[i] for i in chosen], [images.labels[i] for i in chosen]), classes
+    train_end = len(order) - test - validation
+    chosen = sorted(order[len(order) - test :] if split == "test" else order[:train_end])
+    return ImageFiles([images.files[i] for i in chosen], [images.labels[i] for i in chosen])
+
+
+def _odir_split(images: ImageFiles, split: str) -> ImageFiles:
+    """Deferred Quantization's 70 / 20 / 10 ODIR split: "train" the 70%, "test" the 10% (the 20% validation part
+    is not used by any experiment here)."""
+    test = len(images.files) - round((ODIR_SPLIT[0] + ODIR_SPLIT[1]) * len(images.files))
+    validation = len(images.files) - round(ODIR_SPLIT[0] * len(images.files)) - test
+    return _fixed_split(images, split, test, validation)
+
+
+def _odir256(split: str, root: str | Path | None, cache_dir: Path) -> tuple[Images, list[str]]:
+    """ODIR fundus subset (normal / glaucoma / cataract, 256 px), split as the full ODIR (_odir_split)."""
+    images, classes = class_folder(_shared_copy("odir-fundus-256-jpeg.tar.gz", "odir256", root, cache_dir))
+    return _odir_split(images, split), classes
+
+
+def _odir(split: str, root: str | Path | None, cache_dir: Path) -> tuple[Images, list[str]]:
+    """ODIR-5K as Deferred Quantization uses it (6,716 fundus images, 8 diagnostic categories): root/<category>/*,
+    one folder per category (Kaggle "ocular-disease-recognition-odir5k" sorted by its labels), split 70 / 20 / 10."""
+    root = root or os.environ.get("VQ_ODIR_DIR")
+    if not root:
+        raise MissingDataError(
+            "ODIR-5K not found: pass root (or set $VQ_ODIR_DIR) to a folder of <category>/<images>, the 6,716 "
+            "images of Kaggle's ocular-disease-recognition-odir5k in their 8 diagnostic categories"
+        )
+    images, classes = class_folder(Path(root).expanduser())
+    return _odir_split(images, split), classes
+
+
+def _imagenet100(split: str, root: str | Path | None, cache_dir: Path) -> tuple[Images, list[str]]:
+    """ImageNet-100: root/train/<wnid>/* holding the 100 classes' ImageNet training images; Deferred Quantization's
+    test set is 20,000 of them drawn uniformly (IMAGENET100_HELD_OUT), the validation set 5,000 more (unused)."""
+    root = root or os.environ.get("VQ_IMAGENET100_DIR")
+    base = Path(root).expanduser() if root else Path("<root>")
+    if not (root and (base / "train").is_dir()):
+        raise MissingDataError(
+            f"ImageNet-100 not found: expected {base / 'train'}/<wnid>/<images>, the ImageNet training images of "
+            "the 100 classes (e.g. the CMC ImageNet-100 list; the paper does not name its classes); pass root or "
+            "set $VQ_IMAGENET100_DIR"
+        )
+    images, classes = class_folder(base / "train")
+    return _fixed_split(images, split, *IMAGENET100_HELD_OUT), classes
 
 
 def _ffhq(split: str, root: str | Path | None, cache_dir: Path) -> tuple[Images, list[str]]:
@@ -374,6 +418,8 @@ DATASETS: dict[str, Callable[[str, str | Path | None, Path], tuple[Images, list[
     "tinyimagenet32": _tinyimagenet32,
     "celeba10k": _celeba10k,
     "odir256": _odir256,
+    "odir": _odir,
+    "imagenet100": _imagenet100,
 }
 
 

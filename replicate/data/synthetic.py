@@ -7,7 +7,13 @@ from torch import Tensor
 
 from replicate.errors import ConfigError
 
-DISTRIBUTIONS = ("gaussian", "uniform")
+PAPER_DISTRIBUTIONS = ("gaussian", "uniform")  # Wasserstein VQ's simulations (Table 4, Figs. 10-12)
+# Beyond the papers (open question 1, beyond_nongaussian): laws where the Gaussian fit is wrong. Our choices: two
+# unit-variance Gaussian modes at center -+ BIMODAL_OFFSET on every axis (4 sqrt(d) apart: well separated), and
+# i.i.d. Student-t coordinates with STUDENT_DOF degrees of freedom (heavy tails: finite variance, infinite kurtosis).
+DISTRIBUTIONS = (*PAPER_DISTRIBUTIONS, "bimodal", "student_t")
+BIMODAL_OFFSET = 2.0
+STUDENT_DOF = 3  # an integer: chi2 as a sum of squared normals
 
 
 def sample(
@@ -19,13 +25,22 @@ def sample(
     spread: float = 1.0,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """n vectors in R^d: "gaussian" = N(center 1, spread^2 I); "uniform" = U(center - spread, center + spread)^d."""
+    """n vectors in R^d: "gaussian" = N(center 1, spread^2 I); "uniform" = U(center - spread, center + spread)^d;
+    "bimodal" = an equal mixture of N((center -+ BIMODAL_OFFSET) 1, spread^2 I); "student_t" = center + spread t,
+    t with i.i.d. Student-t coordinates (STUDENT_DOF degrees of freedom)."""
     if n < 1 or d < 1:
         raise ConfigError(f"need n >= 1 and d >= 1, got n={n}, d={d}")
     if distribution == "gaussian":
         return center + spread * torch.randn(n, d, generator=generator)
     if distribution == "uniform":
         return center + spread * (2 * torch.rand(n, d, generator=generator) - 1)
+    if distribution == "bimodal":
+        signs = 2 * torch.randint(0, 2, (n, 1), generator=generator) - 1
+        return center + BIMODAL_OFFSET * signs + spread * torch.randn(n, d, generator=generator)
+    if distribution == "student_t":  # t = z / sqrt(chi2_nu / nu)
+        z = torch.randn(n, d, generator=generator)
+        chi2 = torch.randn(n, d, STUDENT_DOF, generator=generator).square().sum(-1)
+        return center + spread * z / torch.sqrt(chi2 / STUDENT_DOF)
     raise ConfigError(f"unknown distribution {distribution!r}; valid: {', '.join(DISTRIBUTIONS)}")
 
 

@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from replicate.data.synthetic import DISTRIBUTIONS, sample
+from replicate.data.synthetic import BIMODAL_OFFSET, DISTRIBUTIONS, PAPER_DISTRIBUTIONS, STUDENT_DOF, sample
 from replicate.errors import ConfigError
 from replicate.metrics.codebook import evaluate_codebook
-from replicate.quantize import QUANTIZERS, QuantizerConfig, quantizer_config
+from replicate.quantize import PAPER_METHODS, QuantizerConfig, quantizer_config
 from replicate.quantize.gaussian import gaussian_fit, gaussian_w2
 from replicate.report.plotting import figure
 from replicate.spec import Claim, Experiment, Figures, RunResult, Tables, absolute, relative
@@ -74,8 +74,8 @@ class Config:
         self.quantizer_config()  # an unknown method or setting fails here
 
     def quantizer_config(self) -> QuantizerConfig:
-        """Codes initialised as the features' family at the origin: N(0, I) or U(-1, 1)^d."""
-        init = "normal" if self.distribution == "gaussian" else "uniform"
+        """Codes initialised as the features' family at the origin: U(-1, 1)^d for uniform features, else N(0, I)."""
+        init = "uniform" if self.distribution == "uniform" else "normal"
         return quantizer_config(self.method, self.K, self.d, init=init, init_scale=1.0, **dict(self.quantizer))
 
 
@@ -89,15 +89,15 @@ def configs(scale: str) -> list[Config]:
     if scale == "smoke":
         return [
             make(dist, mu, method, K=256, steps=20, train_samples=2000, val_samples=5000, eval_every=10)
-            for dist in DISTRIBUTIONS
+            for dist in PAPER_DISTRIBUTIONS
             for mu in (0.0, 4.0)
-            for method in QUANTIZERS
+            for method in PAPER_METHODS
         ]
     train_samples = 50_000 if scale == "paper" else 10_000
     return [
         make(dist, mu, method, train_samples=train_samples)
-        for dist in DISTRIBUTIONS
-        for method in QUANTIZERS
+        for dist in PAPER_DISTRIBUTIONS
+        for method in PAPER_METHODS
         for mu in MUS
     ]
 
@@ -132,11 +132,15 @@ def run(config: Config, device: torch.device) -> RunResult:
 
 
 def data(config: Config) -> str:
-    if config.distribution == "gaussian":
-        law = f"features N({config.mu:g} 1, I), codes init N(0, I)"
-    else:
-        law = f"features U({config.mu - 1:g}, {config.mu + 1:g})^d, codes init U(-1, 1)^d"
-    return f"synthetic: {law}; {config.train_samples:,} fresh training features per step"
+    laws = {
+        "gaussian": f"features N({config.mu:g} 1, I), codes init N(0, I)",
+        "uniform": f"features U({config.mu - 1:g}, {config.mu + 1:g})^d, codes init U(-1, 1)^d",
+        "bimodal": f"features 1/2 N(({config.mu:g} -+ {BIMODAL_OFFSET:g}) 1, I), codes init N(0, I)",
+        "student_t": f"features {config.mu:g} 1 + Student-t_{STUDENT_DOF} coordinates, codes init N(0, I)",
+    }
+    law = laws[config.distribution]
+    dimension = f"d = {config.d}; " if config.d != 8 else ""  # Fig. 12's d = 8 goes unsaid
+    return f"synthetic: {law}; {dimension}{config.train_samples:,} fresh training features per step"
 
 
 def claims(results: pd.DataFrame) -> list[Claim]:
@@ -196,7 +200,7 @@ def figures(tables: Tables, scale: str) -> Figures:
         ("perplexity", "ln C", np.log),
         ("w2_distance", "W2 distance", None),
     )
-    for row, dist in enumerate(DISTRIBUTIONS):
+    for row, dist in enumerate(PAPER_DISTRIBUTIONS):
         symbol = "mu" if dist == "gaussian" else "nu"
         for column, (metric, label, transform) in enumerate(panels):
             axis = axes[row, column]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from replicate.data.synthetic import DISTRIBUTIONS, sample
+from replicate.data.synthetic import DISTRIBUTIONS, PAPER_DISTRIBUTIONS, sample
 from replicate.errors import ConfigError
 from replicate.metrics.codebook import evaluate_codebook
 from replicate.spec import Claim, Experiment, RunResult, absolute, relative
@@ -47,14 +47,14 @@ def configs(scale: str) -> list[Config]:
     if scale == "smoke":
         return [
             Config(dist, spread, K=256, N=4000, seed=100 * i + r)
-            for dist in DISTRIBUTIONS
+            for dist in PAPER_DISTRIBUTIONS
             for i, spread in enumerate((0.01, 1.0))
             for r in range(2)
         ]
     # cpu = paper: the whole table takes seconds on 2 cores
     return [
         Config(dist, spread, seed=100 * i + r)
-        for dist in DISTRIBUTIONS
+        for dist in PAPER_DISTRIBUTIONS
         for i, spread in enumerate(SPREADS)
         for r in range(5)
     ]

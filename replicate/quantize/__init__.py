@@ -1,4 +1,5 @@
-"""The five quantizers of the Wasserstein VQ paper behind one interface, and a registry to build them by name."""
+"""The five quantizers of the Wasserstein VQ paper, and two that go beyond its Gaussian closed form (MMD, sliced W2),
+behind one interface, and a registry to build them by name."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from replicate.errors import ConfigError, unknown_name
 from replicate.quantize.base import Quantizer, QuantizerConfig, QuantizerOutput, nearest_code
 from replicate.quantize.ema import EMAVQ, EMAConfig
 from replicate.quantize.linear import LinearConfig, LinearVQ
+from replicate.quantize.mmd import MMDVQ, MMDConfig
 from replicate.quantize.online import OnlineConfig, OnlineVQ
+from replicate.quantize.sliced import SlicedConfig, SlicedWassersteinVQ
 from replicate.quantize.vanilla import VanillaConfig, VanillaVQ
 from replicate.quantize.wasserstein import WassersteinConfig, WassersteinVQ
 
@@ -17,7 +20,10 @@ QUANTIZERS: dict[str, tuple[type[Quantizer], type[QuantizerConfig]]] = {
     "online": (OnlineVQ, OnlineConfig),
     "linear": (LinearVQ, LinearConfig),
     "wasserstein": (WassersteinVQ, WassersteinConfig),
+    "mmd": (MMDVQ, MMDConfig),  # beyond the papers (issue 14): the later revision's MMD loss
+    "sliced_wasserstein": (SlicedWassersteinVQ, SlicedConfig),  # beyond the papers: sliced W2
 }
+PAPER_METHODS = ("vanilla", "ema", "online", "linear", "wasserstein")  # the five of Wasserstein VQ's Fig. 12
 
 
 def quantizer_config(method: str, num_codes: int, dim: int, **settings) -> QuantizerConfig:
@@ -37,6 +43,7 @@ def build_quantizer(config: QuantizerConfig) -> Quantizer:
 
 
 __all__ = [
+    "PAPER_METHODS",
     "QUANTIZERS",
     "Quantizer",
     "QuantizerOutput",

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from replicate.errors import ConfigError
 from replicate.quantize.base import Quantizer, QuantizerConfig, check_range, init_codebook, vq_losses
-from replicate.quantize.wasserstein import WassersteinVQ
+from replicate.quantize.wasserstein import push_fifo
 
 SQRT_EPS = 1e-10  # under the square root, as Wasserstein VQ's official W2
 
@@ -84,8 +84,6 @@ def sliced_wasserstein(features: Tensor, codes: Tensor, directions: Tensor) -> T
 
 
 class SlicedWassersteinVQ(Quantizer):
-    _enqueue = WassersteinVQ._enqueue  # Wasserstein VQ's FIFO as is: it reads the buffers queue and queue_next
-
     def __init__(self, config: SlicedConfig) -> None:
         super().__init__(config)
         self.weight = nn.Parameter(init_codebook(config.num_codes, config.dim, config.init, config.init_scale))
@@ -100,7 +98,7 @@ class SlicedWassersteinVQ(Quantizer):
 
     def losses(self, flat: Tensor, codes: Tensor) -> dict[str, Tensor]:
         if self.training and self.config.queue_size is not None:
-            self._enqueue(flat.detach())
+            push_fifo(self.queue, self.queue_next, flat.detach())  # Wasserstein VQ's queue
             reference = self.queue
         else:  # evaluation uses the current features, as Wasserstein VQ
             reference = flat

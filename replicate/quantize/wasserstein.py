@@ -24,6 +24,10 @@ from replicate.quantize.base import Quantizer, QuantizerConfig, init_codebook, v
 from replicate.quantize.gaussian import gaussian_fit, gaussian_w2
 
 SCALE_REFERENCES = ("features", "codebook")
+# What the codebook's Gaussian is matched to: "features", the paper's N(mu, S); or "zador", N(mu, (d + 2) / d S), the
+# MSE-optimal code density f^(d / (d + 2)) of Zador's theorem (Graf and Luschgy 2000, Thm. 6.2) for Gaussian features
+# (beyond the paper: its open question 2, experiments/beyond.py).
+TARGETS = ("features", "zador")
 # The v1 VQGAN and VAR code's estimator (see the module docstring), for quantizer_config("wasserstein", ...).
 GAN_WASSERSTEIN_SETTINGS = {"scale_reference": "codebook", "covariance_jitter": 1e-6}
 
@@ -42,9 +46,12 @@ class WassersteinConfig(QuantizerConfig):
     codebook_lr: float | None = 0.02  # official: codebook in its own Adam group at a constant 0.02
     init: str = "normal"  # official: normal_(0, 0.01)
     init_scale: float = 0.01
+    target: str = "features"  # the paper's; "zador": the density-adjusted target (TARGETS)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.target not in TARGETS:
+            raise unknown_name("target", self.target, TARGETS)
         if self.queue_size is not None and self.queue_size < 2:
             raise ConfigError(f"queue_size must be >= 2 or None, got {self.queue_size!r}")
         if self.scale_reference not in SCALE_REFERENCES:
@@ -66,7 +73,7 @@ class WassersteinVQ(Quantizer):
 
     def losses(self, flat: Tensor, codes: Tensor) -> dict[str, Tensor]:
         if self.training and self.config.queue_size is not None:
-            self._enqueue(flat.detach())
+            push_fifo(self.queue, self.queue_next, flat.detach())
             reference = self.queue
         else:  # evaluation (and the atomic setting) use the current features, as the official code does
             reference = flat
@@ -85,6 +92,9 @@ class WassersteinVQ(Quantizer):
         unbiased, jitter = self.config.unbiased_covariance, self.config.covariance_jitter
         mean_a, cov_a = gaussian_fit(features, unbiased=unbiased)
         mean_b, cov_b = gaussian_fit(codes, unbiased=unbiased)
+        if self.config.target == "zador":
+            dim = cov_a.shape[0]
+            cov_a = cov_a * ((dim + 2) / dim)
         if jitter:
             eye = torch.eye(cov_a.shape[0], dtype=cov_a.dtype, device=cov_a.device)
             cov_a, cov_b = cov_a + jitter * eye, cov_b + jitter * eye
@@ -98,11 +108,14 @@ class WassersteinVQ(Quantizer):
             }
         ]
 
-    @torch.no_grad()
-    def _enqueue(self, features: Tensor) -> None:
-        features = all_gather_rows(features)  # data parallel: every rank queues every rank's features
-        size = self.queue.shape[0]
-        features = features[-size:].to(self.queue.dtype)
-        positions = (self.queue_next + torch.arange(len(features), device=features.device)) % size
-        self.queue[positions] = features
-        self.queue_next.copy_((self.queue_next + len(features)) % size)
+
+@torch.no_grad()
+def push_fifo(queue: Tensor, position: Tensor, features: Tensor) -> None:
+    """Write every rank's features into the FIFO `queue` in place, overwriting the oldest rows from `position` (a 0-d
+    long buffer, advanced): Wasserstein VQ's feature queue, also the sliced W2 quantizer's."""
+    features = all_gather_rows(features)  # data parallel: every rank queues every rank's features
+    size = queue.shape[0]
+    features = features[-size:].to(queue.dtype)
+    positions = (position + torch.arange(len(features), device=features.device)) % size
+    queue[positions] = features
+    position.copy_((position + len(features)) % size)

@@ -157,11 +157,16 @@ def render(
                 )
                 + " |"
             )
-    if claims:
+    if claims and experiment.open_question:  # hypotheses, not claims of the paper: each is answered yes or no
+        lines += ["", f"## Open question: {experiment.open_question}", "", "Hypotheses, answered on these results:", ""]
+    elif claims:
         lines += ["", "## Qualitative claims of the paper, checked on these results", ""]
-        for claim in claims:
+    for claim in claims:
+        if experiment.open_question:
+            mark = "n/a" if claim.holds is None else ("YES" if claim.holds else "NO")
+        else:
             mark = "n/a" if claim.holds is None else ("PASS" if claim.holds else "FAIL")
-            lines.append(f"- **{mark}**: {claim.text}" + (f" ({claim.detail})" if claim.detail else ""))
+        lines.append(f"- **{mark}**: {claim.text}" + (f" ({claim.detail})" if claim.detail else ""))
     failures = [] if not len(comparison) else comparison[comparison["verdict"] == FAIL]
     if len(failures):
         lines += [

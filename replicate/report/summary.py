@@ -19,10 +19,11 @@ from replicate.report.compare import compare
 from replicate.results import FIGURES, ROOT, TABLES, read_csv, result_path, write_atomic
 from replicate.spec import Claim, Experiment
 
-WITHIN, QUALITATIVE, DISAGREEMENT, NOT_RUN, NOT_YET = (
+WITHIN, QUALITATIVE, DISAGREEMENT, ANSWERED, NOT_RUN, NOT_YET = (
     "reproduced within tolerance",
     "reproduced qualitatively at reduced scale",
     "disagreement found",
+    "open question answered",  # beyond the papers: its claims are hypotheses, each answered with numbers
     "not runnable here",
     "not yet run here",  # a cpu-scale version exists; its runs are queued
 )
@@ -54,7 +55,9 @@ def fails(claim: Claim) -> bool:
 def verdict(scale: str, experiment: Experiment, failed_numbers: int, claims: list[Claim]) -> str:
     """The class of a reproduced artifact: a claim that does not hold, or a published number outside its tolerance
     at the published configuration, is a disagreement; otherwise within tolerance at the published configuration,
-    qualitative at a reduced one."""
+    qualitative at a reduced one. An experiment that answers an open question is answered, whichever way."""
+    if experiment.open_question:
+        return ANSWERED
     comparable = scale in experiment.comparable_scales
     if any(fails(claim) for claim in claims) or (comparable and failed_numbers):
         return DISAGREEMENT
@@ -135,8 +138,16 @@ def render(artifacts: list[Artifact]) -> str:
         )
     lines += ["", "## Findings: where a claim does not hold on our results", ""]
     for a in artifacts:
-        for claim in filter(fails, a.claims):
-            lines.append(f"- `{a.experiment.name}` ({a.scale}): {claim.text}. Evidence: {claim.detail}")
+        if not a.experiment.open_question:
+            for claim in filter(fails, a.claims):
+                lines.append(f"- `{a.experiment.name}` ({a.scale}): {claim.text}. Evidence: {claim.detail}")
+    lines += ["", "## Answers to open questions of the papers", ""]
+    for a in artifacts:
+        if a.experiment.open_question and a.claims:
+            lines.append(f"- `{a.experiment.name}` ({a.scale}): {a.experiment.open_question}")
+            for claim in a.claims:
+                answer = "yes" if claim.holds else "no" if claim.holds is not None else "not checkable"
+                lines.append(f"  - {claim.text}: **{answer}** ({claim.detail})")
     return "\n".join(lines) + "\n"
 
 

@@ -29,6 +29,7 @@ from tqdm import tqdm
 from replicate import distributed
 from replicate.errors import ConfigError, ReplicateError
 from replicate.metrics.codebook import perplexity, utilization
+from replicate.metrics.proxy import ProxyClassifierConfig
 from replicate.models import maskgit, var
 from replicate.models.vqvae import VQVAE
 from replicate.quantize.multiscale import tokens as token_count
@@ -64,6 +65,11 @@ class GeneratorTraining:
     warmup_steps: int  # linear warm-up, then constant (our choice)
     sampling: tuple[tuple[str, object], ...] = ()  # changes to the generator's SamplingConfig defaults
     seed: int = 0
+    # Evaluation (train/evaluate_generator.py), our choices: neither paper states its sample or pair counts.
+    eval_samples: int = 1000  # generated images per sampling seed, every class equally often
+    max_pairs: int | None = 20_000  # random pairs of the pixel distance; None: all pairs
+    sample_seeds: tuple[int, ...] = (0, 1, 2)  # one set of eval_samples per seed: the metrics' mean and spread
+    proxy_network: ProxyClassifierConfig | None = None  # the labelled proxy of fidelity (metrics/proxy.py); None: none
     checkpoint_every: int = field(default=500, metadata=RUN_OPTION)  # steps
 
     def __post_init__(self) -> None:
@@ -73,7 +79,7 @@ class GeneratorTraining:
             raise ConfigError("maskgit needs a single-scale tokenizer (scales=()); use var for a multi-scale one")
         if self.generator == "var" and not self.tokenizer.scales:
             raise ConfigError("var needs a multi-scale tokenizer (scales set); use maskgit for a single-scale one")
-        for name in ("depth", "width", "heads", "epochs", "batch_size", "checkpoint_every"):
+        for name in ("depth", "width", "heads", "epochs", "batch_size", "checkpoint_every", "eval_samples"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
@@ -81,6 +87,10 @@ class GeneratorTraining:
         for name in ("weight_decay", "grad_clip", "warmup_steps"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.sample_seeds:
+            raise ConfigError("sample_seeds must name at least one seed")
+        if self.max_pairs is not None and self.max_pairs < 1:
+            raise ConfigError(f"max_pairs must be >= 1 or None, got {self.max_pairs}")
         self.model_config(1)  # width / heads fail here, before anything runs
         self.sampling_config()
 
@@ -305,9 +315,11 @@ def train_generator(
 
 
 @torch.no_grad()
-def generate(config: GeneratorTraining, run_dir: Path, labels: Tensor, device: str | torch.device) -> Generated:
-    """Samples of a trained generator for `labels` (B,), decoded by its tokenizer; the draws are seeded by config.seed,
-    so the same call gives the same samples."""
+def generate(
+    config: GeneratorTraining, run_dir: Path, labels: Tensor, device: str | torch.device, seed: int | None = None
+) -> Generated:
+    """Samples of a trained generator for `labels` (B,), decoded by its tokenizer; the draws are seeded by `seed`
+    (default config.seed), so the same call gives the same samples."""
     state = load_checkpoint(run_dir / "checkpoint.pt")
     if state is None:
         raise ReplicateError(f"no checkpoint in {run_dir}: train the generator first")
@@ -318,7 +330,7 @@ def generate(config: GeneratorTraining, run_dir: Path, labels: Tensor, device: s
     tokenizer = load_trained(config.tokenizer, tokenizer_dir(config)).to(device)
     codebook = tokenizer.quantizer.codebook().detach()
     labels = labels.to(device)
-    generator = torch.Generator(device=device).manual_seed(config.seed)
+    generator = torch.Generator(device=device).manual_seed(config.seed if seed is None else seed)
     if config.generator == "maskgit":
         tokens = maskgit.sample(model, labels, config.sampling_config(), generator)
         side = config.tokenizer.model_config().latent_resolution

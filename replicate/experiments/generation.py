@@ -1,0 +1,490 @@
+"""Deferred Quantization (Zhao et al., arXiv 2603.17052), V2 Tables 1-4 and Fig. 5: tokenizers trained with early
+quantization (k-means on the untrained encoder, quantized from step 0: the codebook shrinks) or deferred quantization
+(a continuous phase, then k-means on the trained encoder), and a class-conditional generator on each one's tokens:
+MaskGIT on the single-scale tokenizer, VAR on the multi-scale one. Tables 1 and 4 are the tokenizers' numbers, Tables
+2 and 3 the generators' (g-FID, pixel distance). One result row = one generator (train/generator.py) with its
+tokenizer's last evaluation beside it.
+
+Paper scale (V2 Sec. 5.1, digest Sec. 3.2-3.3): ImageNet-100 at 128 px (the 20,000-image test set drawn from the
+training classes: data/images.py) and ODIR-5K 70/20/10; VQGAN-style encoder / decoder trained as a VQ-VAE (no GAN),
+channels 64, one down-sampling level removed from the 256 px layout [1, 1, 2, 2, 4] -> [1, 1, 2, 2] (16 x 16 latents),
+K = 16,384, loss codebook + commitment (beta 0.25, VQGAN's and VAR's) + MSE + perceptual (VQGAN's weight 1.0);
+MaskGIT depth 24, VAR depth 16. Not stated by the paper, our choices: d = 32 (VAR's Cvae), 40 tokenizer epochs at
+batch 64 and lr 1e-4 (deferred: 20 continuous + 20 quantized), the generators' recipes of their own papers as we read
+them (MaskGIT Sec. 4.1: Adam (0.9, 0.96), lr 1e-4, 5,000 warm-up steps, batch 256, 300 epochs, weight decay 0.045;
+VAR-d16 README: AdamW (0.9, 0.95), weight decay 0.05, batch 768, lr 3e-4 = 1e-4 x 768 / 256, 200 epochs).
+Initialisation of every arm: k-means on 100,000 encoder outputs (early: untrained encoder; deferred: trained), for
+MaskGIT and VAR alike (the official VAR starts from a truncated normal instead; the paper's VAR arms do not say).
+
+cpu scale (labelled; measured, see CPU_* below): CIFAR-10 (lossless copy) at 32 px with the Table 5 CIFAR layout
+[1, 1, 2] (8 x 8 tokens; VAR on the prefix (1, 2, 3, 4, 5, 6, 8) of VAR's scales, 155 tokens), ch 32, 20,000
+training images, K = 8192 (where the CIFAR sweep shows shrinkage), no perceptual term (no VGG16 weights here: in
+the `data` label); small generators with the same budget for every arm; and the ODIR subset at 32 px with VAR.
+Diversity is the mean over three sampling seeds with its spread (train/evaluate_generator.py); the generators
+and tokenizers have one training seed each, so the spread is the sampling's only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import shutil
+
+import pandas as pd
+import torch
+
+from replicate.experiments import wvq_vqvae
+from replicate.experiments.wvq_table3 import png_image, png_text
+from replicate.metrics.projection import pca_2d
+from replicate.metrics.proxy import ProxyClassifierConfig
+from replicate.quantize.multiscale import VAR_SCALES
+from replicate.report.plotting import figure
+from replicate.results import ROOT, config_id
+from replicate.spec import Claim, Experiment, Figures, RunResult, Tables, absolute, relative
+from replicate.train.evaluate_generator import balanced_labels, evaluate_generator
+from replicate.train.generator import GeneratorTraining, extract_tokens, generate, train_generator
+from replicate.train.tokenizer import TokenizerTraining, describe_data, load_trained, smoke_scale, train_tokenizer
+
+RUNS = ROOT / "runs" / "generators"  # checkpoints, token caches and per-epoch logs, git-ignored
+SCHEDULES = ("early", "deferred")
+# An arm is its tokenizer's schedule (Deferred Quantization) or its quantizer (Wasserstein VQ's open question 3).
+COLOURS = {"early": "tab:red", "deferred": "tab:blue"}
+COLOURS |= {"vanilla": "tab:grey", "ema": "tab:orange", "online": "tab:green", "wasserstein": "tab:purple"}
+VQ_SETTINGS = (("beta", 0.25),)  # VQGAN's and VAR's commitment weight (the paper states none)
+TOLERANCES = {  # paper scale only; MSE and LPIPS carry an unstated factor, so they are listed without one
+    "rfid": relative(0.15),
+    "gfid": relative(0.15),
+    "pixel_distance": relative(0.05),
+    "code_dist_cosine": absolute(0.05),
+    "perplexity": relative(0.25),
+}
+CPU_SCALES = (1, 2, 3, 4, 5, 6, 8)  # the prefix of VAR's scales that ends at an 8 x 8 latent
+SAMPLE_GRID_PER_CLASS = 2  # sample grid: the first classes, this many samples each, the same labels in every arm
+SAMPLE_GRID_CLASSES = 10
+LATENT_POINTS = 2000  # latent-space figure: codes of this many real and generated tokens
+
+
+def paper_tokenizer(dataset: str, generator: str, schedule: str) -> TokenizerTraining:
+    """A Table 1 / 4 tokenizer (module docstring)."""
+    return TokenizerTraining(
+        dataset,
+        128,
+        "vanilla",
+        16384,
+        d=32,
+        channels=64,
+        channel_mult=(1, 1, 2, 2),
+        attn_resolutions=(16,),
+        epochs=40,
+        batch_size=64,
+        lr=1e-4,
+        schedule=schedule,
+        warmup_epochs=20 if schedule == "deferred" else 0,
+        quantizer=VQ_SETTINGS,
+        scales=VAR_SCALES if generator == "var" else (),
+        perceptual_weight=1.0,
+    )
+
+
+def paper_generator(tokenizer: TokenizerTraining, generator: str, num_classes: int) -> GeneratorTraining:
+    """A Table 2 / 3 generator over `tokenizer` (module docstring)."""
+    if generator == "maskgit":
+        recipe = dict(depth=24, width=768, heads=16, epochs=300, batch_size=256, lr=1e-4, adam_betas=(0.9, 0.96))
+        recipe |= dict(weight_decay=0.045, warmup_steps=5000)
+    else:
+        recipe = dict(depth=16, width=1024, heads=16, epochs=200, batch_size=768, lr=3e-4, adam_betas=(0.9, 0.95))
+        recipe |= dict(weight_decay=0.05, warmup_steps=0)
+    return GeneratorTraining(
+        tokenizer,
+        generator,
+        grad_clip=2.0,  # VAR's tclip; MaskGIT states none
+        eval_samples=20_000,  # V2: g-FID on the 20,000-image test set's size
+        proxy_network=ProxyClassifierConfig(num_classes=num_classes, resolution=128),
+        **recipe,
+    )
+
+
+CPU_TOKENIZER = dict(  # the CIFAR sweep's cpu tokenizer budget: 2 epochs of 20,000 images at ch 32, ~5 min
+    dataset="cifar10-lossless",
+    resolution=32,
+    K=8192,
+    d=8,
+    channels=32,
+    channel_mult=(1, 1, 2),
+    attn_resolutions=(),
+    epochs=2,
+    batch_size=128,
+    lr=5e-5,  # Table 5's CIFAR lr, as the CIFAR sweep
+    max_train_images=20_000,
+    perceptual_weight=0.0,
+)
+CPU_ODIR = dict(dataset="odir256", epochs=30, batch_size=64, max_train_images=None)  # 1,171 training images
+# Measured 2026-11-25 (2 threads, nothing else running; 20 steps on random tokens, K = 8192): MaskGIT 1.23 s a step
+# of 64 images (64 tokens), VAR 3.61 s (155 tokens); sampling 250 images 36 s (MaskGIT, 8 steps) and 45 s (VAR).
+# Budget ~30 min of training per CIFAR generator: MaskGIT 5 epochs of 312 steps (~32 min), VAR 2 epochs (~38 min);
+# ODIR (18 steps an epoch): VAR 10 epochs (~11 min). Evaluation: 3 x 500 samples, the grid and the latent points,
+# ~5 min a generator. All 6 arms with their tokenizers: ~3.5 h.
+CPU_GENERATOR = dict(depth=4, width=256, heads=4, batch_size=64, lr=3e-4, adam_betas=(0.9, 0.95))
+CPU_GENERATOR |= dict(weight_decay=0.05, warmup_steps=200, grad_clip=2.0, eval_samples=500)
+CPU_EPOCHS = {("cifar10-lossless", "maskgit"): 5, ("cifar10-lossless", "var"): 2, ("odir256", "var"): 10}
+
+
+def cpu_arm(dataset: str, generator: str, schedule: str) -> GeneratorTraining:
+    """The labelled cpu-scale stand-in of an arm (module docstring)."""
+    paper = paper_tokenizer(dataset, generator, schedule)
+    changes = CPU_TOKENIZER | (CPU_ODIR if dataset == "odir256" else {})
+    changes["warmup_epochs"] = changes["epochs"] // 2 if schedule == "deferred" else 0  # as the paper scale: half
+    tokenizer = dataclasses.replace(paper, **changes, scales=CPU_SCALES if generator == "var" else ())
+    classes = 3 if dataset == "odir256" else 10
+    return GeneratorTraining(
+        tokenizer,
+        generator,
+        epochs=CPU_EPOCHS[dataset, generator],
+        proxy_network=ProxyClassifierConfig(num_classes=classes),
+        **CPU_GENERATOR,
+    )
+
+
+def configs(scale: str) -> list[GeneratorTraining]:
+    if scale == "paper":
+        arms = [("imagenet100", g, s, 100) for g in ("maskgit", "var") for s in SCHEDULES]
+        arms += [("odir", "var", s, 8) for s in SCHEDULES]
+        return [paper_generator(paper_tokenizer(d, g, s), g, classes) for d, g, s, classes in arms]
+    if scale == "cpu":
+        arms = [("cifar10-lossless", g, s) for g in ("maskgit", "var") for s in SCHEDULES]
+        return [cpu_arm(*arm) for arm in arms + [("odir256", "var", s) for s in SCHEDULES]]
+    return [smoke_arm(g, s) for g in ("maskgit", "var") for s in SCHEDULES]
+
+
+def wvq_configs(scale: str) -> list[GeneratorTraining]:
+    """Wasserstein VQ's open question 3: one MaskGIT on the tokens of each method's Table 6 tokenizer (CIFAR-10,
+    K = 8192): at paper scale the published tokenizers under the paper-scale MaskGIT recipe (evaluated on 10,000
+    samples, the test set's size); at cpu scale the committed cpu-scale Table 6 tokenizers (reused: the same runs)
+    under the cpu MaskGIT of dq_generation, 2 epochs of 781 steps (~32 min, the same budget)."""
+    if scale == "paper":
+        tokenizers = [wvq_vqvae.paper_config("cifar10", m, 8192) for m in wvq_vqvae.METHODS]
+        return [dataclasses.replace(paper_generator(t, "maskgit", 10), eval_samples=10_000) for t in tokenizers]
+    if scale == "cpu":
+        proxy = ProxyClassifierConfig(num_classes=10)
+        return [
+            GeneratorTraining(t, "maskgit", epochs=2, proxy_network=proxy, **CPU_GENERATOR)
+            for t in wvq_vqvae.CPU_TABLE6
+        ]
+    smoke = smoke_arm("maskgit", "early")
+    return [
+        dataclasses.replace(smoke, tokenizer=smoke_scale(dataclasses.replace(t, scales=()), epochs=2))
+        for t in wvq_vqvae.CPU_TABLE6
+    ]
+
+
+def smoke_arm(generator: str, schedule: str) -> GeneratorTraining:
+    """Every code path in seconds: a smoke tokenizer (generated shapes) and a one-layer generator."""
+    arm = cpu_arm("cifar10-lossless", generator, schedule)
+    scales = (1, 2, 4, 8, 16) if arm.tokenizer.scales else ()  # the smoke model's 16 x 16 latent
+    single = smoke_scale(dataclasses.replace(arm.tokenizer, scales=()), epochs=2)
+    tokenizer = dataclasses.replace(single, scales=scales)
+    sampling = (("guidance_scale", 0.0),) if generator == "var" else ()
+    return dataclasses.replace(
+        arm,
+        tokenizer=tokenizer,
+        depth=1,
+        width=32,
+        heads=2,
+        epochs=1,
+        batch_size=16,
+        warmup_steps=2,
+        eval_samples=12,
+        max_pairs=20,
+        sample_seeds=(0, 1),
+        sampling=sampling,
+        proxy_network=ProxyClassifierConfig(num_classes=3, width=16, epochs=1),
+        checkpoint_every=2,
+    )
+
+
+def run_dir(config: GeneratorTraining):
+    """runs/generators/<hash of config_id>/: the generator's checkpoint, token cache and per-epoch log."""
+    return RUNS / hashlib.sha1(config_id(config).encode()).hexdigest()[:16]
+
+
+def discard(config: GeneratorTraining) -> None:
+    """--force: forget the generator (its tokenizer stays: `run` of a tokenizer experiment --force retrains it)."""
+    shutil.rmtree(run_dir(config), ignore_errors=True)
+
+
+def data(config: GeneratorTraining) -> str:
+    """The tokenizer's data label, the missing perceptual term, and the generator's size and budget."""
+    t = config.tokenizer
+    parts = [describe_data(t)]
+    if t.perceptual_weight == 0:
+        parts.append("no perceptual loss")
+    epochs = f"{config.epochs} epoch{'s' * (config.epochs > 1)}"
+    parts.append(f"{config.generator} depth {config.depth} width {config.width}, {epochs}")
+    return "; ".join(parts)
+
+
+def run(config: GeneratorTraining, device: torch.device) -> RunResult:
+    """Train (or resume) the tokenizer and the generator; the row is the tokenizer's last evaluation (Tables 1 and
+    4) beside the generator's (Tables 2 and 3); extra tables: the generator's per-epoch loss, a sample grid and the
+    codes of real vs generated tokens."""
+    folder = run_dir(config)
+    tokenizer = train_tokenizer(config.tokenizer, wvq_vqvae.run_dir(config.tokenizer), device=str(device))
+    history = train_generator(config, folder, device=str(device))
+    metrics = {k: v for k, v in tokenizer.iloc[-1].to_dict().items() if k not in ("epoch", "step")}
+    metrics |= {f"generator_{k}": history.iloc[-1][k] for k in ("train_loss", "train_accuracy", "train_revisions")}
+    metrics |= evaluate_generator(config, folder, device)
+    curves = history.drop(columns="train_revisions").to_dict("records")
+    images, points = sample_grid(config, folder, device), latent_points(config, folder, device)
+    return RunResult(metrics, {"curves": curves, "images": images, "points": points})
+
+
+@torch.no_grad()
+def sample_grid(config: GeneratorTraining, folder, device) -> list[dict]:
+    """SAMPLE_GRID_PER_CLASS samples of each of the first SAMPLE_GRID_CLASSES classes (the same labels and seed in
+    every arm), as PNG text rows."""
+    classes = min(SAMPLE_GRID_CLASSES, extract_tokens(config, device, folder).num_classes)
+    labels = torch.arange(classes).repeat_interleave(SAMPLE_GRID_PER_CLASS)
+    images = generate(config, folder, labels, device, config.sample_seeds[0]).images.cpu()
+    return [
+        {"image": index, "label": int(label), "png": png_text(picture)}
+        for index, (label, picture) in enumerate(zip(labels, images, strict=True))
+    ]
+
+
+@torch.no_grad()
+def latent_points(config: GeneratorTraining, folder, device) -> list[dict]:
+    """The codes of LATENT_POINTS random real-image tokens and as many generated tokens, projected on the real
+    codes' two principal axes (V2 Fig. 5's question: do generated tokens cover the codes the data uses?)."""
+    codebook = load_trained(config.tokenizer, wvq_vqvae.run_dir(config.tokenizer)).quantizer.codebook().detach()
+    real = extract_tokens(config, device, folder)
+    labels = balanced_labels(-(-LATENT_POINTS // config.tokens_per_image), real.num_classes)
+    fake = generate(config, folder, labels, device, config.sample_seeds[0]).tokens.cpu().reshape(-1)
+    pick = torch.Generator().manual_seed(0)
+    real_tokens = real.tokens.reshape(-1)[torch.randperm(real.tokens.numel(), generator=pick)[:LATENT_POINTS]]
+    fake_tokens = fake[torch.randperm(len(fake), generator=pick)[:LATENT_POINTS]]
+    real_2d, fake_2d = pca_2d(codebook[real_tokens].cpu(), codebook[fake_tokens].cpu())
+    return [
+        {"kind": kind, "x": float(x), "y": float(y)}
+        for kind, values in (("real", real_2d), ("generated", fake_2d))
+        for x, y in values.tolist()
+    ]
+
+
+def arm(row) -> str:
+    """The arm of a result row: its tokenizer's schedule where it is early or deferred, else its quantizer."""
+    schedule = row["tokenizer_schedule"]
+    return schedule if schedule in SCHEDULES else row["tokenizer_method"]
+
+
+def arm_label(row) -> str:
+    """ "MaskGIT, deferred (CIFAR-10)", "MaskGIT, Wasserstein VQ (CIFAR-10)": generator, arm and dataset."""
+    generator = {"maskgit": "MaskGIT", "var": "VAR"}.get(row["generator"], row["generator"])
+    dataset = str(row["data"]).split(" (")[0].split(",")[0]
+    return f"{generator}, {wvq_vqvae.LABELS.get(arm(row), arm(row))} ({dataset})"
+
+
+def claims(results: pd.DataFrame) -> list[Claim]:
+    """V2 Tables 1-4 and Sec. 5.3, per dataset and generator, deferred vs early: the generator's samples are more
+    diverse (pixel distance; Tables 2-3) and its g-FID lower where computed; the tokenizer's codebook has a higher
+    perplexity and pairwise cosine distance and a lower reconstruction MSE (Tables 1 and 4). Each with its numbers;
+    the pixel distance with its spread over the sampling seeds."""
+    found = []
+    for (dataset, generator), rows in results.groupby(["tokenizer_dataset", "generator"]):
+        arms = rows.groupby("tokenizer_schedule").mean(numeric_only=True)
+        if not set(SCHEDULES) <= set(arms.index):
+            continue
+        early, deferred = arms.loc["early"], arms.loc["deferred"]
+        where = f"{dataset}, {generator}"
+        gap = deferred["pixel_distance"] - early["pixel_distance"]
+        spread = max(deferred.get("pixel_distance_std", float("nan")), early.get("pixel_distance_std", float("nan")))
+        found.append(
+            Claim(
+                f"{where}: deferred quantization gives a higher pixel-distance diversity than early",
+                bool(gap > 0),
+                f"deferred {deferred['pixel_distance']:.3f} vs early {early['pixel_distance']:.3f} (difference "
+                f"{gap:+.3f}, {gap / early['pixel_distance']:+.1%}; largest std over sampling seeds {spread:.3f}; "
+                f"real images {early['pixel_distance_real']:.3f})",
+            )
+        )
+        if "gfid" in arms and not pd.isna(deferred["gfid"]) and not pd.isna(early["gfid"]):
+            found.append(
+                Claim(
+                    f"{where}: deferred quantization gives a lower g-FID than early",
+                    bool(deferred["gfid"] < early["gfid"]),
+                    f"deferred {deferred['gfid']:.2f} vs early {early['gfid']:.2f}",
+                )
+            )
+        for metric, text, higher in (
+            ("perplexity", "a higher codebook perplexity", True),
+            ("code_dist_cosine", "a higher pairwise cosine distance of the codes", True),
+            ("rec_mse", "a lower reconstruction MSE", False),
+        ):
+            if metric in arms:
+                holds = deferred[metric] > early[metric] if higher else deferred[metric] < early[metric]
+                found.append(
+                    Claim(
+                        f"{where}: the deferred tokenizer has {text} than the early one",
+                        bool(holds),
+                        f"deferred {deferred[metric]:.4g} vs early {early[metric]:.4g}",
+                    )
+                )
+    return found
+
+
+def wvq_claims(results: pd.DataFrame) -> list[Claim]:
+    """Hypotheses of Wasserstein VQ's open question 3 (does full codebook utilization help generation?), each answered
+    with numbers: the generator on Wasserstein VQ's tokens, against each baseline's, gives more diverse samples (pixel
+    distance) and a lower proxy Fréchet distance; and the tokenizer with the highest U gives the most diverse
+    samples."""
+    means = results.groupby("tokenizer_method").mean(numeric_only=True)
+    if "wasserstein" not in means.index:
+        return []
+    found, ours = [], means.loc["wasserstein"]
+    for method in [m for m in means.index if m != "wasserstein"]:
+        other, name = means.loc[method], wvq_vqvae.LABELS.get(method, method)
+        found.append(
+            Claim(
+                f"MaskGIT on Wasserstein VQ's tokens gives a higher pixel distance than on {name}'s",
+                bool(ours["pixel_distance"] > other["pixel_distance"]),
+                f"{ours['pixel_distance']:.3f} vs {other['pixel_distance']:.3f} (tokenizer U {ours['utilization']:.3f} "
+                f"vs {other['utilization']:.3f}; std over sampling seeds {ours['pixel_distance_std']:.3f} / "
+                f"{other['pixel_distance_std']:.3f})",
+            )
+        )
+        if "proxy_frechet" in means:
+            found.append(
+                Claim(
+                    f"MaskGIT on Wasserstein VQ's tokens has a lower proxy Fréchet distance than on {name}'s",
+                    bool(ours["proxy_frechet"] < other["proxy_frechet"]),
+                    f"{ours['proxy_frechet']:.4g} vs {other['proxy_frechet']:.4g} (labelled proxy, not FID)",
+                )
+            )
+    most_used, most_diverse = means["utilization"].idxmax(), means["pixel_distance"].idxmax()
+    found.append(
+        Claim(
+            "the tokenizer with the highest codebook utilization gives the most diverse samples",
+            bool(most_used == most_diverse),
+            "U: "
+            + ", ".join(f"{m} {means.loc[m, 'utilization']:.3f}" for m in means.index)
+            + "; pixel distance: "
+            + ", ".join(f"{m} {means.loc[m, 'pixel_distance']:.3f}" for m in means.index),
+        )
+    )
+    return found
+
+
+def figures(tables: Tables, scale: str) -> Figures:
+    results = tables[""]
+    drawn = {"diversity": diversity_figure(results)}
+    if "images" in tables:
+        drawn["samples"] = samples_figure(tables["images"], results)
+    if "points" in tables:
+        drawn["latents"] = latents_figure(tables["points"], results)
+    return drawn
+
+
+def diversity_figure(results: pd.DataFrame):
+    """Per arm: pixel distance (real images dashed), the proxy's Fréchet distance, coverage and Vendi score, and the
+    generated vs the training tokens' utilization; error bars are the std over the sampling seeds."""
+    panels = [
+        ("pixel_distance", "pixel distance (higher: more diverse)"),
+        ("proxy_frechet", "proxy Fréchet distance (labelled proxy)"),
+        ("proxy_coverage", "proxy coverage"),
+        ("proxy_vendi", "proxy Vendi score"),
+        ("gen_utilization", "token utilization: generated (bar), training (dot)"),
+    ]
+    panels = [(m, t) for m, t in panels if m in results.columns]
+    fig, axes = figure(1, len(panels), width=3.4 * len(panels), height=3.4)
+    labels = [arm_label(row) for _, row in results.iterrows()]
+    colours = [COLOURS.get(arm(row), "black") for _, row in results.iterrows()]
+    positions = range(len(results))
+    for axis, (metric, title) in zip(axes[0], panels, strict=True):
+        spread = results.get(f"{metric}_std", pd.Series(0.0, index=results.index)).fillna(0.0)
+        axis.bar(positions, results[metric], yerr=spread, color=colours, capsize=3)
+        if metric == "pixel_distance":
+            axis.scatter(positions, results["pixel_distance_real"], marker="_", s=300, color="black", label="real")
+            axis.legend(frameon=False, fontsize=7)
+        if metric == "gen_utilization":
+            axis.scatter(positions, results["tok_utilization"], color="black", zorder=3)
+        axis.set_xticks(list(positions), labels, rotation=60, ha="right", fontsize=7)
+        axis.set_title(title, fontsize=9)
+    fig.suptitle(f"Generation diversity ({results['data'].iloc[0].split(';')[0]}; error bars: sampling seeds)")
+    fig.tight_layout()
+    return fig
+
+
+def samples_figure(images: pd.DataFrame, results: pd.DataFrame):
+    """One row of samples per arm, the same class labels (columns) in every row (V2 Fig. 5)."""
+    labels = {row["config_id"]: arm_label(row) for _, row in results.iterrows()}
+    rows = list(images.groupby("config_id", sort=False))
+    columns = max(len(shown) for _, shown in rows)
+    fig, axes = figure(len(rows), columns, width=0.9 * columns + 1.5, height=1.0 * len(rows) + 0.4)
+    for r, (cid, shown) in enumerate(rows):
+        for c, text in enumerate(shown.sort_values("image")["png"]):
+            axes[r, c].imshow(png_image(text))
+        for axis in axes[r]:
+            axis.set_xticks([])
+            axis.set_yticks([])
+            axis.set_frame_on(False)
+        axes[r, 0].set_ylabel(labels.get(cid, cid), rotation=0, ha="right", va="center", fontsize=7)
+    fig.suptitle("Generated samples (columns: the same class labels in every row)")
+    fig.tight_layout()
+    return fig
+
+
+def latents_figure(points: pd.DataFrame, results: pd.DataFrame):
+    """Per arm: the codes of real tokens (grey circles) and of generated tokens (coloured dots), on the real codes'
+    principal axes."""
+    labels = {row["config_id"]: arm_label(row) for _, row in results.iterrows()}
+    kinds = {row["config_id"]: arm(row) for _, row in results.iterrows()}
+    shown_arms = list(points.groupby("config_id", sort=False))
+    fig, axes = figure(1, len(shown_arms), width=3.0 * len(shown_arms), height=3.0)
+    for axis, (cid, shown) in zip(axes[0], shown_arms, strict=True):
+        real, fake = shown[shown["kind"] == "real"], shown[shown["kind"] == "generated"]
+        colour = COLOURS.get(kinds.get(cid), "black")
+        # tokens repeat codes: real ones as open circles, so that generated dots on the same code stay visible
+        axis.scatter(real["x"], real["y"], s=14, facecolors="none", edgecolors="grey", linewidths=0.5, label="real")
+        axis.scatter(fake["x"], fake["y"], s=3, color=colour, alpha=0.7, label="generated")
+        axis.set_title(labels.get(cid, cid), fontsize=8)
+        axis.set_xticks([])
+        axis.set_yticks([])
+    axes[0, 0].legend(frameon=False, fontsize=7, markerscale=4)
+    fig.tight_layout()
+    return fig
+
+
+DQ_GENERATION = Experiment(
+    name="dq_generation",
+    title="Tokenizers with early vs deferred quantization and MaskGIT / VAR generators on their tokens",
+    source="Deferred Quantization, arXiv 2603.17052, V2 Tables 1-4, Sec. 5.3 and Fig. 5",
+    configs=configs,
+    run=run,
+    data=data,
+    published="dq_tables.csv",
+    keys=("tokenizer_dataset", "generator", "tokenizer_schedule"),
+    tolerances=TOLERANCES,
+    comparable_scales=("paper",),
+    notes="MSE and LPIPS carry an unstated scale factor in the paper (values 1.6-8.8 cannot be raw LPIPS): listed "
+    "without a tolerance. proxy_* columns come from a classifier trained in this project (its accuracy in "
+    "proxy_accuracy): never compared with a published number. Reduced scales run on CIFAR-10 (lossless copy) and "
+    "the ODIR subset at 32 px without the perceptual term: not replications.",
+    claims=claims,
+    figures=figures,
+    discard=discard,
+)
+
+WVQ_GENERATION = Experiment(
+    name="wvq_generation",
+    title="MaskGIT on the tokens of Wasserstein, Vanilla, EMA and Online VQ tokenizers",
+    source="Wasserstein VQ, arXiv 2506.15078, open question 3 (does full codebook utilization help generation?)",
+    configs=wvq_configs,
+    run=run,
+    data=data,
+    comparable_scales=(),
+    notes="No published numbers: the paper leaves this open. The claims below are hypotheses, each answered with "
+    "numbers. proxy_* columns come from a classifier trained in this project (its accuracy in proxy_accuracy).",
+    claims=wvq_claims,
+    figures=figures,
+    discard=discard,
+    open_question="does full codebook utilization help generation (Wasserstein VQ's open question 3)?",
+)

@@ -1,0 +1,138 @@
+"""dq_generation and wvq_generation: the arms differ only where they should, the paper scale is the paper's stated
+configuration, the claims read their numbers with the right sign, an arm runs end to end at smoke scale, the proxy
+network is trained once per dataset, and the ImageNet-100 / ODIR loaders split as the paper and say what is missing."""
+
+import dataclasses
+
+import pandas as pd
+import pytest
+
+from replicate.data import images
+from replicate.errors import MissingDataError
+from replicate.experiments import generation, wvq_vqvae
+from replicate.metrics.proxy import ProxyClassifierConfig
+from replicate.registry import EXPERIMENTS
+from replicate.train import evaluate_generator
+
+DQ, WVQ = EXPERIMENTS["dq_generation"], EXPERIMENTS["wvq_generation"]
+
+
+def test_early_and_deferred_arms_differ_only_in_the_tokenizer_schedule():
+    for scale in ("paper", "cpu", "smoke"):
+        by_arm = {(c.tokenizer.dataset, c.generator, c.tokenizer.schedule): c for c in DQ.configs(scale)}
+        for (dataset, generator, schedule), config in by_arm.items():
+            if schedule != "early":
+                continue
+            deferred = by_arm[dataset, generator, "deferred"]
+            warmup = deferred.tokenizer.warmup_epochs
+            assert (
+                dataclasses.replace(config.tokenizer, schedule="deferred", warmup_epochs=warmup) == deferred.tokenizer
+            )
+            assert dataclasses.replace(config, tokenizer=deferred.tokenizer) == deferred  # the same generator budget
+
+
+def test_paper_scale_is_the_stated_configuration():
+    configs = DQ.configs("paper")
+    assert {(c.tokenizer.dataset, c.generator) for c in configs} == {
+        ("imagenet100", "maskgit"),
+        ("imagenet100", "var"),
+        ("odir", "var"),
+    }
+    for c in configs:
+        t = c.tokenizer
+        assert (t.resolution, t.K, t.channels, t.model_config().latent_resolution) == (128, 16384, 64, 16)
+        assert t.perceptual_weight > 0 and t.disc_weight == 0  # a VQ-VAE with the perceptual term, no GAN
+        assert c.depth == {"maskgit": 24, "var": 16}[c.generator]
+        assert bool(t.scales) == (c.generator == "var")
+
+
+def test_cpu_scale_is_labelled_and_reuses_the_table6_tokenizers():
+    labels = {DQ.data(c) for c in DQ.configs("cpu")}
+    assert all("no perceptual loss" in label for label in labels)
+    assert any(label.startswith("CIFAR-10 (lossless copy)") for label in labels)
+    assert any(label.startswith("ODIR subset") for label in labels)
+    assert [c.tokenizer for c in WVQ.configs("cpu")] == wvq_vqvae.CPU_TABLE6
+    assert len({(c.epochs, c.batch_size, c.depth, c.width) for c in WVQ.configs("cpu")}) == 1
+
+
+def _rows(metric_by_arm: dict[str, float], column: str) -> pd.DataFrame:
+    rows = []
+    for arm, value in metric_by_arm.items():
+        rows.append(
+            {
+                "tokenizer_dataset": "cifar10-lossless",
+                "generator": "maskgit",
+                "tokenizer_schedule": arm if column == "tokenizer_schedule" else "random",
+                "tokenizer_method": arm if column == "tokenizer_method" else "vanilla",
+                "pixel_distance": value,
+                "pixel_distance_std": 0.1,
+                "pixel_distance_real": 20.0,
+                "utilization": value / 100,
+                "proxy_frechet": 1 / value,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("deferred,holds", [(11.0, True), (9.0, False)])
+def test_the_diversity_claim_follows_the_sign_of_the_difference(deferred, holds):
+    claims = DQ.claims(_rows({"early": 10.0, "deferred": deferred}, "tokenizer_schedule"))
+    (claim,) = [c for c in claims if "pixel-distance" in c.text]
+    assert claim.holds is holds and f"{deferred - 10:+.3f}" in claim.detail
+
+
+def test_the_open_question_hypotheses_compare_wasserstein_with_each_baseline():
+    results = _rows({"wasserstein": 12.0, "vanilla": 5.0, "ema": 13.0}, "tokenizer_method")
+    answers = {c.text: c.holds for c in WVQ.claims(results)}
+    assert answers["MaskGIT on Wasserstein VQ's tokens gives a higher pixel distance than on Vanilla VQ's"] is True
+    assert answers["MaskGIT on Wasserstein VQ's tokens gives a higher pixel distance than on EMA VQ's"] is False
+    assert answers["the tokenizer with the highest codebook utilization gives the most diverse samples"] is True
+
+
+def test_a_smoke_arm_trains_evaluates_and_gives_every_extra_table(tmp_path, monkeypatch):
+    monkeypatch.setattr(wvq_vqvae, "RUNS", tmp_path / "tokenizers")
+    monkeypatch.setattr(generation, "RUNS", tmp_path / "generators")
+    monkeypatch.setattr(evaluate_generator, "PROXIES", tmp_path / "proxies")
+    config = DQ.configs("smoke")[0]
+    result = generation.run(config, "cpu")
+    assert {"perplexity", "code_dist_cosine", "pixel_distance", "pixel_distance_std", "proxy_accuracy"} <= set(
+        result.metrics
+    )
+    assert result.metrics["pixel_pairs"] == config.max_pairs
+    images_per_class = generation.SAMPLE_GRID_PER_CLASS
+    assert len(result.extra_tables["images"]) % images_per_class == 0
+    assert {p["kind"] for p in result.extra_tables["points"]} == {"real", "generated"}
+    assert len(result.extra_tables["curves"]) == config.epochs
+
+
+def test_the_proxy_network_is_trained_once_per_dataset_and_read_back(tmp_path, monkeypatch):
+    config = dataclasses.replace(DQ.configs("smoke")[0], proxy_network=ProxyClassifierConfig(3, width=8, epochs=1))
+    _, accuracy = evaluate_generator.trained_proxy(config, "cpu", tmp_path)
+    monkeypatch.setattr(evaluate_generator, "train_proxy", lambda *args: pytest.fail("trained twice"))
+    _, again = evaluate_generator.trained_proxy(config, "cpu", tmp_path)
+    assert again == accuracy and 0 <= accuracy <= 1
+
+
+def test_imagenet100_holds_out_the_paper_test_set_from_the_training_images(tmp_path, monkeypatch):
+    for label in ("n01", "n02"):
+        (tmp_path / "train" / label).mkdir(parents=True)
+        for index in range(10):
+            (tmp_path / "train" / label / f"{index}.png").write_bytes(b"")
+    monkeypatch.setattr(images, "IMAGENET100_HELD_OUT", (5, 3))
+    train, classes = images.DATASETS["imagenet100"]("train", tmp_path, tmp_path)
+    test, _ = images.DATASETS["imagenet100"]("test", tmp_path, tmp_path)
+    assert classes == ["n01", "n02"] and (len(train.files), len(test.files)) == (12, 5)
+    assert not set(train.files) & set(test.files)
+
+
+@pytest.mark.parametrize("name,variable", [("imagenet100", "VQ_IMAGENET100_DIR"), ("odir", "VQ_ODIR_DIR")])
+def test_missing_paper_datasets_say_what_to_provide(name, variable, tmp_path, monkeypatch):
+    monkeypatch.delenv(variable, raising=False)
+    with pytest.raises(MissingDataError, match=variable):
+        images.DATASETS[name]("train", None, tmp_path)
+
+
+def test_odir_subset_keeps_its_split_of_70_and_10_percent():
+    files = images.ImageFiles([f"{i}.jpg" for i in range(1673)], [0] * 1673)
+    train, test = images._odir_split(files, "train"), images._odir_split(files, "test")
+    assert (len(train.files), len(test.files)) == (1171, 167) and not set(train.files) & set(test.files)
