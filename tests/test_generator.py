@@ -1,8 +1,11 @@
 """Generator training at smoke scale on generated shapes: tokens of a trained tokenizer are extracted and cached,
-MaskGIT and VAR train and resume to the same history, generation decodes deterministic in-range images, and
-invalid configurations fail with ConfigError."""
+MaskGIT and VAR train and resume to the same history, two torchrun processes keep identical generators, generation
+decodes deterministic in-range images, and invalid configurations fail with ConfigError."""
 
 import dataclasses
+import os
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -12,6 +15,7 @@ from replicate.errors import ConfigError
 from replicate.experiments import wvq_vqvae
 from replicate.metrics.proxy import ProxyClassifier, ProxyClassifierConfig
 from replicate.quantize.multiscale import tokens as token_count
+from replicate.results import ROOT
 from replicate.train import checkpoint, generator
 from replicate.train.evaluate_generator import balanced_labels, evaluate_generator
 from replicate.train.generator import GeneratorTraining, extract_tokens, generate, token_usage, train_generator
@@ -175,3 +179,39 @@ def test_evaluation_reports_diversity_usage_and_labelled_proxies_and_no_fid_with
 
 def test_balanced_labels_give_every_class_equally_often():
     assert balanced_labels(7, 3).tolist() == [0, 1, 2, 0, 1, 2, 0]
+
+
+TORCHRUN_SCRIPT = """
+import sys
+from pathlib import Path
+import torch
+from replicate import distributed
+from replicate.experiments import generation, wvq_vqvae
+from replicate.train import generator
+out = Path(sys.argv[1])
+wvq_vqvae.RUNS = out / 'tokenizers'
+config = generation.DQ_GENERATION.configs('smoke')[2]  # VAR on the multi-scale smoke tokenizer
+assert config.generator == 'var'
+captured = {}
+build = generator.build_generator
+def capture(*args):
+    captured['model'] = build(*args)
+    return captured['model']
+generator.build_generator = capture
+generator.train_generator(config, out / 'generator', progress=False)
+torch.save({n: p.detach() for n, p in captured['model'].named_parameters()}, out / f'rank{distributed.rank()}.pt')
+distributed.teardown()
+"""
+
+
+def test_var_trains_under_two_process_torchrun_with_identical_ranks(tmp_path):
+    script = tmp_path / "generator_ddp.py"
+    script.write_text(TORCHRUN_SCRIPT)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", str(script), str(tmp_path)]
+    completed = subprocess.run(
+        command, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    first, second = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    assert first.keys() == second.keys() and len(first) > 0
+    assert [name for name in first if not torch.equal(first[name], second[name])] == []
