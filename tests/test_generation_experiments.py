@@ -13,6 +13,7 @@ from replicate.experiments import generation, wvq_vqvae
 from replicate.metrics.proxy import ProxyClassifierConfig
 from replicate.registry import EXPERIMENTS
 from replicate.train import evaluate_generator
+from replicate.train import generator as generator_training
 
 DQ, WVQ = EXPERIMENTS["dq_generation"], EXPERIMENTS["wvq_generation"]
 
@@ -89,7 +90,9 @@ def test_the_open_question_hypotheses_compare_wasserstein_with_each_baseline():
     assert answers["the tokenizer with the highest codebook utilization gives the most diverse samples"] is True
 
 
-def test_a_smoke_arm_trains_evaluates_and_gives_every_extra_table(tmp_path, monkeypatch):
+def test_a_smoke_arm_trains_evaluates_gives_every_extra_table_and_is_re_evaluated_without_retraining(
+    tmp_path, monkeypatch
+):
     monkeypatch.setattr(wvq_vqvae, "RUNS", tmp_path / "tokenizers")
     monkeypatch.setattr(generation, "RUNS", tmp_path / "generators")
     monkeypatch.setattr(evaluate_generator, "PROXIES", tmp_path / "proxies")
@@ -103,6 +106,13 @@ def test_a_smoke_arm_trains_evaluates_and_gives_every_extra_table(tmp_path, monk
     assert len(result.extra_tables["images"]) % images_per_class == 0
     assert {p["kind"] for p in result.extra_tables["points"]} == {"real", "generated"}
     assert len(result.extra_tables["curves"]) == config.epochs
+    # another evaluation of the same trained generator: the same run folder, no training step
+    other = dataclasses.replace(config, max_pairs=10, sample_seeds=(5,))
+    assert generation.run_dir(other) == generation.run_dir(config)
+    monkeypatch.setattr(generator_training, "train_step", lambda *args: pytest.fail("retrained"))
+    again = generation.run(other, "cpu")
+    assert again.metrics["generator_train_loss"] == result.metrics["generator_train_loss"]
+    assert pd.isna(again.metrics["pixel_distance_std"])  # one sampling seed: no spread
 
 
 def test_the_proxy_network_is_trained_once_per_dataset_and_read_back(tmp_path, monkeypatch):

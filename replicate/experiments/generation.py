@@ -203,8 +203,9 @@ def smoke_arm(generator: str, schedule: str) -> GeneratorTraining:
 
 
 def run_dir(config: GeneratorTraining):
-    """runs/generators/<hash of config_id>/: the generator's checkpoint, token cache and per-epoch log."""
-    return RUNS / hashlib.sha1(config_id(config).encode()).hexdigest()[:16]
+    """runs/generators/<hash of the trained part's config_id>/: the generator's checkpoint, token cache and per-epoch
+    log (shared by configurations that differ only in their evaluation)."""
+    return RUNS / hashlib.sha1(config_id(config.trained_part()).encode()).hexdigest()[:16]
 
 
 def discard(config: GeneratorTraining) -> None:

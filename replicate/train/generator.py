@@ -44,6 +44,7 @@ from replicate.train.tokenizer import (
     train_tokenizer,
 )
 
+EVALUATION_FIELDS = ("eval_samples", "max_pairs", "sample_seeds", "proxy_network")  # see trained_part
 GENERATORS = {"maskgit": (maskgit.MaskGITConfig, maskgit.SamplingConfig), "var": (var.VARConfig, var.SamplingConfig)}
 
 
@@ -112,6 +113,12 @@ class GeneratorTraining:
                     f"unknown {self.generator} sampling field {name!r}; valid: {', '.join(sorted(valid))}"
                 )
         return kind(**dict(self.sampling))
+
+    def trained_part(self) -> GeneratorTraining:
+        """This configuration with the evaluation fields at their defaults: what the trained generator (its checkpoint
+        and run folder) depends on, so that a change of the evaluation re-evaluates without retraining."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name in EVALUATION_FIELDS}
+        return dataclasses.replace(self, **defaults)
 
     @property
     def tokens_per_image(self) -> int:
@@ -266,7 +273,7 @@ def train_generator(
     tally = _Tally()
     parts = {"model": model, "optimizer": optimizer, "tally": tally}
     checkpoint_path = run_dir / "checkpoint.pt"
-    run = RunState.restore(checkpoint_path, config, parts)
+    run = RunState.restore(checkpoint_path, config.trained_part(), parts)
     wrapped = model if context.world_size == 1 else _Module(model, broadcast_buffers=False)
     if context.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -293,7 +300,7 @@ def train_generator(
             if run.step % 10 == 1:
                 bar.set_postfix(loss=f"{value:.4f}", acc=f"{accuracy:.3f}")
             if run.step % config.checkpoint_every == 0 and run.step < steps_per_epoch:
-                run.save(checkpoint_path, config, parts, context)
+                run.save(checkpoint_path, config.trained_part(), parts, context)
         sums = torch.tensor([run.loss_sum, tally.accuracy_sum, run.loss_steps], dtype=torch.float64)
         loss_sum, accuracy_sum, count = distributed.all_reduce_sum_(sums.to(context.device)).tolist()
         run.history.append(
@@ -308,7 +315,7 @@ def train_generator(
             write_csv(run_dir / "train.csv", pd.DataFrame(run.history))
         run = RunState(run.epoch + 1, 0, run.history, revisions=run.revisions)
         tally.accuracy_sum = 0.0
-        run.save(checkpoint_path, config, parts, context)
+        run.save(checkpoint_path, config.trained_part(), parts, context)
     history = pd.DataFrame(run.history)
     history["train_revisions"] = "+".join(run.revisions)
     return history
