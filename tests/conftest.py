@@ -68,3 +68,21 @@ def shape_jpeg_archive(tmp_path_factory) -> Path:
         for split in SHAPE_IMAGES:
             tar.add(source / split, arcname=split)
     return archive
+
+
+def two_rank_parameters(script: str, folder: Path) -> tuple[dict, dict]:
+    """Run `script` (it saves folder/rank<r>.pt) under two-process torchrun, one thread each; both ranks' tensors."""
+    import os
+    import subprocess
+    import sys
+
+    path = folder / "ddp_script.py"
+    path.write_text(script)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", str(path), str(folder)]
+    root = Path(__file__).resolve().parents[1]
+    completed = subprocess.run(
+        command, cwd=root, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    first, second = (torch.load(folder / f"rank{r}.pt") for r in (0, 1))
+    return first, second

@@ -3,19 +3,16 @@ MaskGIT and VAR train and resume to the same history, two torchrun processes kee
 decodes deterministic in-range images, and invalid configurations fail with ConfigError."""
 
 import dataclasses
-import os
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 import torch
+from conftest import two_rank_parameters
 
 from replicate.errors import ConfigError
 from replicate.experiments import wvq_vqvae
 from replicate.metrics.proxy import ProxyClassifier, ProxyClassifierConfig
 from replicate.quantize.multiscale import tokens as token_count
-from replicate.results import ROOT
 from replicate.train import checkpoint, generator
 from replicate.train.evaluate_generator import balanced_labels, evaluate_generator
 from replicate.train.generator import GeneratorTraining, extract_tokens, generate, token_usage, train_generator
@@ -205,13 +202,6 @@ distributed.teardown()
 
 
 def test_var_trains_under_two_process_torchrun_with_identical_ranks(tmp_path):
-    script = tmp_path / "generator_ddp.py"
-    script.write_text(TORCHRUN_SCRIPT)
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", str(script), str(tmp_path)]
-    completed = subprocess.run(
-        command, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    first, second = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    first, second = two_rank_parameters(TORCHRUN_SCRIPT, tmp_path)
     assert first.keys() == second.keys() and len(first) > 0
     assert [name for name in first if not torch.equal(first[name], second[name])] == []

@@ -3,19 +3,16 @@ discriminator trains from its start epoch and resumes with the run, a perceptual
 stops the run, a multi-scale tokenizer counts every scale's tokens, and AdamW without decay is Adam."""
 
 import dataclasses
-import os
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 import torch
+from conftest import two_rank_parameters
 
 from replicate import distributed
 from replicate.cli import main
 from replicate.errors import ConfigError, MissingDataError
 from replicate.quantize.multiscale import VAR_SCALES, tokens
-from replicate.results import ROOT
 from replicate.train import tokenizer
 from replicate.train.gan import build_objective
 from replicate.train.tokenizer import TokenizerTraining, smoke_scale, train_tokenizer
@@ -144,14 +141,7 @@ distributed.teardown()
 
 
 def test_vqgan_trains_under_two_process_torchrun_with_identical_ranks(tmp_path):
-    script = tmp_path / "vqgan_ddp.py"
-    script.write_text(TORCHRUN_SCRIPT)
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", str(script), str(tmp_path)]
-    completed = subprocess.run(
-        command, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    first, second = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    first, second = two_rank_parameters(TORCHRUN_SCRIPT, tmp_path)
     assert first.keys() == second.keys() and any(name.startswith("disc.") for name in first)
     assert [name for name in first if not torch.equal(first[name], second[name])] == []
 
