@@ -4,6 +4,7 @@
 #   ./run_all.sh                          run every experiment (scale: paper where CUDA is present, else cpu)
 #   ./run_all.sh --only wvq_table4[,...]  run some experiments       --scale smoke|cpu|paper   --force (recompute)
 #   ./run_all.sh --list                   list the experiments       --set KEY=VALUE (override a config field)
+#                                                                   --where KEY=VALUE[,VALUE] (only those configs)
 #   ./run_all.sh test [pytest args]       run the test suite (what CI runs)
 #   ./run_all.sh lint                     ruff check and ruff format --check (CI runs it too)
 #

@@ -2,6 +2,7 @@
 
   python -m replicate list
   python -m replicate run [EXPERIMENT ...] [--only A,B] [--scale smoke|cpu|paper] [--force] [--set key=value]
+      [--where key=value[,value]]
   python -m replicate report EXPERIMENT [--scale S]      # comparison with the paper, from the CSVs
   python -m replicate report --all                       # REPORT.md: every artifact, its verdict, the findings
   python -m replicate figures EXPERIMENT [--scale S]     # figures, from the CSVs
@@ -64,9 +65,9 @@ def command_list(args) -> int:
 def command_run(args) -> int:
     scale = args.scale or default_scale()
     names = select(args.experiments, args.only)
-    overrides = parse_overrides(args.set)
+    overrides, where = parse_overrides(args.set), parse_overrides(args.where, "--where")
     for name in names:  # validate everything before anything runs or writes
-        resolve_configs(EXPERIMENTS[name], scale, overrides)
+        resolve_configs(EXPERIMENTS[name], scale, overrides, where)
     distributed.setup()  # under torchrun: join the process group; rank 0 writes every file
     outcomes = []
     for name in names:
@@ -77,6 +78,7 @@ def command_run(args) -> int:
                     scale,
                     force=args.force,
                     overrides=overrides,
+                    where=where,
                     tf32=None if args.tf32 == "auto" else args.tf32 == "on",
                     tables=args.out / "tables",
                     figures=args.out / "figures",
@@ -187,6 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="override a configuration field in every configuration (repeatable)",
+    )
+    run.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE[,VALUE]",
+        help="run only the configurations whose field has one of these values, e.g. method=mmd,vanilla (repeatable)",
     )
     run.add_argument("--out", type=Path, default=ROOT, help="folder for tables/ and figures/ (default: the repo)")
     run.set_defaults(handler=command_run)

@@ -47,36 +47,63 @@ class Outcome:
     seconds: float = 0.0
 
 
-def parse_overrides(pairs: list[str]) -> dict[str, str]:
+def parse_overrides(pairs: list[str], option: str = "--set") -> dict[str, str]:
     """["K=1024", "seed=3"] -> {"K": "1024", "seed": "3"}."""
     overrides = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ConfigError(f"--set expects key=value, got {pair!r}")
+            raise ConfigError(f"{option} expects key=value, got {pair!r}")
         overrides[key.strip()] = value.strip()
     return overrides
 
 
-def resolve_configs(experiment: Experiment, scale: str, overrides: dict[str, str] | None = None) -> list:
-    """The experiment's configurations at `scale`, with overrides applied to every one and validated."""
+def resolve_configs(
+    experiment: Experiment,
+    scale: str,
+    overrides: dict[str, str] | None = None,
+    where: dict[str, str] | None = None,
+) -> list:
+    """The experiment's configurations at `scale` that match `where` (every field equal to one of its
+    comma-separated values), with overrides applied to every one and validated."""
     if scale not in SCALES:
         raise ConfigError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
     configs = experiment.configs(scale)
+    if where:
+        configs = [c for c in configs if matches(c, where)]
+        if not configs:
+            shown = ", ".join(f"{k}={v}" for k, v in where.items())
+            raise ConfigError(f"no configuration of {experiment.name} at scale {scale} has {shown}")
     if not overrides:
         return configs
     return list({config_id(c): c for c in (apply_overrides(c, overrides) for c in configs)}.values())
 
 
-def apply_overrides(config, overrides: dict[str, str]):
-    """A copy of a configuration dataclass with fields set from text values, parsed by their type hints; an
-    unknown field or a value of the wrong type fails with one line."""
+def matches(config, where: dict[str, str]) -> bool:
+    """Whether every field named in `where` equals one of its comma-separated values (a tuple field's value is
+    one whole tuple, written "1,1,2"); an unknown field fails with one line, as --set."""
+    check_fields(config, where)
+    hints = typing.get_type_hints(type(config))
+    for key, text in where.items():
+        choices = [text] if typing.get_origin(hints[key]) is tuple else text.split(",")
+        if getattr(config, key) not in [_parse(key, choice.strip(), hints[key]) for choice in choices]:
+            return False
+    return True
+
+
+def check_fields(config, names) -> None:
     fields = {f.name for f in dataclasses.fields(config)}
-    unknown = sorted(set(overrides) - fields)
+    unknown = sorted(set(names) - fields)
     if unknown:
         raise ConfigError(
             f"unknown configuration field(s) {unknown} for {type(config).__name__}; valid: {sorted(fields)}"
         )
+
+
+def apply_overrides(config, overrides: dict[str, str]):
+    """A copy of a configuration dataclass with fields set from text values, parsed by their type hints; an
+    unknown field or a value of the wrong type fails with one line."""
+    check_fields(config, overrides)
     hints = typing.get_type_hints(type(config))
     return dataclasses.replace(config, **{key: _parse(key, value, hints[key]) for key, value in overrides.items()})
 
@@ -108,16 +135,18 @@ def run_experiment(
     *,
     force: bool = False,
     overrides: dict[str, str] | None = None,
+    where: dict[str, str] | None = None,
     device: torch.device | None = None,
     tables: Path = TABLES,
     figures: Path = FIGURES,
     tf32: bool | None = None,
 ) -> Outcome:
-    """Run every configuration not yet in the result table (every one with `force`, retraining from scratch),
-    then write the comparison and the figures. Rank 0 holds the table's lock while it runs. tf32: CUDA matmuls
-    in TF32; None = on at paper scale, as the official code (recorded in every row's provenance)."""
+    """Run every configuration (of those matching `where`) not yet in the result table (every one with `force`,
+    retraining from scratch), then write the comparison and the figures. Rank 0 holds the table's lock while it
+    runs. tf32: CUDA matmuls in TF32; None = on at paper scale, as the official code (recorded in every row's
+    provenance)."""
     started = time.time()
-    configs = resolve_configs(experiment, scale, overrides)
+    configs = resolve_configs(experiment, scale, overrides, where)
     reason = experiment.missing(scale) if experiment.missing else None
     if reason:  # the comparison still lists every published number, as not run
         outputs = write_report(experiment, scale, tables) if distributed.rank() == 0 else []

@@ -30,6 +30,9 @@ from replicate.results import ROOT, read_csv, write_csv
         (["run", "wvq_table4", "--set", "K=many"], "K='many' is not a valid int"),
         (["run", "wvq_table4", "--set", "spread=nan"], "spread must be > 0"),
         (["run", "wvq_table4", "--set", "colour=red"], "unknown configuration field(s) ['colour']"),
+        (["run", "wvq_table4", "--where", "colour=red"], "unknown configuration field(s) ['colour']"),
+        (["run", "wvq_fig12", "--where", "K"], "--where expects key=value, got 'K'"),
+        (["run", "wvq_fig12", "--where", "method=mmd"], "no configuration of wvq_fig12 at scale cpu has method=mmd"),
         (
             ["run", "wvq_table4", "--set", "distribution=cauchy"],
             "unknown distribution 'cauchy'; valid: gaussian, uniform",

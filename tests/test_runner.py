@@ -22,7 +22,7 @@ from replicate.results import (
     read_csv,
     result_path,
 )
-from replicate.runner import run_experiment
+from replicate.runner import resolve_configs, run_experiment
 from replicate.train import checkpoint, tokenizer
 
 TABLE4 = EXPERIMENTS["wvq_table4"]
@@ -83,6 +83,16 @@ class _StopAfterOneEpoch(tokenizer.RunState):
         super().save(path, config, parts, context)
         if self.epoch == 1 and self.step == 0:
             raise _Stop
+
+
+def test_where_runs_only_the_configurations_with_the_named_values(tmp_path):
+    experiment = EXPERIMENTS["wvq_fig12"]
+    chosen = resolve_configs(experiment, "smoke", where={"method": "vanilla,ema", "d": "8"})
+    assert chosen and {c.method for c in chosen} == {"vanilla", "ema"}
+    assert len(chosen) == sum(c.method in ("vanilla", "ema") for c in experiment.configs("smoke"))
+    first = dataclasses.replace(experiment, configs=lambda scale: experiment.configs(scale)[:6])
+    run_experiment(first, "smoke", where={"method": "ema"}, tables=tmp_path, figures=tmp_path)
+    assert set(read_csv(result_path("wvq_fig12", "smoke", tmp_path))["method"]) == {"ema"}
 
 
 def test_machine_settings_enter_neither_the_row_nor_the_configuration_id():
