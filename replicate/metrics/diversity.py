@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from replicate.errors import ConfigError
+from replicate.metrics.codebook import perplexity
 from replicate.metrics.image import frechet_distance_of_features
 
 NEAREST_K = 5  # Naeem et al. 2020: k = 5 (with 10,000 real and fake samples), their recommended setting
@@ -107,8 +108,8 @@ def vendi_score(features: Tensor) -> float:
     norms = x.norm(dim=1, keepdim=True)
     if (norms == 0).any():
         raise ValueError("vendi_score: the cosine kernel is undefined for a zero feature vector")
-    eigenvalues = torch.linalg.svdvals(x / norms / math.sqrt(len(x))).square()
-    return float(torch.exp(-torch.special.xlogy(eigenvalues, eigenvalues).sum()))
+    eigenvalues = torch.linalg.svdvals(x / norms / math.sqrt(len(x))).square()  # they sum to trace(K / N) = 1
+    return perplexity(eigenvalues)
 
 
 def precision_recall_density_coverage(real: Tensor, fake: Tensor, nearest_k: int = NEAREST_K) -> dict[str, float]:

@@ -13,10 +13,14 @@ metrics/codebook.py.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
+from replicate.metrics.codebook import perplexity
 from replicate.quantize.base import nearest_code
+from replicate.quantize.gaussian import gaussian_fit
 
 
 def mode_coverage(reconstructions: Tensor, labels: Tensor, means: Tensor, *, share: float = 0.5) -> int:
@@ -32,9 +36,8 @@ def mode_coverage(reconstructions: Tensor, labels: Tensor, means: Tensor, *, sha
 
 def mode_entropy(decoded_codes: Tensor, means: Tensor) -> float:
     """Entropy (natural log) of the share of codes per component, codes assigned to the nearest mean."""
-    counts = torch.bincount(nearest_code(decoded_codes.float(), means.float()), minlength=len(means)).double()
-    shares = counts / counts.sum()
-    return float(-torch.special.xlogy(shares, shares).sum())
+    counts = torch.bincount(nearest_code(decoded_codes.float(), means.float()), minlength=len(means))
+    return math.log(perplexity(counts))
 
 
 def per_mode_error(data: Tensor, reconstructions: Tensor, labels: Tensor, num_modes: int) -> Tensor:
@@ -47,9 +50,5 @@ def per_mode_error(data: Tensor, reconstructions: Tensor, labels: Tensor, num_mo
 
 def effective_rank(latents: Tensor) -> float:
     """exp(entropy of the normalised eigenvalues of the covariance): 1 for a line, d for an isotropic cloud."""
-    centred = latents.double() - latents.double().mean(0)
-    eigenvalues = torch.linalg.eigvalsh(centred.T @ centred / max(len(latents) - 1, 1)).clamp_min(0)
-    if eigenvalues.sum() == 0:
-        return 0.0
-    weights = eigenvalues / eigenvalues.sum()
-    return float(torch.exp(-torch.special.xlogy(weights, weights).sum()))
+    eigenvalues = torch.linalg.eigvalsh(gaussian_fit(latents.double(), unbiased=True)[1]).clamp_min(0)
+    return 0.0 if eigenvalues.sum() == 0 else perplexity(eigenvalues)  # perplexity normalises them
