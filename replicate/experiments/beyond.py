@@ -24,8 +24,7 @@ import numpy as np
 import pandas as pd
 
 from replicate.experiments import wvq_fig12
-from replicate.experiments.wvq_vqvae import LABELS
-from replicate.report.plotting import figure
+from replicate.report.plotting import METHOD_COLOURS, METHOD_NAMES, figure
 from replicate.spec import Claim, Experiment, Figures, Tables
 
 LAWS = ("bimodal", "uniform", "student_t")
@@ -79,7 +78,7 @@ def nongaussian_claims(results: pd.DataFrame) -> list[Claim]:
             ours = rows.loc[method]
             found.append(
                 Claim(
-                    f"{law}: {LABELS[method]} reaches a lower quantization error than Wasserstein VQ",
+                    f"{law}: {METHOD_NAMES[method]} reaches a lower quantization error than Wasserstein VQ",
                     bool(ours["quant_error"] < closed["quant_error"]),
                     f"E {ours['quant_error']:.4g} vs {closed['quant_error']:.4g}; U {ours['utilization']:.4f} vs "
                     f"{closed['utilization']:.4f}; C {ours['perplexity']:.0f} vs {closed['perplexity']:.0f}",
@@ -125,7 +124,7 @@ def nongaussian_figures(tables: Tables, scale: str) -> Figures:
         for i, method in enumerate(MATCHERS):
             rows = results[results["method"] == method].set_index("distribution").reindex(laws)
             positions = np.arange(len(laws)) + (i - (len(MATCHERS) - 1) / 2) * width
-            axis.bar(positions, rows[metric], width, label=LABELS[method])
+            axis.bar(positions, rows[metric], width, color=METHOD_COLOURS[method], label=METHOD_NAMES[method])
         axis.set_xticks(np.arange(len(laws)), laws)
         axis.set_title(f"{name} at the last step")
         if metric in ("quant_error", "perplexity"):
@@ -170,7 +169,7 @@ def curves_figure(curves: pd.DataFrame, results: pd.DataFrame, panel: str, line:
     fig, axes = figure(1, len(panels), width=4.0 * len(panels), height=3.2)
     for axis, value in zip(axes[0], panels, strict=True):
         for name, rows in curves[curves[panel] == value].groupby(line):
-            axis.plot(rows["step"], np.log(rows["quant_error"]), label=LABELS.get(name, name))
+            axis.plot(rows["step"], np.log(rows["quant_error"]), color=METHOD_COLOURS[name], label=METHOD_NAMES[name])
         axis.set_title(str(value))
         axis.set_xlabel("step")
         axis.set_ylabel("ln E")

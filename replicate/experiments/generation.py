@@ -38,7 +38,7 @@ from replicate.experiments.wvq_table3 import png_image, png_text
 from replicate.metrics.projection import pca_2d
 from replicate.metrics.proxy import ProxyClassifierConfig
 from replicate.quantize.multiscale import VAR_SCALES
-from replicate.report.plotting import figure
+from replicate.report.plotting import METHOD_COLOURS, METHOD_NAMES, figure
 from replicate.results import ROOT, config_id
 from replicate.spec import Claim, Experiment, Figures, RunResult, Tables, absolute, relative
 from replicate.train.evaluate_generator import balanced_labels, evaluate_generator
@@ -48,8 +48,7 @@ from replicate.train.tokenizer import TokenizerTraining, describe_data, load_tra
 RUNS = ROOT / "runs" / "generators"  # checkpoints, token caches and per-epoch logs, git-ignored
 SCHEDULES = ("early", "deferred")
 # An arm is its tokenizer's schedule (Deferred Quantization) or its quantizer (Wasserstein VQ's open question 3).
-COLOURS = {"early": "tab:red", "deferred": "tab:blue"}
-COLOURS |= {"vanilla": "tab:grey", "ema": "tab:orange", "online": "tab:green", "wasserstein": "tab:purple"}
+COLOURS = {"early": "tab:red", "deferred": "tab:blue"} | METHOD_COLOURS
 VQ_SETTINGS = (("beta", 0.25),)  # VQGAN's and VAR's commitment weight (the paper states none)
 TOLERANCES = {  # paper scale only; MSE and LPIPS carry an unstated factor, so they are listed without one
     "rfid": relative(0.15),
@@ -281,7 +280,7 @@ def arm_label(row) -> str:
     """ "MaskGIT, deferred (CIFAR-10)", "MaskGIT, Wasserstein VQ (CIFAR-10)": generator, arm and dataset."""
     generator = {"maskgit": "MaskGIT", "var": "VAR"}.get(row["generator"], row["generator"])
     dataset = str(row["data"]).split(" (")[0].split(",")[0]
-    return f"{generator}, {wvq_vqvae.LABELS.get(arm(row), arm(row))} ({dataset})"
+    return f"{generator}, {METHOD_NAMES.get(arm(row), arm(row))} ({dataset})"
 
 
 def claims(results: pd.DataFrame) -> list[Claim]:
@@ -342,7 +341,7 @@ def wvq_claims(results: pd.DataFrame) -> list[Claim]:
         return []
     found, ours = [], means.loc["wasserstein"]
     for method in [m for m in means.index if m != "wasserstein"]:
-        other, name = means.loc[method], wvq_vqvae.LABELS.get(method, method)
+        other, name = means.loc[method], METHOD_NAMES.get(method, method)
         found.append(
             Claim(
                 f"MaskGIT on Wasserstein VQ's tokens gives a higher pixel distance than on {name}'s",

@@ -26,26 +26,19 @@ from replicate.errors import ConfigError
 from replicate.metrics.codebook import evaluate_codebook
 from replicate.quantize import PAPER_METHODS, QuantizerConfig, quantizer_config
 from replicate.quantize.gaussian import gaussian_fit, gaussian_w2
-from replicate.report.plotting import figure
+from replicate.report.plotting import METHOD_COLOURS, METHOD_NAMES, figure
 from replicate.spec import Claim, Experiment, Figures, RunResult, Tables, absolute, relative
 from replicate.train.atomic import MOMENTUM, atomic_settings, atomic_step, build_atomic
 
 MUS = tuple(float(m) for m in range(9))
 OFFICIAL_SEED = 12
-# the paper's styles: colour, marker, line
+# the paper's styles: colour (report/plotting.METHOD_COLOURS), marker, line
 STYLES = {
-    "wasserstein": ("tab:blue", "o", "-"),
-    "ema": ("tab:purple", "s", "--"),
-    "online": ("tab:orange", "+", "--"),
-    "vanilla": ("tab:brown", "*", "-."),
-    "linear": ("tab:red", "D", ":"),
-}
-LABELS = {
-    "wasserstein": "Wasserstein VQ",
-    "ema": "EMA VQ",
-    "online": "Online VQ",
-    "vanilla": "Vanilla VQ",
-    "linear": "Linear VQ",
+    "wasserstein": ("o", "-"),
+    "ema": ("s", "--"),
+    "online": ("+", "--"),
+    "vanilla": ("*", "-."),
+    "linear": ("D", ":"),
 }
 
 
@@ -180,7 +173,7 @@ def claims(results: pd.DataFrame) -> list[Claim]:
             collapsed = u.iloc[-1] < 0.05 and u.iloc[-1] <= 0.1 * u.iloc[0]
             found.append(
                 Claim(
-                    f"{LABELS[method]} utilization collapses as mu grows ({dist})",
+                    f"{METHOD_NAMES[method]} utilization collapses as mu grows ({dist})",
                     bool(collapsed),
                     f"U(mu = {u.index[0]:g}) = {u.iloc[0]:.4f}, U(mu = {u.index[-1]:g}) = {u.iloc[-1]:.5f}",
                 )
@@ -204,7 +197,8 @@ def figures(tables: Tables, scale: str) -> Figures:
         symbol = "mu" if dist == "gaussian" else "nu"
         for column, (metric, label, transform) in enumerate(panels):
             axis = axes[row, column]
-            for method, (colour, marker, line) in STYLES.items():
+            for method, (marker, line) in STYLES.items():
+                colour = METHOD_COLOURS[method]
                 ours = results[(results["distribution"] == dist) & (results["method"] == method)].sort_values("mu")
                 official = published[
                     (published["distribution"] == dist)
@@ -220,7 +214,7 @@ def figures(tables: Tables, scale: str) -> Figures:
                     linestyle=line,
                     markersize=4,
                     linewidth=1.2,
-                    label=LABELS[method],
+                    label=METHOD_NAMES[method],
                 )
                 if len(official) and not (method == "linear" and metric == "w2_distance"):
                     reference = official["value"] if transform is None else transform(official["value"])

@@ -37,7 +37,7 @@ from PIL import Image
 from replicate.experiments import wvq_vqvae
 from replicate.quantize.multiscale import VAR_SCALES, VAR_WASSERSTEIN_SETTINGS, tokens
 from replicate.quantize.wasserstein import GAN_WASSERSTEIN_SETTINGS
-from replicate.report.plotting import figure
+from replicate.report.plotting import METHOD_NAMES, figure
 from replicate.spec import Claim, Experiment, Figures, RunResult, Tables, absolute, relative
 from replicate.train.gan import GANLoss
 from replicate.train.tokenizer import TokenizerTraining, load_trained, plain_images, smoke_scale
@@ -175,7 +175,7 @@ def reconstruction_images(config: TokenizerTraining, folder) -> list[dict]:
 
 def label(row) -> str:
     """ "Multi-scale Wasserstein VQ (680 tokens)", "Vanilla VQ (256 tokens)", ..."""
-    name = wvq_vqvae.LABELS.get(row["method"], row["method"])
+    name = METHOD_NAMES.get(row["method"], row["method"])
     multiscale = isinstance(row["scales"], str) and bool(row["scales"])  # single-scale: empty (NaN once read)
     return f"{'Multi-scale ' if multiscale else ''}{name} ({row['tokens']} tokens)"
 

@@ -26,7 +26,7 @@ import torch
 from matplotlib.ticker import MaxNLocator
 
 from replicate.metrics.projection import pca_2d
-from replicate.report.plotting import figure
+from replicate.report.plotting import METHOD_COLOURS, METHOD_NAMES, figure
 from replicate.results import ROOT, config_id
 from replicate.spec import Claim, Experiment, Figures, RunResult, Tables, absolute, relative
 from replicate.train.tokenizer import (
@@ -42,8 +42,6 @@ RUNS = ROOT / "runs" / "tokenizers"  # checkpoints and per-epoch logs, git-ignor
 METHODS = ("vanilla", "ema", "online", "wasserstein")  # the four of Tables 1-10
 BEYOND_METHODS = ("mmd", "sliced_wasserstein")  # quantize/mmd.py, quantize/sliced.py: cpu Table 6 rows only
 FIG5_FEATURES, FIG5_CODES = 3000, 1000  # the paper's Fig. 5: 3,000 features (blue dots), 1,000 codes (red crosses)
-LABELS = {"vanilla": "Vanilla VQ", "ema": "EMA VQ", "online": "Online VQ", "wasserstein": "Wasserstein VQ"}
-LABELS |= {"linear": "VQ + linear", "mmd": "MMD VQ", "sliced_wasserstein": "Sliced-W2 VQ"}
 TOLERANCES = {
     "utilization": absolute(0.05),
     "perplexity": relative(0.15),
@@ -121,6 +119,11 @@ def figures(tables: Tables, scale: str) -> Figures:
     return drawn | {"usage": usage_figure(tables[""])}
 
 
+def methods_in(frame: pd.DataFrame) -> list[str]:
+    """The quantizers with rows in `frame`, in the figures' order (report/plotting.METHOD_NAMES)."""
+    return [method for method in METHOD_NAMES if method in set(frame["method"])]
+
+
 def table_settings(frame: pd.DataFrame):
     """The (dataset, K, d) settings of a table, sorted: one figure row each."""
     return frame[["dataset", "K", "d"]].drop_duplicates().sort_values(["dataset", "K", "d"]).to_records(index=False)
@@ -137,10 +140,10 @@ def curves_figure(curves: pd.DataFrame):
         shown = curves[(curves["dataset"] == dataset) & (curves["K"] == K) & (curves["d"] == d)]
         for column, (metric, label) in enumerate(metrics):
             axis = axes[row, column]
-            for method in METHODS:
+            for method in methods_in(shown):
                 rows = shown[shown["method"] == method].groupby("epoch")[metric].mean()
-                if len(rows):
-                    axis.plot(rows.index, rows.values, marker="o", markersize=3, label=LABELS[method])
+                style = dict(marker="o", markersize=3, color=METHOD_COLOURS[method], label=METHOD_NAMES[method])
+                axis.plot(rows.index, rows.values, **style)
             if metric == "perplexity":
                 axis.set_yscale("log")
             axis.set_xlabel("epoch")
@@ -152,7 +155,7 @@ def curves_figure(curves: pd.DataFrame):
     return fig
 
 
-def scatter_figure(points: pd.DataFrame, column: str = "method", names: dict[str, str] = LABELS):
+def scatter_figure(points: pd.DataFrame, column: str = "method", names: dict[str, str] = METHOD_NAMES):
     """One row per (dataset, K, d), one panel per value of `column` (the method, or the DQ schedule)."""
     settings = table_settings(points)
     columns = [value for value in names if value in set(points[column])]
@@ -184,10 +187,11 @@ def usage_figure(results: pd.DataFrame):
     for row, dataset in enumerate(datasets):
         for column, (metric, label) in enumerate((("utilization", "utilization U"), ("perplexity", "perplexity C"))):
             axis = axes[row, column]
-            for method in METHODS:
+            for method in methods_in(results[results["dataset"] == dataset]):
                 rows = results[(results["dataset"] == dataset) & (results["method"] == method)]
                 stats = rows.groupby(swept)[metric].mean()
-                axis.plot(stats.index, stats.values, marker="o", label=LABELS[method])
+                style = dict(marker="o", color=METHOD_COLOURS[method], label=METHOD_NAMES[method])
+                axis.plot(stats.index, stats.values, **style)
             axis.set_xscale("log", base=2)
             axis.set_xticks(sorted(results[swept].unique()))
             if metric == "perplexity":

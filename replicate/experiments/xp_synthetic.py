@@ -20,13 +20,12 @@ import torch
 from replicate.experiments.dq_synthetic import DIMS, SEEDS, data, run_keeping_points
 from replicate.experiments.dq_synthetic import make as dq_make
 from replicate.quantize import PAPER_METHODS
-from replicate.report.plotting import figure
+from replicate.report.plotting import METHOD_NAMES, figure
 from replicate.spec import Claim, Experiment, Figures, RunResult, Tables
 from replicate.train.synthetic import SyntheticTraining
 
 SCHEDULES = ("early", "deferred")
 QUEUE_BATCHES = 8
-LABELS = {"vanilla": "Vanilla", "ema": "EMA", "online": "Online", "linear": "Linear", "wasserstein": "Wasserstein"}
 
 
 def make(dim: int, schedule: str, method: str, **fields) -> SyntheticTraining:
@@ -59,7 +58,7 @@ def claims(results: pd.DataFrame) -> list[Claim]:
             f"C {r[('perplexity', 'early')]:.1f} vs {r[('perplexity', 'deferred')]:.1f}"
             for d, r in rows.iterrows()
         )
-        text = f"{LABELS[method]} VQ with early quantization matches deferred quantization (no shrinkage)"
+        text = f"{METHOD_NAMES[method]} with early quantization matches deferred quantization (no shrinkage)"
         if method == "wasserstein":
             text += ": Wasserstein VQ makes deferral unnecessary"
         found.append(Claim(text, bool((modes_ok & perplexity_ok).all()), f"early vs deferred, {detail}"))
@@ -98,7 +97,7 @@ def figures(tables: Tables, scale: str) -> Figures:
                     error_kw={"linewidth": 0.8},
                     **style,
                 )
-            axis.set_xticks(positions, [LABELS[m] for m in methods], rotation=30, fontsize=7)
+            axis.set_xticks(positions, [METHOD_NAMES[m] for m in methods], rotation=30, fontsize=7)
             axis.set_title(f"D={dim}: {label}")
     axes[0, 0].legend(frameon=False)
     fig.suptitle(
