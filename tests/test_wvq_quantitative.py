@@ -46,7 +46,7 @@ def test_cpu_scale_results_show_u_and_c_falling_as_distributions_move_apart(name
     assert failures["U falls"] == [] and failures["C falls"] == []
 
 
-# The one curve on which E does not grow, as the README reports it: Fig. 10's codes N(0, sigma^2 I) against features
+# The one curve on which E does not grow, as REPORT.md reports it: Fig. 10's codes N(0, sigma^2 I) against features
 # N(0, I) in d = 2 (the d sweep's d = 2 point, at the default K and N).
 E_EXCEPTIONS = {"wvq_fig10": [("scale", "d", DEFAULTS["K"], 2, DEFAULTS["N"])], "wvq_fig11": []}
 
