@@ -100,6 +100,29 @@ def test_every_published_number_appears_in_the_comparison_as_not_run_or_cited_wi
     assert set(comparison["verdict"][~cited]) == {"not run at this scale"}
 
 
+def test_table3_cpu_rows_are_the_two_wasserstein_tokenizers_and_both_baselines():
+    rows = {(c.method, bool(c.scales)) for c in EXPERIMENTS["wvq_table3"].configs("cpu")}
+    assert rows == {("wasserstein", False), ("wasserstein", True), ("vanilla", False), ("ema", False)}
+
+
+def test_table3_claims_compare_wasserstein_with_every_baseline_that_ran():
+    frame = pd.DataFrame(
+        {
+            "method": ["wasserstein", "wasserstein", "vanilla", "ema"],
+            "tokens": [256, 680, 256, 256],
+            "K": 16384,
+            "utilization": [0.97, 0.99, 0.40, 0.98],
+            "psnr": [24.0, 25.0, 23.0, 23.5],
+            "ssim": [0.70, 0.75, 0.65, 0.66],
+        }
+    )
+    claims = {c.text: c.holds for c in EXPERIMENTS["wvq_table3"].claims(frame)}
+    assert claims["K = 16384, 256 tokens: Wasserstein VQ's U is above Vanilla VQ's"] is True
+    assert claims["K = 16384, 256 tokens: Wasserstein VQ's U is above EMA VQ's"] is False
+    assert claims["K = 16384: multi-scale Wasserstein VQ has a higher PSNR than single-scale"] is True
+    assert len(claims) == 6  # U >= 0.95 for both Wasserstein rows, PSNR, SSIM, two baselines
+
+
 def test_experiment_without_cpu_scale_is_skipped_with_its_reason_and_lists_published_numbers(tmp_path):
     outcome = run_experiment(EXPERIMENTS["wvq_table1"], "cpu", tables=tmp_path, figures=tmp_path)
     assert outcome.status == "skipped" and "no cpu-scale version" in outcome.reason
