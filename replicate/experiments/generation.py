@@ -449,6 +449,11 @@ def latents_figure(points: pd.DataFrame, results: pd.DataFrame):
         axis.set_xticks([])
         axis.set_yticks([])
     axes[0, 0].legend(frameon=False, fontsize=7, markerscale=4)
+    per_panel = points.groupby(["config_id", "kind"]).size().max()
+    fig.suptitle(
+        f"Codes of up to {per_panel:,} real and {per_panel:,} generated tokens per panel, on the real codes' two "
+        "principal axes (as Deferred Quantization V2 Fig. 5)"
+    )
     fig.tight_layout()
     return fig
 
