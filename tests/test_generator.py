@@ -9,6 +9,7 @@ import pytest
 import torch
 from conftest import two_rank_parameters
 
+from replicate import distributed
 from replicate.errors import ConfigError
 from replicate.experiments import wvq_vqvae
 from replicate.metrics.proxy import ProxyClassifier, ProxyClassifierConfig
@@ -93,6 +94,19 @@ def test_a_finished_run_ignores_the_tokenizer_run_options(trained):
     other = dataclasses.replace(SINGLE, num_workers=1, checkpoint_every=7, data_root="elsewhere")
     again = train_generator(generator_config("maskgit", tokenizer=other, checkpoint_every=5), folder, progress=False)
     pd.testing.assert_frame_equal(history, again)
+
+
+def test_a_run_counts_its_seconds_over_every_resumed_segment_but_not_the_pause(tmp_path, monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr(checkpoint.time, "monotonic", lambda: now[0])
+    config, context = generator_config("maskgit"), distributed.setup("cpu")
+    run = checkpoint.RunState()
+    now[0] = 130.0  # 30 s of training, then the checkpoint and a stop
+    run.save(tmp_path / "checkpoint.pt", config, {}, context)
+    now[0] = 1000.0  # resumed much later
+    resumed = checkpoint.RunState.restore(tmp_path / "checkpoint.pt", config, {})
+    now[0] = 1010.0
+    assert resumed.next_epoch().seconds == 40.0
 
 
 def test_maskgit_loss_falls_from_the_first_epoch_to_the_second(trained):

@@ -7,6 +7,7 @@ import dataclasses
 import os
 import pickle
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -45,9 +46,10 @@ def load_checkpoint(path: Path) -> dict | None:
 @dataclasses.dataclass
 class RunState:
     """Where a training run (tokenizer or generator) stands: the next (epoch, step in epoch), the evaluation rows so
-    far, this epoch's loss sum and step count, and the code revisions that trained it (more than one when a run was
-    resumed after a change of the code). Saved with the run's parts (model, optimizers, discriminator: anything with
-    state_dict) in one atomic checkpoint, with the configuration's id."""
+    far, this epoch's loss sum and step count, the code revisions that trained it (more than one when a run was
+    resumed after a change of the code) and its wall-clock seconds summed over every resumed segment. Saved with
+    the run's parts (model, optimizers, discriminator: anything with state_dict) in one atomic checkpoint, with the
+    configuration's id."""
 
     epoch: int = 0
     step: int = 0
@@ -55,6 +57,21 @@ class RunState:
     loss_sum: float = 0.0
     loss_steps: int = 0
     revisions: list = dataclasses.field(default_factory=lambda: [git_revision()])
+    seconds: float = 0.0  # training and evaluation so far; checkpoints older than this field count from their resume
+
+    def __post_init__(self) -> None:
+        self._since = time.monotonic()  # not a field: not saved
+
+    def tick(self) -> float:
+        """Add the time since the last tick (or since this state was made or restored) to `seconds`."""
+        now = time.monotonic()
+        self.seconds, self._since = self.seconds + now - self._since, now
+        return self.seconds
+
+    def next_epoch(self) -> RunState:
+        """The state at the start of the next epoch: loss sums reset, history, revisions and seconds kept."""
+        self.tick()
+        return dataclasses.replace(self, epoch=self.epoch + 1, step=0, loss_sum=0.0, loss_steps=0)
 
     def note_revision(self) -> None:
         """Training goes on under the current code: name it if it is not the last that trained the run."""
@@ -63,6 +80,7 @@ class RunState:
 
     def save(self, path: Path, config, parts: dict[str, Any], context: distributed.Context) -> None:
         if context.is_main:
+            self.tick()
             state = {"config_id": config_id(config)} | {name: part.state_dict() for name, part in parts.items()}
             save_checkpoint(path, {**state, "run": dataclasses.asdict(self)})
         distributed.barrier()

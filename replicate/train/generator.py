@@ -309,11 +309,12 @@ def train_generator(
                 "step": (run.epoch + 1) * steps_per_epoch,
                 "train_loss": loss_sum / max(count, 1),
                 "train_accuracy": accuracy_sum / max(count, 1),
+                "train_seconds": round(run.tick(), 1),  # since the start, over every resumed segment
             }
         )
         if context.is_main:
             write_csv(run_dir / "train.csv", pd.DataFrame(run.history))
-        run = RunState(run.epoch + 1, 0, run.history, revisions=run.revisions)
+        run = run.next_epoch()
         tally.accuracy_sum = 0.0
         run.save(checkpoint_path, config.trained_part(), parts, context)
     history = pd.DataFrame(run.history)

@@ -336,11 +336,12 @@ def train_tokenizer(
                         "step": (run.epoch + 1) * steps_per_epoch,
                         "train_loss": run.loss_sum / max(run.loss_steps, 1),
                         **row,
+                        "train_seconds": round(run.tick(), 1),  # since the start, over every resumed segment
                     }
                 )
                 write_csv(run_dir / "eval.csv", pd.DataFrame(run.history))
             distributed.barrier()
-        run = RunState(run.epoch + 1, 0, run.history, revisions=run.revisions)
+        run = run.next_epoch()
         run.save(checkpoint_path, config, parts, context)
     history = pd.DataFrame(run.history)
     history["train_revisions"] = "+".join(run.revisions)  # the code revisions that trained this tokenizer
