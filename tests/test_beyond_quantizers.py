@@ -41,6 +41,24 @@ def test_mmd_is_the_v_statistic_over_all_pairs_with_the_joint_mean_distance_as_b
     assert float(mmd_squared(features, codes)) == pytest.approx(float(expected), rel=1e-10)
 
 
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-10), (torch.float32, 1e-4)])
+def test_mmd_hand_written_gradient_equals_autograd_through_the_kernel_formula(dtype, tolerance):
+    """MeanKernel's backward against autograd through the formula of the test above, the bandwidth held fixed
+    (it is detached in both); the codes appear in the cross term and, twice, in their own term."""
+    features, start = torch.randn(30, 3, dtype=dtype), torch.randn(20, 3, dtype=dtype) + 0.5
+    h = mmd_bandwidth(features, start)
+    codes, reference = start.clone().requires_grad_(), start.clone().requires_grad_()
+    mmd_squared(features, codes, h).backward()
+
+    def mean_kernel(a, b):
+        distance = (a[:, None] - b[None]).square().sum(-1) / math.sqrt(3)
+        return (torch.exp(-distance / h.to(dtype)) + torch.exp(-distance / (2 * h.to(dtype)))).mean()
+
+    expected = mean_kernel(features, features) - 2 * mean_kernel(features, reference)
+    (expected + mean_kernel(reference, reference)).backward()
+    assert torch.allclose(codes.grad, reference.grad, rtol=tolerance, atol=tolerance * reference.grad.abs().max())
+
+
 def test_mmd_bandwidth_equals_the_hand_formula_on_three_points():
     """Features (0, 0), (1, 0) and code (0, 2): squared distances 1, 4, 5, each pair counted twice, over sqrt(2);
     N = 3, so h = 2 (1 + 4 + 5) / sqrt(2) / (9 - 3)."""

@@ -286,7 +286,7 @@ def claims(results: pd.DataFrame) -> list[Claim]:
 
 CPU_TABLE6 = [dataclasses.replace(paper_config("cifar10", m, 8192), **CPU_SHORTENING) for m in METHODS]
 # Beyond the papers (issue 14): the MMD and sliced W2 quantizers beside them, at their module defaults. MMD's
-# kernels at 8,192 features (128 x 8 x 8) and K = 8192 need ~2 GB (quantize/mmd.py's fit): no subsampling.
+# kernels at 8,192 features (128 x 8 x 8) and K = 8192 need ~0.8 GB (quantize/mmd.py's fit): no subsampling.
 CPU_BEYOND = [dataclasses.replace(paper_config("cifar10", m, 8192), **CPU_SHORTENING) for m in BEYOND_METHODS]
 # Stand-ins on the data this machine has (shared/data), about 20 minutes a row here. Measured 2026-11-25 (2 threads,
 # nothing else running, Wasserstein VQ at the largest K; /tmp script timing 20 vs 70 steps): Table 8 stand-in 1.27
