@@ -119,10 +119,11 @@ CPU_TOKENIZER = dict(  # the CIFAR sweep's cpu tokenizer budget: 2 epochs of 20,
 )
 CPU_ODIR = dict(dataset="odir256", epochs=30, batch_size=64, max_train_images=None)  # 1,171 training images
 # Measured 2026-11-25 (2 threads, nothing else running; 20 steps on random tokens, K = 8192): MaskGIT 1.23 s a step
-# of 64 images (64 tokens), VAR 3.61 s (155 tokens); sampling 250 images 36 s (MaskGIT, 8 steps) and 45 s (VAR).
+# of 64 images (64 tokens), VAR 3.61 s (155 tokens); sampling 250 images 36 s (MaskGIT, 8 steps) and 45 s (VAR),
+# 17 s and 32 s since the inverse-CDF sampler (models/sampling.py; 2026-11-26, depth 4, width 256).
 # Budget ~30 min of training per CIFAR generator: MaskGIT 5 epochs of 312 steps (~32 min), VAR 2 epochs (~38 min);
 # ODIR (18 steps an epoch): VAR 10 epochs (~11 min). Evaluation: 3 x 500 samples, the grid and the latent points,
-# ~5 min a generator. All 6 arms with their tokenizers: ~3.5 h.
+# ~3-4 min a generator. All 6 arms with their tokenizers: ~3.3 h.
 CPU_GENERATOR = dict(depth=4, width=256, heads=4, batch_size=64, lr=3e-4, adam_betas=(0.9, 0.95))
 CPU_GENERATOR |= dict(weight_decay=0.05, warmup_steps=200, grad_clip=2.0, eval_samples=500)
 CPU_EPOCHS = {("cifar10-lossless", "maskgit"): 5, ("cifar10-lossless", "var"): 2, ("odir256", "var"): 10}

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from replicate.errors import ConfigError
+from replicate.models.sampling import categorical
 
 
 @dataclass(frozen=True)
@@ -219,18 +220,19 @@ def sample(
         tokens = torch.full((labels.shape[0], n), model.mask_id, dtype=torch.long, device=device)
         for t, left in enumerate(masked_after_steps(n, config.steps)):
             masked = tokens == model.mask_id
-            logits = _logits(model, tokens, labels, config)
+            logits = _logits(model, tokens, labels, config)[masked]  # only masked positions draw a token
             if config.temperature > 0:
                 logits = logits / config.temperature
-                drawn = (logits + _gumbel(logits.shape, generator, device)).argmax(-1)  # Gumbel-max sampling
+                drawn = categorical(logits, generator)
             else:
                 drawn = logits.argmax(-1)
-            confidence = logits.log_softmax(-1).gather(-1, drawn[..., None])[..., 0]
+            log_probability = logits.log_softmax(-1).gather(-1, drawn[:, None])[:, 0]
+            tokens = tokens.masked_scatter(masked, drawn)
+            confidence = torch.full(masked.shape, math.inf, dtype=log_probability.dtype, device=device)  # stay fixed
+            confidence = confidence.masked_scatter(masked, log_probability)
             noise = config.choice_temperature * (1 - (t + 1) / config.steps)
             if noise > 0:
                 confidence = confidence + noise * _gumbel(confidence.shape, generator, device)
-            tokens = torch.where(masked, drawn, tokens)
-            confidence = confidence.masked_fill(~masked, math.inf)  # fixed tokens stay fixed
             if left > 0:
                 tokens.scatter_(1, confidence.topk(left, dim=1, largest=False).indices, model.mask_id)
             if on_step is not None:

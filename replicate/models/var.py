@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from replicate.errors import ConfigError
+from replicate.models.sampling import categorical
 from replicate.quantize.multiscale import VAR_SCALES, check_scales, downsample, tokens, upsample
 
 
@@ -296,15 +297,19 @@ def _guided_logits(model: VAR, inputs: Tensor, labels: Tensor, config: SamplingC
 
 
 def _draw(logits: Tensor, config: SamplingConfig, generator: torch.Generator) -> Tensor:
-    """One token per row of logits (B, n, K) after temperature, top-k and top-p (nucleus) filtering."""
+    """One token per row of logits (B, n, K) after temperature, top-k and top-p (nucleus) filtering. With top-k the
+    candidates are the k largest logits, sorted (top-p then needs no sort over all K: at K = 8192 and 16,000 rows,
+    0.95 s instead of 4.3 s for the sort; 2 cores, 2026-11-26)."""
     logits = logits / config.temperature
     if config.top_k is not None and config.top_k < logits.shape[-1]:
-        kth = logits.topk(config.top_k, dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
+        logits, candidates = logits.topk(config.top_k, dim=-1)  # descending
+    elif config.top_p is not None:
+        logits, candidates = logits.sort(dim=-1, descending=True)
+    else:
+        candidates = None
     if config.top_p is not None:
-        ordered, order = logits.sort(dim=-1, descending=True)
-        probs = ordered.softmax(-1)
+        probs = logits.softmax(-1)
         outside = probs.cumsum(-1) - probs >= config.top_p  # the mass before the token already reaches top_p
-        logits = logits.masked_fill(torch.zeros_like(outside).scatter(-1, order, outside), float("-inf"))
-    probs = logits.softmax(-1).flatten(0, -2)
-    return torch.multinomial(probs, 1, generator=generator).view(logits.shape[:-1])
+        logits = logits.masked_fill(outside, float("-inf"))
+    drawn = categorical(logits, generator)
+    return drawn if candidates is None else candidates.gather(-1, drawn[..., None])[..., 0]
