@@ -123,7 +123,7 @@ CPU_ODIR = dict(dataset="odir256", epochs=30, batch_size=64, max_train_images=No
 # 17 s and 32 s since the inverse-CDF sampler (models/sampling.py; 2026-11-26, depth 4, width 256).
 # Budget ~30 min of training per CIFAR generator: MaskGIT 5 epochs of 312 steps (~32 min), VAR 2 epochs (~38 min);
 # ODIR (18 steps an epoch): VAR 10 epochs (~11 min). Evaluation: 3 x 500 samples, the grid and the latent points,
-# ~3-4 min a generator. All 6 arms with their tokenizers: ~3.3 h.
+# ~5 min a generator (estimated before the faster sampler). All 6 arms with their tokenizers: ~3.5 h.
 CPU_GENERATOR = dict(depth=4, width=256, heads=4, batch_size=64, lr=3e-4, adam_betas=(0.9, 0.95))
 CPU_GENERATOR |= dict(weight_decay=0.05, warmup_steps=200, grad_clip=2.0, eval_samples=500)
 CPU_EPOCHS = {("cifar10-lossless", "maskgit"): 5, ("cifar10-lossless", "var"): 2, ("odir256", "var"): 10}
