@@ -3,6 +3,8 @@ and a whole-set (E, U, C) evaluation, each against the naive full-matrix referen
 
   python -m replicate bench                 # a table
   python -m replicate bench --json          # one JSON object per line: name, method, K, N, d, seconds_per_step, peak_mb
+  python -m replicate bench --train         # tokenizer training throughput instead
+  python -m replicate bench --sample        # sampling time of the cpu-scale generators instead
 
 Peak memory is the rise of the process's peak resident set (CPU; reset through /proc/self/clear_refs) or of
 torch's peak allocation (CUDA) above the level before the call.
@@ -49,6 +51,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch", default="128,32", help="with --train: batch sizes for 32 px and 256 px")
     parser.add_argument(
+        "--sample",
+        type=int,
+        default=0,
+        metavar="IMAGES",
+        help="instead: seconds to sample this many images with the cpu-scale MaskGIT and VAR (untrained, K = 8192)",
+    )
+    parser.add_argument(
         "--variants",
         action="store_true",
         help="with --train: also the cpu-scale model under bf16 autocast, channels-last and torch.compile",
@@ -71,6 +80,13 @@ def main(args: argparse.Namespace) -> int:
             {"name": name, "method": method, "K": K, "N": N, "d": args.d, **_measure(call, args.repeats, device, skip)}
         )
 
+    if args.sample:
+        if not args.json:
+            print(f"device: {device} ({torch.get_num_threads()} CPU threads); N = images sampled, a step = all N")
+            print(f"{'name':<22}{'method':<13}{'K':>8}{'s/step':>11}{'vectors/s':>13}{'peak MB':>10}  note")
+        for generator in ("maskgit", "var"):
+            report(f"sample/{generator}", "-", 8192, args.sample, _sampling_runner(generator, args.sample, device))
+        return 0
     if args.train:
         batches = [int(b) for b in args.batch.split(",")]
         if not args.json:
@@ -141,6 +157,24 @@ def _training_runner(
     optimizer = build_optimizer(model, training)
     objective = Objective(training.gan_loss())
     return lambda: train_step(model, model, optimizer, images, training, 0, True, objective, epoch=1)
+
+
+def _sampling_runner(generator: str, images: int, device: torch.device) -> Callable[[], object]:
+    """Sampling `images` with the cpu-scale generator of dq_generation (experiments/generation.py: size, scales and
+    the sampling defaults of the model's module), untrained: the cost does not depend on the weights."""
+    from replicate.experiments.generation import CPU_GENERATOR, CPU_SCALES
+    from replicate.models import maskgit, var
+
+    torch.manual_seed(0)
+    size = {key: CPU_GENERATOR[key] for key in ("depth", "width", "heads")}
+    labels = torch.arange(images, device=device) % 10
+    seed = torch.Generator(device=device).manual_seed(0)
+    if generator == "maskgit":
+        model = maskgit.MaskGIT(maskgit.MaskGITConfig(vocab_size=8192, grid=8, num_classes=10, **size)).to(device)
+        return lambda: maskgit.sample(model, labels, maskgit.SamplingConfig(), seed)
+    config = var.VARConfig(vocab_size=8192, code_dim=8, num_classes=10, scales=CPU_SCALES, **size)
+    model, codebook = var.VAR(config).to(device), torch.randn(8192, 8, device=device)
+    return lambda: var.sample(model, codebook, labels, var.SamplingConfig(), seed)
 
 
 CPU_SCALE_VARIANTS = {  # the cpu-scale Table 6 model (32 px, ch 32, K = 8192, batch 128) under each speed option

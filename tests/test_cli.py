@@ -105,6 +105,13 @@ def test_bench_json_lines_have_the_documented_keys(capsys):
         assert {"name", "method", "K", "N", "d", "seconds_per_step", "peak_mb"} <= set(record)
 
 
+def test_bench_sample_times_both_cpu_generators(capsys):
+    assert main(["bench", "--json", "--sample", "4", "--repeats", "1"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["name"], r["N"]) for r in records] == [("sample/maskgit", 4), ("sample/var", 4)]
+    assert all(r["seconds_per_step"] > 0 for r in records)
+
+
 def test_experiment_with_missing_data_is_skipped_with_its_reason_and_others_go_on(tmp_path, capsys, monkeypatch):
     import dataclasses
 
