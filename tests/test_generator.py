@@ -143,7 +143,7 @@ def test_a_stopped_run_resumes_to_the_same_history(trained, kind, stop, tmp_path
 @pytest.mark.parametrize("kind", ["maskgit", "var"])
 def test_generated_images_have_the_tokenizer_resolution_in_range_and_repeat_for_a_fixed_seed(trained, kind):
     folder, _ = trained[kind]
-    config = generator_config(kind, sampling=(("guidance_scale", 0.0),))
+    config = generator_config(kind, sampling=(("guidance_scale", 0.0),), sample_batch=2)  # batches of 2 and 1
     labels = torch.tensor([0, 1, 2])
     first, second = generate(config, folder, labels, "cpu"), generate(config, folder, labels, "cpu")
     length = 256 if kind == "maskgit" else token_count(MULTI.scales)
@@ -164,6 +164,7 @@ def test_generated_images_have_the_tokenizer_resolution_in_range_and_repeat_for_
         ("var", {"sampling": (("steps", 4),)}, "unknown var sampling field 'steps'"),
         ("maskgit", {"width": 33}, "multiple of heads"),
         ("maskgit", {"warmup_steps": -1}, "warmup_steps"),
+        ("var", {"sample_batch": 0}, "sample_batch must be >= 1"),
     ],
 )
 def test_invalid_configurations_fail_with_one_line(kind, changes, message):

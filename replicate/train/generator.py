@@ -44,7 +44,7 @@ from replicate.train.tokenizer import (
     train_tokenizer,
 )
 
-EVALUATION_FIELDS = ("eval_samples", "max_pairs", "sample_seeds", "proxy_network")  # see trained_part
+EVALUATION_FIELDS = ("eval_samples", "max_pairs", "sample_seeds", "proxy_network", "sample_batch")  # see trained_part
 GENERATORS = {"maskgit": (maskgit.MaskGITConfig, maskgit.SamplingConfig), "var": (var.VARConfig, var.SamplingConfig)}
 
 
@@ -71,6 +71,10 @@ class GeneratorTraining:
     max_pairs: int | None = 20_000  # random pairs of the pixel distance; None: all pairs
     sample_seeds: tuple[int, ...] = (0, 1, 2)  # one set of eval_samples per seed: the metrics' mean and spread
     proxy_network: ProxyClassifierConfig | None = None  # the labelled proxy of fidelity (metrics/proxy.py); None: none
+    # Images sampled and decoded at once, one generator stream across the batches: bounds memory (the logits of a
+    # batch: B x tokens x K floats, twice with guidance; VAR at 680 tokens, K = 16,384: ~90 MB an image), not the law
+    # of the samples. Our choice; the cpu VAR at 250 images peaks at 6.8 GB (README, Performance).
+    sample_batch: int = 100
     checkpoint_every: int = field(default=500, metadata=RUN_OPTION)  # steps
 
     def __post_init__(self) -> None:
@@ -80,7 +84,8 @@ class GeneratorTraining:
             raise ConfigError("maskgit needs a single-scale tokenizer (scales=()); use var for a multi-scale one")
         if self.generator == "var" and not self.tokenizer.scales:
             raise ConfigError("var needs a multi-scale tokenizer (scales set); use maskgit for a single-scale one")
-        for name in ("depth", "width", "heads", "epochs", "batch_size", "checkpoint_every", "eval_samples"):
+        counts = ("depth", "width", "heads", "epochs", "batch_size", "checkpoint_every", "eval_samples", "sample_batch")
+        for name in counts:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
@@ -326,8 +331,8 @@ def train_generator(
 def generate(
     config: GeneratorTraining, run_dir: Path, labels: Tensor, device: str | torch.device, seed: int | None = None
 ) -> Generated:
-    """Samples of a trained generator for `labels` (B,), decoded by its tokenizer; the draws are seeded by `seed`
-    (default config.seed), so the same call gives the same samples."""
+    """Samples of a trained generator for `labels` (B,), decoded by its tokenizer, on the CPU; drawn sample_batch
+    at a time from one stream seeded by `seed` (default config.seed), so the same call gives the same samples."""
     state = load_checkpoint(run_dir / "checkpoint.pt")
     if state is None:
         raise ReplicateError(f"no checkpoint in {run_dir}: train the generator first")
@@ -337,17 +342,20 @@ def generate(
     model = model.to(device).eval()
     tokenizer = load_trained(config.tokenizer, tokenizer_dir(config)).to(device)
     codebook = tokenizer.quantizer.codebook().detach()
-    labels = labels.to(device)
     generator = torch.Generator(device=device).manual_seed(config.seed if seed is None else seed)
-    if config.generator == "maskgit":
-        tokens = maskgit.sample(model, labels, config.sampling_config(), generator)
-        side = config.tokenizer.model_config().latent_resolution
-        latents = codebook[tokens].reshape(len(labels), side, side, -1)
-    else:
-        maps = var.sample(model, codebook, labels, config.sampling_config(), generator)
-        tokens = torch.cat([m.reshape(len(labels), -1) for m in maps], 1)
-        latents = var.accumulate(maps, codebook, config.tokenizer.scales)
-    return Generated(tokens=tokens, images=tokenizer.decode(latents).clamp(-1, 1))
+    side = config.tokenizer.model_config().latent_resolution
+    all_tokens, all_images = [], []
+    for batch in labels.to(device).split(config.sample_batch):
+        if config.generator == "maskgit":
+            tokens = maskgit.sample(model, batch, config.sampling_config(), generator)
+            latents = codebook[tokens].reshape(len(batch), side, side, -1)
+        else:
+            maps = var.sample(model, codebook, batch, config.sampling_config(), generator)
+            tokens = torch.cat([m.reshape(len(batch), -1) for m in maps], 1)
+            latents = var.accumulate(maps, codebook, config.tokenizer.scales)
+        all_tokens.append(tokens.cpu())
+        all_images.append(tokenizer.decode(latents).clamp(-1, 1).cpu())
+    return Generated(tokens=torch.cat(all_tokens), images=torch.cat(all_images))
 
 
 def token_usage(tokens: Tensor, K: int) -> dict[str, float]:
