@@ -51,15 +51,24 @@ def test_random_mask_hides_ceil_of_ratio_times_n_positions_within_1_to_n():
 class NoisyAtUnmasked(MaskGIT):
     """MaskGIT whose logits are scrambled wherever the input token is not [MASK]."""
 
-    def forward(self, tokens, labels):
+    def forward(self, tokens, labels, at=None):
         logits = super().forward(tokens, labels)
-        return logits + 100 * torch.randn_like(logits) * (tokens != self.mask_id)[..., None]
+        logits = logits + 100 * torch.randn_like(logits) * (tokens != self.mask_id)[..., None]
+        return logits if at is None else logits[at]
 
 
 class NoisyAtMasked(MaskGIT):
-    def forward(self, tokens, labels):
+    def forward(self, tokens, labels, at=None):
         logits = super().forward(tokens, labels)
-        return logits + 100 * torch.randn_like(logits) * (tokens == self.mask_id)[..., None]
+        logits = logits + 100 * torch.randn_like(logits) * (tokens == self.mask_id)[..., None]
+        return logits if at is None else logits[at]
+
+
+def test_logits_at_chosen_positions_are_those_rows_of_the_full_logits():
+    model = MaskGIT(tiny()).eval()
+    tokens, labels = torch.randint(0, 8, (4, 16)), torch.randint(0, 2, (4,))
+    at = torch.rand(4, 16, generator=seeded(3)) < 0.5
+    assert torch.allclose(model(tokens, labels, at), model(tokens, labels)[at], atol=1e-6)
 
 
 def test_loss_ignores_logits_at_unmasked_positions():

@@ -73,7 +73,7 @@ class GeneratorTraining:
     proxy_network: ProxyClassifierConfig | None = None  # the labelled proxy of fidelity (metrics/proxy.py); None: none
     # Images sampled and decoded at once, one generator stream across the batches: bounds memory (the logits of a
     # batch: B x tokens x K floats, twice with guidance; VAR at 680 tokens, K = 16,384: ~90 MB an image), not the law
-    # of the samples. Our choice; the cpu VAR at 250 images peaks at 6.8 GB (README, Performance).
+    # of the samples. Our choice; the cpu VAR at 250 images peaks at 7.0 GB (README, Performance).
     sample_batch: int = 100
     checkpoint_every: int = field(default=500, metadata=RUN_OPTION)  # steps
 
