@@ -121,9 +121,9 @@ CPU_ODIR = dict(dataset="odir256", epochs=30, batch_size=64, max_train_images=No
 # Measured 2026-11-25 (2 threads, nothing else running; 20 steps on random tokens, K = 8192): MaskGIT 1.23 s a step
 # of 64 images (64 tokens), VAR 3.61 s (155 tokens); sampling 250 images 36 s (MaskGIT, 8 steps) and 45 s (VAR).
 # 2026-11-26, after MaskGIT's head runs at the masked positions only and the inverse-CDF sampler (models/sampling.py):
-# MaskGIT 0.99 s a step, sampling 250 images 14.7 s (MaskGIT) and 30.6 s (VAR) (`bench --sample 250`).
-# Budget ~30 min of training per CIFAR generator: MaskGIT 6 epochs of 312 steps (~31 min), VAR 2 epochs (~38 min);
-# ODIR (18 steps an epoch): VAR 10 epochs (~11 min). Evaluation: 3 x 500 samples, the grid and the latent points,
+# MaskGIT 0.99 s a step, sampling 250 images 14.7 s (MaskGIT) and 30.6 s (VAR) (`bench --sample 250`); VAR 2.77 s
+# a step with its cross-entropy over contiguous rows. Budget ~30 min of training per CIFAR generator: MaskGIT 6
+# epochs of 312 steps (~31 min), VAR 2 epochs (~29 min); ODIR (18 steps an epoch): VAR 10 epochs (~8 min). Evaluation: 3 x 500 samples, the grid and the latent points,
 # ~5 min a generator (estimated before the faster sampler). All 6 arms with their tokenizers: ~3.5 h.
 CPU_GENERATOR = dict(depth=4, width=256, heads=4, batch_size=64, lr=3e-4, adam_betas=(0.9, 0.95))
 CPU_GENERATOR |= dict(weight_decay=0.05, warmup_steps=200, grad_clip=2.0, eval_samples=500)
