@@ -123,8 +123,9 @@ CPU_ODIR = dict(dataset="odir256", epochs=30, batch_size=64, max_train_images=No
 # 2026-11-26, after MaskGIT's head runs at the masked positions only and the inverse-CDF sampler (models/sampling.py):
 # MaskGIT 0.99 s a step, sampling 250 images 14.7 s (MaskGIT) and 30.6 s (VAR) (`bench --sample 250`); VAR 2.77 s
 # a step with its cross-entropy over contiguous rows. Budget ~30 min of training per CIFAR generator: MaskGIT 6
-# epochs of 312 steps (~31 min), VAR 2 epochs (~29 min); ODIR (18 steps an epoch): VAR 10 epochs (~8 min). Evaluation: 3 x 500 samples, the grid and the latent points,
-# ~5 min a generator (estimated before the faster sampler). All 6 arms with their tokenizers: ~3.5 h.
+# epochs of 312 steps (~31 min), VAR 2 epochs (~29 min); ODIR (18 steps an epoch): VAR 10 epochs (~8 min).
+# Evaluation: 3 x 500 samples, the grid and the latent points, ~5 min a generator (estimated before the faster
+# sampler). All 6 arms with their tokenizers: ~3.3 h (estimated).
 CPU_GENERATOR = dict(depth=4, width=256, heads=4, batch_size=64, lr=3e-4, adam_betas=(0.9, 0.95))
 CPU_GENERATOR |= dict(weight_decay=0.05, warmup_steps=200, grad_clip=2.0, eval_samples=500)
 CPU_EPOCHS = {("cifar10-lossless", "maskgit"): 6, ("cifar10-lossless", "var"): 2, ("odir256", "var"): 10}
