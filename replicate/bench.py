@@ -162,19 +162,19 @@ def _training_runner(
 def _sampling_runner(generator: str, images: int, device: torch.device) -> Callable[[], object]:
     """Sampling `images` with the cpu-scale generator of dq_generation (experiments/generation.py: size, scales and
     the sampling defaults of the model's module), untrained: the cost does not depend on the weights."""
-    from replicate.experiments.generation import CPU_GENERATOR, CPU_SCALES
+    from replicate.experiments.generation import cpu_arm
     from replicate.models import maskgit, var
+    from replicate.train.generator import build_generator
 
     torch.manual_seed(0)
-    size = {key: CPU_GENERATOR[key] for key in ("depth", "width", "heads")}
+    config = cpu_arm("cifar10-lossless", generator, "early")  # the model sizes of the run, one definition
+    model = build_generator(config, 10).to(device)
     labels = torch.arange(images, device=device) % 10
     seed = torch.Generator(device=device).manual_seed(0)
     if generator == "maskgit":
-        model = maskgit.MaskGIT(maskgit.MaskGITConfig(vocab_size=8192, grid=8, num_classes=10, **size)).to(device)
-        return lambda: maskgit.sample(model, labels, maskgit.SamplingConfig(), seed)
-    config = var.VARConfig(vocab_size=8192, code_dim=8, num_classes=10, scales=CPU_SCALES, **size)
-    model, codebook = var.VAR(config).to(device), torch.randn(8192, 8, device=device)
-    return lambda: var.sample(model, codebook, labels, var.SamplingConfig(), seed)
+        return lambda: maskgit.sample(model, labels, config.sampling_config(), seed)
+    codebook = torch.randn(config.tokenizer.K, config.tokenizer.d, device=device)
+    return lambda: var.sample(model, codebook, labels, config.sampling_config(), seed)
 
 
 CPU_SCALE_VARIANTS = {  # the cpu-scale Table 6 model (32 px, ch 32, K = 8192, batch 128) under each speed option
