@@ -4,11 +4,12 @@ import dataclasses
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from replicate.registry import EXPERIMENTS
-from replicate.report.summary import DISAGREEMENT, QUALITATIVE, WITHIN, assess, render, verdict
-from replicate.results import ROOT
+from replicate.report.summary import ANSWERED, DISAGREEMENT, PARTIAL, QUALITATIVE, WITHIN, assess, render, verdict
+from replicate.results import ROOT, identity, result_path, write_csv
 from replicate.runner import write_report
 from replicate.spec import Claim
 
@@ -21,6 +22,31 @@ def test_a_failed_claim_or_a_failed_number_at_the_published_scale_is_a_disagreem
     assert verdict("cpu", experiment, 3, [holds]) == QUALITATIVE  # a reduced scale's numbers are not judged
     assert verdict("paper", experiment, 1, [holds]) == DISAGREEMENT
     assert verdict("cpu", experiment, 0, [holds, fails]) == DISAGREEMENT
+
+
+def test_an_artifact_with_configurations_not_yet_run_is_partly_run_unless_a_claim_already_fails():
+    experiment = dataclasses.replace(EXPERIMENTS["wvq_table6"], comparable_scales=("paper",))
+    holds, fails = Claim("a", True), Claim("c", False)
+    assert verdict("paper", experiment, 0, [holds], missing_runs=1) == PARTIAL
+    assert verdict("cpu", experiment, 0, [], missing_runs=4) == PARTIAL
+    assert verdict("paper", experiment, 1, [holds], missing_runs=1) == DISAGREEMENT
+    assert verdict("cpu", experiment, 0, [fails], missing_runs=1) == DISAGREEMENT
+    question = dataclasses.replace(experiment, open_question="does it?")
+    assert verdict("cpu", question, 0, [fails], missing_runs=1) == PARTIAL
+    assert verdict("cpu", question, 0, [fails]) == ANSWERED
+
+
+def test_the_report_counts_the_committed_rows_of_the_scale_configurations(tmp_path):
+    experiment = EXPERIMENTS["wvq_table6"]
+    planned = experiment.configs("cpu")
+    retired = dataclasses.replace(planned[0], epochs=1)
+    metrics = {"utilization": 0.9, "perplexity": 900.0, "psnr": 25.0, "ssim": 0.8, "rec_mse": 0.03}
+    rows = pd.DataFrame([{**identity("wvq_table6", "cpu", c, "d"), **metrics} for c in (planned[0], retired)])
+    (tmp_path / "tables").mkdir()
+    write_csv(result_path("wvq_table6", "cpu", tmp_path / "tables"), rows)
+    artifact = assess(experiment, tmp_path / "tables", tmp_path / "figures")
+    assert (artifact.runs, artifact.planned, artifact.verdict) == (1, len(planned), PARTIAL)
+    assert f"| {PARTIAL} | 1 of {len(planned)} |" in render([artifact])
 
 
 @pytest.mark.results
