@@ -124,6 +124,26 @@ def test_table3_claims_compare_wasserstein_with_every_baseline_that_ran():
     assert len(claims) == 6  # U >= 0.95 for both Wasserstein rows, PSNR, SSIM, two baselines
 
 
+def test_table6_claims_rank_only_the_papers_four_methods_not_the_beyond_rows():
+    frame = pd.DataFrame(
+        {
+            "method": [*METHODS, "sliced_wasserstein", "mmd"],
+            "dataset": "cifar10",
+            "K": 8192,
+            "d": 64,
+            "utilization": [0.01, 0.90, 0.80, 0.96, 0.99, 0.001],
+            "perplexity": [20.0, 6000.0, 5000.0, 7300.0, 7800.0, 5.0],
+        }
+    )
+    claims = {c.text.split(": ", 1)[1]: c.holds for c in EXPERIMENTS["wvq_table6"].claims(frame)}
+    assert claims["Wasserstein VQ has the highest U of the four methods"] is True
+    assert claims["Wasserstein VQ has the highest C of the four methods"] is True
+    assert claims["Vanilla VQ has the lowest U"] is True
+    frame.loc[frame["method"] == "ema", "utilization"] = 0.97
+    claims = {c.text.split(": ", 1)[1]: c.holds for c in EXPERIMENTS["wvq_table6"].claims(frame)}
+    assert claims["Wasserstein VQ has the highest U of the four methods"] is False
+
+
 def test_experiment_without_cpu_scale_is_skipped_with_its_reason_and_lists_published_numbers(tmp_path):
     outcome = run_experiment(EXPERIMENTS["wvq_table1"], "cpu", tables=tmp_path, figures=tmp_path)
     assert outcome.status == "skipped" and "no cpu-scale version" in outcome.reason
