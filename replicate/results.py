@@ -145,11 +145,14 @@ def git_revision() -> str:
 
 def provenance(device: torch.device) -> dict[str, Any]:
     """Where and with what a result was produced; stored beside every result row. `tf32`: whether CUDA matmuls
-    (the nearest-code distances among them) ran in TF32, as the official training's."""
+    (the nearest-code distances among them) ran in TF32, as the official training's. A CPU is named by its thread
+    count and the vector instructions torch's kernels use (AVX2, AVX512): those set the speed (the `seconds`
+    column) and the summation order, so rows from different CPUs may differ in their last digits."""
     import torch
 
     cuda = device.type == "cuda"
-    name = torch.cuda.get_device_name(device) if cuda else f"cpu ({torch.get_num_threads()} threads)"
+    threads, capability = torch.get_num_threads(), torch.backends.cpu.get_cpu_capability()
+    name = torch.cuda.get_device_name(device) if cuda else f"cpu ({threads} threads, {capability})"
     return {
         "git_rev": git_revision(),
         "date": datetime.datetime.now().isoformat(timespec="seconds"),

@@ -62,6 +62,11 @@ def test_tf32_is_on_at_paper_scale_off_below_and_recorded_in_every_row(tmp_path)
     assert provenance(torch.device("cpu"))["tf32"] is False  # CPU matmuls are never TF32
 
 
+def test_cpu_rows_name_the_vector_instructions_their_kernels_used():
+    device = provenance(torch.device("cpu"))["device"]
+    assert device == f"cpu ({torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()})"
+
+
 class Recorder(torch.nn.Module):
     def forward(self, a, b, normalize):
         self.inputs = (a, b, normalize)
