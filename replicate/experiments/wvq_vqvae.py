@@ -112,9 +112,9 @@ def data(config: TokenizerTraining) -> str:
 
 def figures(tables: Tables, scale: str) -> Figures:
     """Fig. 5-style scatter of features vs codes per method and configuration; U and C against K; U, C and PSNR
-    after every epoch."""
+    after every epoch (where there is more than one: the one-epoch Table 2 stand-in has no curve to draw)."""
     drawn = {"scatter": scatter_figure(tables["points"])} if "points" in tables else {}
-    if "curves" in tables:
+    if "curves" in tables and tables["curves"]["epoch"].nunique() > 1:
         drawn["curves"] = curves_figure(tables["curves"])
     return drawn | {"usage": usage_figure(tables[""])}
 
