@@ -303,8 +303,9 @@ CPU_TABLE8 = [
 ]
 # Table 2 stand-in: Tiny-ImageNet at 32 px (100,000 training images, evaluated on the 10,000 validation images),
 # K = 16384, 32 channels, the ImageNet optimisation (batch 32, cosine) over one epoch = 3,125 steps (16 min, plus
-# 0.5 min of evaluation; measured rows on an AVX2-only host, 2026-11-26: 40 min each). The official warm-up (5,000 iterations) and cosine end (50,000) are 3.1% and 31% of its 4
-# ImageNet epochs (160,144 steps): kept as those fractions of this run.
+# 0.5 min of evaluation; rows measured on an AVX2-only host, 2026-11-26: 40-43 min each). The official warm-up
+# (5,000 iterations) and cosine end (50,000) are 3.1% and 31% of its 4 ImageNet epochs (160,144 steps): kept as
+# those fractions of this run.
 TABLE2_STANDIN_STEPS = 100_000 // 32
 CPU_TABLE2 = [
     TokenizerTraining(
