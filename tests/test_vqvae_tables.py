@@ -172,16 +172,33 @@ def test_cpu_table6_rows_state_every_reduction_in_their_data_label():
     assert set(results["data"]) == {"CIFAR-10 (lossless copy), 6 epochs, ch 32"}
 
 
+CLAIMS = (
+    "Vanilla VQ has the lowest U",
+    "Wasserstein VQ has the highest U of the four methods",
+    "Wasserstein VQ has the highest C of the four methods",
+    "Wasserstein VQ reaches U >= 0.95",
+)
+# A claim the committed stand-in does not hold is a finding (LOG.md), kept here as a strict xfail: the test fails
+# again, and asks for this entry to go, the day a rerun holds it.
+FINDINGS = {
+    ("wvq_table2", "Wasserstein VQ reaches U >= 0.95"): (
+        "Table 2 stand-in (Tiny-ImageNet 32 px, K 16384, 3,125 steps): U 0.939 on the 10,000 test images; "
+        "1,001 codes unused but only 113 used once, and U 0.944 on 30,000 training images: dead codes, not a "
+        "sample too small to reach them"
+    ),
+}
+
+
 @pytest.mark.parametrize(
-    "claim",
+    "name, claim",
     [
-        "Vanilla VQ has the lowest U",
-        "Wasserstein VQ has the highest U of the four methods",
-        "Wasserstein VQ has the highest C of the four methods",
-        "Wasserstein VQ reaches U >= 0.95",
+        pytest.param(name, claim, marks=[pytest.mark.xfail(strict=True, reason=FINDINGS[name, claim])])
+        if (name, claim) in FINDINGS
+        else (name, claim)
+        for name in ("wvq_table6", "wvq_table2", "wvq_table8")
+        for claim in CLAIMS
     ],
 )
-@pytest.mark.parametrize("name", ["wvq_table6", "wvq_table2", "wvq_table8"])
 @pytest.mark.results
 def test_cpu_vqvae_tables_hold_the_papers_claim(name, claim):
     """Reads the committed tables/NAME_cpu.csv (Table 6 shortened, the Table 2 and 8 stand-ins): checks the
