@@ -144,6 +144,26 @@ def test_table6_claims_rank_only_the_papers_four_methods_not_the_beyond_rows():
     assert claims["Wasserstein VQ has the highest U of the four methods"] is False
 
 
+def test_vqvae_claims_count_a_tie_at_full_utilization_as_highest_but_not_a_loss():
+    """At K = 1024 a baseline can use every code too: a tie at U = 1 does not beat Wasserstein VQ, a higher U does."""
+    frame = pd.DataFrame(
+        {
+            "method": list(METHODS),
+            "dataset": "celeba10k",
+            "K": 1024,
+            "d": 8,
+            "utilization": [0.04, 1.0, 0.9, 1.0],
+            "perplexity": [7.0, 877.0, 700.0, 900.0],
+        }
+    )
+    claims = {c.text.split(": ", 1)[1]: c.holds for c in EXPERIMENTS["wvq_table8"].claims(frame)}
+    assert claims["Wasserstein VQ has the highest U of the four methods"] is True
+    frame.loc[frame["method"] == "wasserstein", "utilization"] = 0.999
+    claims = {c.text.split(": ", 1)[1]: c.holds for c in EXPERIMENTS["wvq_table8"].claims(frame)}
+    assert claims["Wasserstein VQ has the highest U of the four methods"] is False
+    assert claims["Vanilla VQ has the lowest U"] is True
+
+
 def test_experiment_without_cpu_scale_is_skipped_with_its_reason_and_lists_published_numbers(tmp_path):
     outcome = run_experiment(EXPERIMENTS["wvq_table1"], "cpu", tables=tmp_path, figures=tmp_path)
     assert outcome.status == "skipped" and "no cpu-scale version" in outcome.reason
