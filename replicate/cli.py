@@ -195,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE[,VALUE]",
-        help="run only the configurations whose field has one of these values, e.g. method=mmd,vanilla (repeatable)",
+        help="run only the configurations whose field has one of these values, e.g. method=mmd,vanilla; a nested "
+        "configuration's field with a dot, e.g. tokenizer.dataset=odir (repeatable)",
     )
     run.add_argument("--out", type=Path, default=ROOT, help="folder for tables/ and figures/ (default: the repo)")
     run.set_defaults(handler=command_run)

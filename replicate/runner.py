@@ -81,14 +81,28 @@ def resolve_configs(
 
 def matches(config, where: dict[str, str]) -> bool:
     """Whether every field named in `where` equals one of its comma-separated values (a tuple field's value is
-    one whole tuple, written "1,1,2"); an unknown field fails with one line, as --set."""
-    check_fields(config, where)
-    hints = typing.get_type_hints(type(config))
+    one whole tuple, written "1,1,2"; a nested configuration's field is named with a dot, "tokenizer.dataset");
+    an unknown field fails with one line, as --set."""
     for key, text in where.items():
-        choices = [text] if typing.get_origin(hints[key]) is tuple else text.split(",")
-        if getattr(config, key) not in [_parse(key, choice.strip(), hints[key]) for choice in choices]:
+        owner, name = nested_field(config, key)
+        hint = typing.get_type_hints(type(owner))[name]
+        choices = [text] if typing.get_origin(hint) is tuple else text.split(",")
+        if getattr(owner, name) not in [_parse(key, choice.strip(), hint) for choice in choices]:
             return False
     return True
+
+
+def nested_field(config, key: str) -> tuple[object, str]:
+    """The configuration that holds the field a dotted key names, and the field's name: a generator's
+    "tokenizer.dataset" is (its tokenizer, "dataset")."""
+    *path, name = key.split(".")
+    for part in path:
+        check_fields(config, [part])
+        config = getattr(config, part)
+        if not dataclasses.is_dataclass(config):
+            raise ConfigError(f"{key}: {part} is not a configuration with fields")
+    check_fields(config, [name])
+    return config, name
 
 
 def check_fields(config, names) -> None:

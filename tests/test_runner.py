@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from replicate.cli import main
-from replicate.errors import ReplicateError
+from replicate.errors import ConfigError, ReplicateError
 from replicate.experiments import dq_synthetic, wvq_vqvae, xp_synthetic
 from replicate.registry import EXPERIMENTS
 from replicate.results import (
@@ -93,6 +93,20 @@ def test_where_runs_only_the_configurations_with_the_named_values(tmp_path):
     first = dataclasses.replace(experiment, configs=lambda scale: experiment.configs(scale)[:6])
     run_experiment(first, "smoke", where={"method": "ema"}, tables=tmp_path, figures=tmp_path)
     assert set(read_csv(result_path("wvq_fig12", "smoke", tmp_path))["method"]) == {"ema"}
+
+
+def test_where_selects_by_a_nested_configurations_field_named_with_a_dot():
+    """Deferred Quantization's Tables 3-4 alone: the paper-scale generators whose tokenizer is on ODIR."""
+    experiment = EXPERIMENTS["dq_generation"]
+    odir = resolve_configs(experiment, "paper", where={"tokenizer.dataset": "odir"})
+    assert {(c.tokenizer.dataset, c.generator) for c in odir} == {("odir", "var")}
+    assert {c.tokenizer.schedule for c in odir} == {"early", "deferred"}
+    both = resolve_configs(experiment, "paper", where={"tokenizer.dataset": "imagenet100", "generator": "maskgit"})
+    assert len(both) == 2 and {c.tokenizer.dataset for c in both} == {"imagenet100"}
+    with pytest.raises(ConfigError, match=r"unknown configuration field\(s\) \['colour'\]"):
+        resolve_configs(experiment, "paper", where={"tokenizer.colour": "red"})
+    with pytest.raises(ConfigError, match="generator is not a configuration"):
+        resolve_configs(experiment, "paper", where={"generator.depth": "16"})
 
 
 def test_machine_settings_enter_neither_the_row_nor_the_configuration_id():
