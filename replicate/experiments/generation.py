@@ -451,7 +451,9 @@ def latents_figure(points: pd.DataFrame, results: pd.DataFrame):
         axis.set_title(labels.get(cid, cid), fontsize=8)
         axis.set_xticks([])
         axis.set_yticks([])
-    axes[0, 0].legend(frameon=False, fontsize=7, markerscale=4)
+    legend = axes[0, 0].legend(frameon=False, fontsize=7)
+    for handle in legend.legend_handles:  # one legible size for both kinds (their plotted sizes differ on purpose)
+        handle.set_sizes([25])
     per_panel = points.groupby(["config_id", "kind"]).size().max()
     fig.suptitle(
         f"Codes of up to {per_panel:,} real and {per_panel:,} generated tokens per panel, on the real codes' two "
