@@ -3,9 +3,12 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image, ImageDraw
+
+from replicate.results import TABLES
 
 SHAPES = ("disc", "square", "stripes", "gradient")  # the classes of the generated image folder
 SHAPE_IMAGES = {"train": 256, "test": 32}  # per class: 32 smoke steps of batch 32, 128 evaluation images
@@ -86,3 +89,26 @@ def two_rank_parameters(script: str, folder: Path) -> tuple[dict, dict]:
     assert completed.returncode == 0, completed.stderr[-3000:]
     first, second = (torch.load(folder / f"rank{r}.pt") for r in (0, 1))
     return first, second
+
+
+def _committed_cpu_table(name: str, needed: dict[str, set], where: dict[str, object] | None = None) -> pd.DataFrame:
+    path = TABLES / f"{name}_cpu.csv"
+    if not path.exists():
+        pytest.skip(f"{path.name} is not committed: its cpu run has not landed yet")
+    results = pd.read_csv(path)
+    for column, value in (where or {}).items():
+        results = results[results[column] == value]
+    missing = {column: sorted(values - set(results[column])) for column, values in needed.items()}
+    if any(missing.values()):
+        lacking = "; ".join(f"{column} {values}" for column, values in missing.items() if values)
+        chosen = " where " + ", ".join(f"{column} = {value}" for column, value in where.items()) if where else ""
+        pytest.skip(f"{path.name} lacks {lacking}{chosen}: those rows have not landed yet")
+    return results
+
+
+@pytest.fixture
+def committed_cpu_table():
+    """committed_cpu_table(name, needed, where=None): the committed cpu-scale table of `name`
+    (`./run_all.sh --only NAME --scale cpu`), its rows narrowed to `where` (column = value); skips, naming what is
+    missing, while the cpu run has not committed the rows (column values `needed`) a claim needs."""
+    return _committed_cpu_table

@@ -1,6 +1,7 @@
 """dq_generation and wvq_generation: the arms differ only where they should, the paper scale is the paper's stated
 configuration, the claims read their numbers with the right sign, an arm runs end to end at smoke scale, the proxy
-network is trained once per dataset, and the ImageNet-100 / ODIR loaders split as the paper and say what is missing."""
+network is trained once per dataset, the ImageNet-100 / ODIR loaders split as the paper and say what is missing, and
+the committed cpu results hold V2's claims or carry the finding that they do not."""
 
 import dataclasses
 
@@ -12,6 +13,7 @@ from replicate.errors import MissingDataError
 from replicate.experiments import generation, wvq_vqvae
 from replicate.metrics.proxy import ProxyClassifierConfig
 from replicate.registry import EXPERIMENTS
+from replicate.results import config_id
 from replicate.train import evaluate_generator
 from replicate.train import generator as generator_training
 
@@ -146,3 +148,55 @@ def test_odir_subset_keeps_its_split_of_70_and_10_percent():
     files = images.ImageFiles([f"{i}.jpg" for i in range(1673)], [0] * 1673)
     train, test = images._odir_split(files, "train"), images._odir_split(files, "test")
     assert (len(train.files), len(test.files)) == (1171, 167) and not set(train.files) & set(test.files)
+
+
+DQ_CLAIMS = (
+    "deferred quantization gives a higher pixel-distance diversity than early",
+    "the deferred tokenizer has a higher codebook perplexity than the early one",
+    "the deferred tokenizer has a higher pairwise cosine distance of the codes than the early one",
+    "the deferred tokenizer has a lower reconstruction MSE than the early one",
+)
+DQ_ARMS = (("cifar10-lossless", "maskgit"), ("cifar10-lossless", "var"), ("odir", "var"))
+# A claim of V2 that the committed cpu run does not hold is a finding (LOG.md, REPORT.md), kept as a strict xfail:
+# the test fails again, and asks for this entry to go, the day a rerun holds it.
+DQ_FINDINGS = {
+    ("cifar10-lossless", "maskgit", DQ_CLAIMS[0]): (
+        "CIFAR-10 32 px, K 8192, MaskGIT depth 4 width 256, 6 epochs, one training seed per arm: pixel distance "
+        "deferred 14.98 +- 0.04 vs early 17.10 +- 0.06 (3 sampling seeds x 500 samples, 20,000 pairs; real 19.44): "
+        "-12.4%, ~35 sampling-seed stds; deferred samples have less contrast (per-image std 0.162 vs 0.211)"
+    ),
+    ("cifar10-lossless", "maskgit", DQ_CLAIMS[2]): (
+        "CIFAR-10 32 px, K 8192, 2 tokenizer epochs: mean pairwise cosine distance of the codes deferred 0.663 vs "
+        "early 0.837 (paper ImageNet-100: 0.94 vs 0.67), while deferred's perplexity is higher (4,201 vs 1,688)"
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "dataset, generator, claim",
+    [
+        pytest.param(*arm, claim, marks=[pytest.mark.xfail(strict=True, reason=DQ_FINDINGS[(*arm, claim)])])
+        if (*arm, claim) in DQ_FINDINGS
+        else (*arm, claim)
+        for arm in DQ_ARMS
+        for claim in DQ_CLAIMS
+    ],
+)
+@pytest.mark.results
+def test_cpu_generation_deferred_quantization_holds_the_papers_claim(dataset, generator, claim, committed_cpu_table):
+    """Reads the committed tables/dq_generation_cpu.csv (`./run_all.sh --only dq_generation --scale cpu`): V2
+    Tables 1-4's claims on each dataset and generator whose early and deferred arms have both landed."""
+    where = {"tokenizer_dataset": dataset, "generator": generator}
+    results = committed_cpu_table("dq_generation", {"tokenizer_schedule": {"early", "deferred"}}, where)
+    (found,) = [c for c in DQ.claims(results) if c.text.endswith(claim)]
+    assert found.holds, f"{found.text}: {found.detail}"
+
+
+@pytest.mark.results
+def test_cpu_generation_rows_carry_the_sampling_seed_spread_and_the_real_image_reference(committed_cpu_table):
+    results = committed_cpu_table("dq_generation", {"tokenizer_schedule": {"early"}})
+    configs = {config_id(c): c for c in DQ.configs("cpu")}
+    for _, row in results.iterrows():
+        config = configs[row["config_id"]]
+        assert row["pixel_pairs"] == config.max_pairs and len(config.sample_seeds) > 1
+        assert row["pixel_distance_std"] > 0 and row["pixel_distance_real"] > 0 and row["pixel_distance"] > 0

@@ -170,22 +170,8 @@ def test_experiment_without_cpu_scale_is_skipped_with_its_reason_and_lists_publi
     assert "not run at this scale" in (tmp_path / "wvq_table1_cpu.md").read_text()
 
 
-def committed_cpu_table(name: str, needed: dict[str, set]) -> pd.DataFrame:
-    """The committed cpu-scale table of `name` (`./run_all.sh --only NAME --scale cpu`); skips, naming what is
-    missing, while its cpu run (issue 11) has not committed the rows a claim needs."""
-    path = TABLES_DIR / f"{name}_cpu.csv"
-    if not path.exists():
-        pytest.skip(f"{path.name} is not committed: its cpu run has not landed yet")
-    results = pd.read_csv(path)
-    missing = {column: sorted(values - set(results[column])) for column, values in needed.items()}
-    if any(missing.values()):
-        lacking = "; ".join(f"{column} {values}" for column, values in missing.items() if values)
-        pytest.skip(f"{path.name} lacks {lacking}: those rows have not landed yet")
-    return results
-
-
 @pytest.mark.results
-def test_cpu_table6_rows_state_every_reduction_in_their_data_label():
+def test_cpu_table6_rows_state_every_reduction_in_their_data_label(committed_cpu_table):
     """Reads the committed tables/wvq_table6_cpu.csv: checks the results, not the code."""
     results = committed_cpu_table("wvq_table6", {"method": {"sliced_wasserstein"}})
     assert set(results["method"]) <= set(METHODS) | {"mmd", "sliced_wasserstein"}
@@ -233,7 +219,7 @@ FINDINGS = {
     ],
 )
 @pytest.mark.results
-def test_cpu_vqvae_tables_hold_the_papers_claim(name, claim):
+def test_cpu_vqvae_tables_hold_the_papers_claim(name, claim, committed_cpu_table):
     """Reads the committed tables/NAME_cpu.csv (Table 6 shortened, the Table 2 and 8 stand-ins): checks the
     results, not the code, at every codebook size where all four methods have landed."""
     results = committed_cpu_table(name, {"method": set(METHODS)})
@@ -244,7 +230,7 @@ def test_cpu_vqvae_tables_hold_the_papers_claim(name, claim):
 @pytest.mark.results
 @pytest.mark.parametrize("fix", FIXES)
 @pytest.mark.parametrize("what", ["higher perplexity", "higher pairwise Euclidean distance"])
-def test_cpu_dq_sweep_deferred_quantization_spreads_the_codebook_at_the_largest_K(fix, what):
+def test_cpu_dq_sweep_deferred_quantization_spreads_the_codebook_at_the_largest_K(fix, what, committed_cpu_table):
     """V2 Fig. 4's claim on the committed cpu-scale sweep (`./run_all.sh --only dq_cifar_sweep --scale cpu`):
     reads tables/dq_cifar_sweep_cpu.csv, checks the results, not the code."""
     needed = {"K": {2**6, 2**8, 2**10, 2**12, 2**13}, "schedule": {"early", *FIXES}}
@@ -264,7 +250,9 @@ def test_cpu_dq_sweep_deferred_quantization_spreads_the_codebook_at_the_largest_
     ],
 )
 @pytest.mark.results
-def test_committed_cpu_results_redraw_every_figure_including_the_feature_code_scatter(name, expected, tmp_path):
+def test_committed_cpu_results_redraw_every_figure_including_the_feature_code_scatter(
+    name, expected, tmp_path, committed_cpu_table
+):
     """Reads the committed cpu-scale tables under tables/ (results, not a run) and redraws their figures."""
     committed_cpu_table(name, {})
     paths = write_figures(EXPERIMENTS[name], "cpu", TABLES_DIR, tmp_path)
