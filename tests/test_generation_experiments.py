@@ -156,7 +156,7 @@ DQ_CLAIMS = (
     "the deferred tokenizer has a higher pairwise cosine distance of the codes than the early one",
     "the deferred tokenizer has a lower reconstruction MSE than the early one",
 )
-DQ_ARMS = (("cifar10-lossless", "maskgit"), ("cifar10-lossless", "var"), ("odir", "var"))
+DQ_ARMS = sorted({(c.tokenizer.dataset, c.generator) for c in DQ.configs("cpu")})  # CIFAR-10 x 2 generators, ODIR
 # A claim of V2 that the committed cpu run does not hold is a finding (LOG.md, REPORT.md), kept as a strict xfail:
 # the test fails again, and asks for this entry to go, the day a rerun holds it.
 DQ_FINDINGS = {
