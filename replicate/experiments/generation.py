@@ -411,13 +411,15 @@ def diversity_figure(results: pd.DataFrame):
             axis.scatter(positions, results["tok_utilization"], color="black", zorder=3)
         axis.set_xticks(list(positions), labels, rotation=60, ha="right", fontsize=7)
         axis.set_title(title, fontsize=9)
-    fig.suptitle(f"Generation diversity ({results['data'].iloc[0].split(';')[0]}; error bars: sampling seeds)")
+    data = results["data"].str.split(";").str[0].unique()  # the tokenizer part of each arm's data label
+    where = data[0] if len(data) == 1 else "each arm's dataset in its label"
+    fig.suptitle(f"Generation diversity ({where}; error bars: sampling seeds)")
     fig.tight_layout()
     return fig
 
 
 def samples_figure(images: pd.DataFrame, results: pd.DataFrame):
-    """One row of samples per arm, the same class labels (columns) in every row (V2 Fig. 5)."""
+    """One row of samples per arm, the same class labels (columns) in every row of a dataset (V2 Fig. 5)."""
     labels = {row["config_id"]: arm_label(row) for _, row in results.iterrows()}
     rows = list(images.groupby("config_id", sort=False))
     columns = max(len(shown) for _, shown in rows)
@@ -430,7 +432,7 @@ def samples_figure(images: pd.DataFrame, results: pd.DataFrame):
             axis.set_yticks([])
             axis.set_frame_on(False)
         axes[r, 0].set_ylabel(labels.get(cid, cid), rotation=0, ha="right", va="center", fontsize=7)
-    fig.suptitle("Generated samples (columns: the same class labels in every row)")
+    fig.suptitle("Generated samples (columns: the same class labels in every row of a dataset)")
     fig.tight_layout()
     return fig
 
