@@ -247,6 +247,7 @@ def test_cpu_dq_sweep_deferred_quantization_spreads_the_codebook_at_the_largest_
         ("dq_cifar_sweep", ["dq_cifar_sweep_cpu.png", "dq_cifar_sweep_scatter_cpu.png"]),
         ("wvq_table2", ["wvq_table2_scatter_cpu.png", "wvq_table2_usage_cpu.png"]),  # one epoch: no curves
         ("wvq_table8", ["wvq_table8_curves_cpu.png", "wvq_table8_scatter_cpu.png", "wvq_table8_usage_cpu.png"]),
+        ("dq_generation", [f"dq_generation_{kind}_cpu.png" for kind in ("diversity", "latents", "samples")]),
     ],
 )
 @pytest.mark.results
