@@ -25,6 +25,7 @@ import torch
 from replicate import distributed
 from replicate.errors import ReplicateError, unknown_name
 from replicate.registry import EXPERIMENTS
+from replicate.report.compare import claim_mark
 from replicate.results import ROOT
 from replicate.runner import (
     Outcome,
@@ -109,6 +110,9 @@ def print_summary(outcomes: list[Outcome], scale: str) -> None:
         print(f"  {outcome.status:<8} {outcome.experiment:<18} {detail}")
         for path in outcome.outputs:
             print(f"           -> {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+        for claim in outcome.claims:
+            detail = f" ({claim.detail})" if claim.detail else ""
+            print(f"           {claim_mark(EXPERIMENTS[outcome.experiment], claim)}: {claim.text}{detail}")
     print("Comparisons with the papers: tables/*_" + scale + ".md; figures: figures/*_" + scale + ".png")
 
 

@@ -34,7 +34,7 @@ from replicate.results import (
     write_atomic,
     write_csv,
 )
-from replicate.spec import SCALES, Experiment, Tables
+from replicate.spec import SCALES, Claim, Experiment, Tables
 
 
 @dataclass
@@ -45,6 +45,7 @@ class Outcome:
     new_rows: int = 0
     outputs: list[Path] = field(default_factory=list)
     seconds: float = 0.0
+    claims: list[Claim] = field(default_factory=list)  # checked on every committed row, printed in the summary
 
 
 def parse_overrides(pairs: list[str], option: str = "--set") -> dict[str, str]:
@@ -192,10 +193,11 @@ def run_experiment(
                 new_rows += 1
         finally:
             store.save()
-        outputs = store.paths()
+        outputs, claims = store.paths(), []
         if distributed.rank() == 0:
             outputs += write_outputs(experiment, scale, tables=tables, figures=figures)
-    return Outcome(experiment.name, "ran", "", new_rows, outputs, time.time() - started)
+            claims = check_claims(experiment, store.results)
+    return Outcome(experiment.name, "ran", "", new_rows, outputs, time.time() - started, claims)
 
 
 class ResultStore:
@@ -261,11 +263,16 @@ def write_outputs(experiment: Experiment, scale: str, *, tables: Path = TABLES, 
     return write_report(experiment, scale, tables) + write_figures(experiment, scale, tables, figures)
 
 
+def check_claims(experiment: Experiment, results: pd.DataFrame | None) -> list[Claim]:
+    """The paper's qualitative claims (an open question's hypotheses) checked on the result rows."""
+    return experiment.claims(results) if experiment.claims and results is not None else []
+
+
 def write_report(experiment: Experiment, scale: str, tables: Path = TABLES) -> list[Path]:
     """tables/E_S.md and tables/E_S_comparison.csv from the result CSV; never trains."""
     results = read_csv(result_path(experiment.name, scale, tables))
     comparison = compare(experiment, results, scale)
-    claims = experiment.claims(results) if experiment.claims and results is not None else []
+    claims = check_claims(experiment, results)
     outputs = [result_path(experiment.name, scale, tables, "md")]
     write_atomic(outputs[0], render(experiment, scale, results, comparison, claims))
     if len(comparison):

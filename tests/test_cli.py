@@ -79,6 +79,15 @@ def test_run_writes_the_output_contract_files(tmp_path, capsys):
     assert "Summary (scale smoke)" in capsys.readouterr().out
 
 
+def test_run_summary_prints_each_claim_with_the_verdict_of_the_comparison(tmp_path, capsys):
+    assert main(["run", "wvq_table4", "--scale", "smoke", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out.split("Summary (scale smoke)")[1]
+    comparison = (tmp_path / "tables" / "wvq_table4_smoke.md").read_text()
+    claims = [line.removeprefix("- **").replace("**: ", ": ", 1) for line in comparison.splitlines()]
+    claims = [c for c in claims if c.startswith(("PASS: ", "FAIL: "))]
+    assert claims and all(c in printed for c in claims)
+
+
 def test_bench_json_lines_have_the_documented_keys(capsys):
     assert (
         main(

@@ -79,6 +79,15 @@ def _verdict(experiment: Experiment, scale: str, row) -> str:
     return PASS if tolerance.allows(row.reproduced, row.published) else FAIL
 
 
+def claim_mark(experiment: Experiment, claim: Claim) -> str:
+    """A paper's claim PASSes or FAILs; an open question's hypothesis is answered YES or NO; n/a when unchecked."""
+    if claim.holds is None:
+        return "n/a"
+    if experiment.open_question:
+        return "YES" if claim.holds else "NO"
+    return "PASS" if claim.holds else "FAIL"
+
+
 def render(
     experiment: Experiment,
     scale: str,
@@ -162,11 +171,8 @@ def render(
     elif claims:
         lines += ["", "## Qualitative claims of the paper, checked on these results", ""]
     for claim in claims:
-        if experiment.open_question:
-            mark = "n/a" if claim.holds is None else ("YES" if claim.holds else "NO")
-        else:
-            mark = "n/a" if claim.holds is None else ("PASS" if claim.holds else "FAIL")
-        lines.append(f"- **{mark}**: {claim.text}" + (f" ({claim.detail})" if claim.detail else ""))
+        detail = f" ({claim.detail})" if claim.detail else ""
+        lines.append(f"- **{claim_mark(experiment, claim)}**: {claim.text}{detail}")
     failures = [] if not len(comparison) else comparison[comparison["verdict"] == FAIL]
     if len(failures):
         lines += [
