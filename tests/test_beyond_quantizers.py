@@ -4,12 +4,15 @@ their configuration checks. CPU, a few seconds each."""
 
 import math
 
+import numpy as np
 import pytest
+import scipy.linalg
 import torch
 import torch.nn.functional as F
 
 from replicate.errors import ConfigError
 from replicate.models.vqvae import VQVAE, vqvae_config
+from replicate.quantize import build_quantizer, quantizer_config
 from replicate.quantize.gaussian import gaussian_fit, gaussian_w2
 from replicate.quantize.mmd import MMDVQ, MMDConfig, mmd_bandwidth, mmd_squared
 from replicate.quantize.sliced import SlicedConfig, SlicedWassersteinVQ, random_directions, sliced_wasserstein
@@ -111,6 +114,66 @@ def test_sliced_queue_is_wasserstein_vqs_fifo():
     queue = sliced.queue.clone()
     sliced.eval()(torch.randn(2, 2))  # evaluation neither queues nor advances the directions
     assert torch.equal(sliced.queue, queue) and int(sliced.draws) == 3
+
+
+MATCHING_SETTINGS = {  # a queue shorter than two batches, so that the second call's reference mixes both
+    "wasserstein": {"queue_size": 64},
+    "sliced_wasserstein": {"queue_size": 64, "projections": 16, "seed": 5},
+    "mmd": {},
+}
+
+
+def direct_distance(method: str, config, reference: torch.Tensor, codebook: torch.Tensor, call: int) -> float:
+    """Each method's distance written out from its definition, in float64, without the quantizer's code path."""
+    reference, codebook = reference.double(), codebook.double()
+    if method == "wasserstein":  # official estimator: divide by the features' largest std, unbiased fits, W2 (scipy)
+        scale = reference.std(0).max() + 1e-8
+        a, b = (reference / scale).numpy(), (codebook / scale).numpy()
+        cov_a, cov_b = np.cov(a.T), np.cov(b.T)
+        root_a = scipy.linalg.sqrtm(cov_a).real
+        cross = scipy.linalg.sqrtm(root_a @ cov_b @ root_a).real
+        mean_part = np.square(a.mean(0) - b.mean(0)).sum()
+        return math.sqrt(mean_part + np.trace(cov_a + cov_b - 2 * cross))
+    if method == "sliced_wasserstein":  # this call's directions: the generator seeded with seed + training calls
+        directions = random_directions(
+            config.projections, config.dim, torch.Generator().manual_seed(config.seed + call)
+        )
+        return float(sliced_wasserstein(reference, codebook, directions.double()))
+    joint = torch.cat([reference, codebook])  # MMD_b^2 over all pairs, bandwidth from the joint set
+    distance = torch.cdist(joint, joint).square() / math.sqrt(config.dim)
+    h = distance.sum() / (len(joint) ** 2 - len(joint))
+    kernel = torch.exp(-distance / h) + torch.exp(-distance / (2 * h))
+    n = len(reference)
+    return float(kernel[:n, :n].mean() - 2 * kernel[:n, n:].mean() + kernel[n:, n:].mean())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("method", list(MATCHING_SETTINGS))
+def test_each_matching_quantizer_is_vq_losses_plus_gamma_times_its_distance_to_the_queue(method, seed):
+    """The shared base (quantize/matching.py) against each method's formula, over two training calls: codes are
+    the brute-force nearest, codebook and commitment losses are alpha and beta times their MSE, and the method's
+    term is gamma times its distance between the codebook and the reference (the queue of the latest features,
+    where the method has one; else the batch)."""
+    torch.manual_seed(seed)
+    settings = {**MATCHING_SETTINGS[method], "alpha": 0.9, "beta": 0.3, "gamma": 0.7}
+    quantizer = build_quantizer(quantizer_config(method, 16, 3, **settings)).train()
+    config, queued = quantizer.config, "queue_size" in MATCHING_SETTINGS[method]
+    history = quantizer.queue.clone() if queued else None
+    for call in range(2):
+        features = torch.randn(40, 3) * 2 + 0.5
+        out = quantizer(features)
+        codebook = quantizer.weight.detach()
+        codes = codebook[torch.cdist(features, codebook).argmin(1)]
+        assert torch.equal(out.indices, torch.cdist(features, codebook).argmin(1))
+        error = float((features - codes).square().mean())
+        assert float(out.losses["codebook"].detach()) == pytest.approx(0.9 * error, rel=1e-6)
+        assert float(out.losses["commitment"].detach()) == pytest.approx(0.3 * error, rel=1e-6)
+        if queued:  # the FIFO's content: the latest queue_size rows (order does not change these distances)
+            history = torch.cat([history, features])[-config.queue_size :]
+        reference = history if queued else features
+        expected = 0.7 * direct_distance(method, config, reference, codebook, call)
+        assert set(out.losses) == {"codebook", "commitment", method}
+        assert float(out.losses[method].detach()) == pytest.approx(expected, rel=1e-4)
 
 
 @pytest.mark.parametrize("method", list(METHODS))

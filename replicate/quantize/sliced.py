@@ -20,21 +20,19 @@ evaluation and `queue_size=None` use the current batch. No scale normalisation.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from replicate.errors import ConfigError
-from replicate.quantize.base import Quantizer, QuantizerConfig, check_range, init_codebook, vq_losses
-from replicate.quantize.wasserstein import push_fifo
+from replicate.quantize.matching import MatchingConfig, MatchingVQ
 
 SQRT_EPS = 1e-10  # under the square root, as Wasserstein VQ's official W2
 
 
 @dataclass(frozen=True)
-class SlicedConfig(QuantizerConfig):
+class SlicedConfig(MatchingConfig):
     # No paper: every weight is our choice, following Wasserstein VQ's official VQ-VAE settings.
     beta: float = 0.1  # commitment weight (Wasserstein VQ: --beta 0.1)
     alpha: float = 1.0  # codebook-loss weight (Wasserstein VQ: --alpha 1.0)
@@ -49,16 +47,8 @@ class SlicedConfig(QuantizerConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("alpha", "beta", "gamma", "queue_init_std"):
-            check_range(name, getattr(self, name), 0.0, math.inf)
         if not isinstance(self.projections, int) or self.projections < 1:
             raise ConfigError(f"projections must be an integer >= 1, got {self.projections!r}")
-        if self.queue_size is not None and self.queue_size < 2:
-            raise ConfigError(f"queue_size must be >= 2 or None, got {self.queue_size!r}")
-        if self.codebook_lr is not None and not self.codebook_lr > 0:
-            raise ConfigError(f"codebook_lr must be > 0 or None, got {self.codebook_lr!r}")
-        if self.init not in ("normal", "uniform"):
-            raise ConfigError(f"unknown codebook init {self.init!r}; valid: normal, uniform")
 
 
 def random_directions(count: int, dim: int, generator: torch.Generator) -> Tensor:
@@ -83,36 +73,14 @@ def sliced_wasserstein(features: Tensor, codes: Tensor, directions: Tensor) -> T
     return torch.sqrt((code_sorted - quantiles).square().mean() + SQRT_EPS)
 
 
-class SlicedWassersteinVQ(Quantizer):
+class SlicedWassersteinVQ(MatchingVQ):
+    term = "sliced_wasserstein"
+
     def __init__(self, config: SlicedConfig) -> None:
         super().__init__(config)
-        self.weight = nn.Parameter(init_codebook(config.num_codes, config.dim, config.init, config.init_scale))
-        if config.queue_size is not None:
-            self.register_buffer("queue", torch.randn(config.queue_size, config.dim) * config.queue_init_std)
-            self.register_buffer("queue_next", torch.zeros((), dtype=torch.long))
-        self.register_buffer("draws", torch.zeros((), dtype=torch.long))  # training calls so far
-        self.generator = torch.Generator()
+        self.add_generator()
 
-    def codebook(self) -> Tensor:
-        return self.weight
-
-    def losses(self, flat: Tensor, codes: Tensor) -> dict[str, Tensor]:
-        if self.training and self.config.queue_size is not None:
-            push_fifo(self.queue, self.queue_next, flat.detach())  # Wasserstein VQ's queue
-            reference = self.queue
-        else:  # evaluation uses the current features, as Wasserstein VQ
-            reference = flat
-        losses = vq_losses(flat, codes, alpha=self.config.alpha, beta=self.config.beta)
-        losses["sliced_wasserstein"] = self.config.gamma * self.sliced_distance(reference)
-        return losses
-
-    def sliced_distance(self, features: Tensor) -> Tensor:
+    def distance(self, features: Tensor) -> Tensor:
         """SW2 between (detached) features and the codebook along this call's directions."""
-        self.generator.manual_seed(self.config.seed + int(self.draws))
-        if self.training:
-            self.draws += 1
-        directions = random_directions(self.config.projections, self.dim, self.generator)
+        directions = random_directions(self.config.projections, self.dim, self.reseed())
         return sliced_wasserstein(features, self.weight, directions)
-
-    def param_groups(self, lr: float) -> list[dict]:
-        return [{"params": [self.weight], "lr": lr if self.config.codebook_lr is None else self.config.codebook_lr}]

@@ -16,12 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from replicate.distributed import all_gather_rows
 from replicate.errors import ConfigError, unknown_name
-from replicate.quantize.base import Quantizer, QuantizerConfig, init_codebook, vq_losses
 from replicate.quantize.gaussian import gaussian_fit, gaussian_w2
+from replicate.quantize.matching import MatchingConfig, MatchingVQ
 
 SCALE_REFERENCES = ("features", "codebook")
 # What the codebook's Gaussian is matched to: "features", the paper's N(mu, S); or "zador", N(mu, (d + 2) / d S), the
@@ -33,7 +32,7 @@ GAN_WASSERSTEIN_SETTINGS = {"scale_reference": "codebook", "covariance_jitter": 
 
 
 @dataclass(frozen=True)
-class WassersteinConfig(QuantizerConfig):
+class WassersteinConfig(MatchingConfig):
     beta: float = 0.1  # commitment weight; official scripts: --beta 0.1 ("lets the W term dominate")
     alpha: float = 1.0  # codebook-loss weight (official --alpha 1.0)
     gamma: float = 0.5  # W2 weight (official --gamma 0.5 for every VQ-VAE run)
@@ -52,36 +51,16 @@ class WassersteinConfig(QuantizerConfig):
         super().__post_init__()
         if self.target not in TARGETS:
             raise unknown_name("target", self.target, TARGETS)
-        if self.queue_size is not None and self.queue_size < 2:
-            raise ConfigError(f"queue_size must be >= 2 or None, got {self.queue_size!r}")
         if self.scale_reference not in SCALE_REFERENCES:
             raise unknown_name("scale_reference", self.scale_reference, SCALE_REFERENCES)
         if self.covariance_jitter < 0:
             raise ConfigError(f"covariance_jitter must be >= 0, got {self.covariance_jitter!r}")
 
 
-class WassersteinVQ(Quantizer):
-    def __init__(self, config: WassersteinConfig) -> None:
-        super().__init__(config)
-        self.weight = nn.Parameter(init_codebook(config.num_codes, config.dim, config.init, config.init_scale))
-        if config.queue_size is not None:
-            self.register_buffer("queue", torch.randn(config.queue_size, config.dim) * config.queue_init_std)
-            self.register_buffer("queue_next", torch.zeros((), dtype=torch.long))
+class WassersteinVQ(MatchingVQ):
+    term = "wasserstein"
 
-    def codebook(self) -> Tensor:
-        return self.weight
-
-    def losses(self, flat: Tensor, codes: Tensor) -> dict[str, Tensor]:
-        if self.training and self.config.queue_size is not None:
-            push_fifo(self.queue, self.queue_next, flat.detach())
-            reference = self.queue
-        else:  # evaluation (and the atomic setting) use the current features, as the official code does
-            reference = flat
-        losses = vq_losses(flat, codes, alpha=self.config.alpha, beta=self.config.beta)
-        losses["wasserstein"] = self.config.gamma * self.wasserstein_distance(reference)
-        return losses
-
-    def wasserstein_distance(self, features: Tensor) -> Tensor:
+    def distance(self, features: Tensor) -> Tensor:
         """The estimator's W2 between (detached) features and the codebook, gradient to the codebook only."""
         features, codes = features.detach(), self.codebook()
         if self.config.normalize_scale:
@@ -100,22 +79,4 @@ class WassersteinVQ(Quantizer):
             cov_a, cov_b = cov_a + jitter * eye, cov_b + jitter * eye
         return gaussian_w2(mean_a, cov_a, mean_b, cov_b)
 
-    def param_groups(self, lr: float) -> list[dict]:
-        return [
-            {
-                "params": [self.weight],
-                "lr": lr if self.config.codebook_lr is None else self.config.codebook_lr,
-            }
-        ]
-
-
-@torch.no_grad()
-def push_fifo(queue: Tensor, position: Tensor, features: Tensor) -> None:
-    """Write every rank's features into the FIFO `queue` in place, overwriting the oldest rows from `position` (a 0-d
-    long buffer, advanced): Wasserstein VQ's feature queue, also the sliced W2 quantizer's."""
-    features = all_gather_rows(features)  # data parallel: every rank queues every rank's features
-    size = queue.shape[0]
-    features = features[-size:].to(queue.dtype)
-    positions = (position + torch.arange(len(features), device=features.device)) % size
-    queue[positions] = features
-    position.copy_((position + len(features)) % size)
+    wasserstein_distance = distance  # its name in the VQGAN and multi-scale tests
