@@ -5,7 +5,7 @@
 #   ./run_all.sh --only wvq_table4[,...]  run some experiments       --scale smoke|cpu|paper   --force (recompute)
 #   ./run_all.sh --list                   list the experiments       --set KEY=VALUE (override a config field)
 #                                                                   --where KEY=VALUE[,VALUE] (only those configs)
-#   ./run_all.sh test [pytest args]       run the test suite (what CI runs)
+#   ./run_all.sh test [pytest args]       run the test suite (`test -m slow`: the slow tests it leaves out; CI runs both)
 #   ./run_all.sh lint                     ruff check and ruff format --check (CI runs it too)
 #
 # Outputs: tables/E_S.csv (results), tables/E_S.md (comparison with the paper), figures/E*_S.png, and REPORT.md
