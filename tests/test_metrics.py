@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from replicate.metrics.codebook import (
+    CODEBOOK_COLUMNS,
     CodebookUsage,
     codebook_distances,
+    codebook_metrics,
     evaluate_codebook,
     perplexity,
     utilization,
@@ -80,3 +82,12 @@ def test_codebook_distances_handle_100k_codes():
     # closed form for i.i.d. N(0, I) codes in d = 2 (E||x - y|| = sqrt(pi)), to sampling error
     result = codebook_distances(torch.randn(100_000, 2))
     assert result["code_dist_euclid"] == pytest.approx(math.sqrt(math.pi), rel=0.01)
+
+
+def test_codebook_columns_name_exactly_what_codebook_metrics_measures_in_order():
+    """The NaN columns of a row measured before quantization starts are the measured row's codebook columns."""
+    codebook = torch.randn(6, 3)
+    usage = CodebookUsage(6)
+    usage.add(codebook[[0, 0, 2, 5]], codebook[[0, 0, 2, 5]], torch.tensor([0, 0, 2, 5]))
+    measured = codebook_metrics(codebook, usage)
+    assert tuple(measured) == CODEBOOK_COLUMNS and all(math.isfinite(value) for value in measured.values())

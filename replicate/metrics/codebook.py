@@ -107,3 +107,21 @@ def used_code_distances(codebook: Tensor, counts: Tensor) -> dict[str, float]:
     if len(used) < 2:
         return {"code_dist_euclid_used": float("nan"), "code_dist_cosine_used": float("nan")}
     return {f"{name}_used": value for name, value in codebook_distances(used).items()}
+
+
+# The columns of codebook_metrics, in their order in a result row: NaN in a row measured before quantization starts.
+CODEBOOK_COLUMNS = (
+    "quant_error",
+    "utilization",
+    "perplexity",
+    "code_dist_euclid",
+    "code_dist_cosine",
+    "code_dist_euclid_used",
+    "code_dist_cosine_used",
+)
+
+
+def codebook_metrics(codebook: Tensor, usage: CodebookUsage) -> dict[str, float]:
+    """The codebook columns of a result row (CODEBOOK_COLUMNS): E, U and C of `usage`, and the spread of all codes
+    and of the used ones."""
+    return usage.result() | codebook_distances(codebook) | used_code_distances(codebook, usage.counts)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from replicate.metrics.codebook import CodebookUsage, codebook_distances, used_code_distances
+from replicate.metrics.codebook import CODEBOOK_COLUMNS, CodebookUsage, codebook_metrics
 from replicate.metrics.image import (
     PROTOCOLS,
     CleanFIDAccumulator,
@@ -77,13 +77,11 @@ def evaluate_tokenizer(
     row["rfid"] = rfid.result() if rfid is not None else nan
     if quantized:
         codebook = model.quantizer.codebook().detach()
-        row |= usage.result() | codebook_distances(codebook) | used_code_distances(codebook, usage.counts)
+        row |= codebook_metrics(codebook, usage)
         code_fit = gaussian_fit(codebook.double(), unbiased=True)
         row["w2_distance"] = float(gaussian_w2(*latent_fit.result(), *code_fit, eps_eig=0, eps_sqrt=0))
     else:
-        codebook_columns = ("quant_error", "utilization", "perplexity", "code_dist_euclid", "code_dist_cosine")
-        used_columns = ("code_dist_euclid_used", "code_dist_cosine_used", "w2_distance")
-        row |= dict.fromkeys(codebook_columns + used_columns, nan)
+        row |= dict.fromkeys((*CODEBOOK_COLUMNS, "w2_distance"), nan)
     row["lpips_note"] = "" if lpips_model is not None else lpips_source  # the reason when not computed
     row["rfid_note"] = "" if rfid is not None else rfid_source
     row["lpips_protocol"], row["rfid_protocol"] = PROTOCOLS[protocol]

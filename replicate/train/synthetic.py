@@ -12,7 +12,7 @@ from torch import Tensor
 
 from replicate.data.synthetic import gaussian_mixture
 from replicate.errors import ConfigError
-from replicate.metrics.codebook import CodebookUsage, codebook_distances, used_code_distances
+from replicate.metrics.codebook import CODEBOOK_COLUMNS, CodebookUsage, codebook_distances, codebook_metrics
 from replicate.metrics.shrinkage import effective_rank, mode_coverage, mode_entropy, per_mode_error
 from replicate.models.mlp import MLPAutoencoder
 from replicate.quantize import Quantizer, QuantizerConfig, build_quantizer, quantizer_config
@@ -158,25 +158,12 @@ def diagnostics(
         usage = CodebookUsage(quantizer.num_codes)
         usage.add(embeddings, out.codes, out.indices)
         codebook = quantizer.codebook()
-        row |= usage.result() | codebook_distances(codebook) | used_code_distances(codebook, usage.counts)
+        row |= codebook_metrics(codebook, usage)
         row["mode_entropy"] = mode_entropy(model.decode(codebook), means)
         row["code_to_latent_spread"] = row["code_dist_euclid"] / max(row["latent_dist_euclid"], 1e-12)
     else:
         reconstructions = model.decode(embeddings)
-        row |= dict.fromkeys(
-            (
-                "quant_error",
-                "utilization",
-                "perplexity",
-                "code_dist_euclid",
-                "code_dist_cosine",
-                "code_dist_euclid_used",
-                "code_dist_cosine_used",
-                "mode_entropy",
-                "code_to_latent_spread",
-            ),
-            nan,
-        )
+        row |= dict.fromkeys((*CODEBOOK_COLUMNS, "mode_entropy", "code_to_latent_spread"), nan)
     errors = per_mode_error(points, reconstructions, labels, len(means))
     row |= {
         "rec_mse": float(F.mse_loss(reconstructions, points)),
