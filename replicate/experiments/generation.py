@@ -34,11 +34,11 @@ import pandas as pd
 import torch
 
 from replicate.experiments import wvq_vqvae
-from replicate.experiments.wvq_table3 import png_image, png_text
 from replicate.metrics.projection import pca_2d
 from replicate.metrics.proxy import ProxyClassifierConfig
 from replicate.quantize.multiscale import VAR_SCALES
 from replicate.report.plotting import METHOD_COLOURS, METHOD_NAMES, figure
+from replicate.report.png import png_image, png_text
 from replicate.results import ROOT, config_id
 from replicate.spec import Claim, Experiment, Figures, RunResult, Tables, absolute, relative
 from replicate.train.evaluate_generator import balanced_labels, evaluate_generator

@@ -24,20 +24,17 @@ single- and multi-scale Wasserstein VQ and for two single-scale VQGAN baselines,
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import io
 
-import numpy as np
 import pandas as pd
 import torch
 from matplotlib.ticker import MaxNLocator
-from PIL import Image
 
 from replicate.experiments import wvq_vqvae
 from replicate.quantize.multiscale import VAR_SCALES, VAR_WASSERSTEIN_SETTINGS, tokens
 from replicate.quantize.wasserstein import GAN_WASSERSTEIN_SETTINGS
 from replicate.report.plotting import METHOD_NAMES, figure
+from replicate.report.png import png_image, png_text
 from replicate.spec import Claim, Experiment, Figures, RunResult, Tables, absolute, relative
 from replicate.train.gan import GANLoss
 from replicate.train.tokenizer import TokenizerTraining, load_trained, plain_images, smoke_scale
@@ -147,19 +144,6 @@ def run(config: TokenizerTraining, device: torch.device) -> RunResult:
         {"tokens": token_count(config), **result.metrics},
         {"curves": result.extra_tables["curves"], "images": reconstruction_images(config, folder)},
     )
-
-
-def png_text(image: torch.Tensor) -> str:
-    """An image (3, H, W) in [-1, 1] as base64 PNG text (a table cell)."""
-    pixels = ((image.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def png_image(text: str) -> np.ndarray:
-    with Image.open(io.BytesIO(base64.b64decode(text))) as image:
-        return np.asarray(image.convert("RGB"))
 
 
 @torch.no_grad()
