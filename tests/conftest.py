@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from replicate.results import TABLES
+from replicate.results import ROOT, TABLES
 
 SHAPES = ("disc", "square", "stripes", "gradient")  # the classes of the generated image folder
 SHAPE_IMAGES = {"train": 256, "test": 32}  # per class: 32 smoke steps of batch 32, 128 evaluation images
@@ -82,9 +82,8 @@ def two_rank_parameters(script: str, folder: Path) -> tuple[dict, dict]:
     path = folder / "ddp_script.py"
     path.write_text(script)
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", str(path), str(folder)]
-    root = Path(__file__).resolve().parents[1]
     completed = subprocess.run(
-        command, cwd=root, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600
+        command, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     first, second = (torch.load(folder / f"rank{r}.pt") for r in (0, 1))

@@ -1,11 +1,10 @@
 """Published numbers are stored as printed: no float noise left by arithmetic such as 2.7 / 100."""
 
 import csv
-from pathlib import Path
 
 import pytest
 
-PUBLISHED = Path(__file__).resolve().parents[1] / "data" / "published"
+from replicate.results import PUBLISHED
 
 
 def is_float_noise(text: str) -> bool:

@@ -23,10 +23,10 @@ from torchvision.datasets import CIFAR10, SVHN
 from torchvision.transforms.functional import pil_to_tensor
 
 from replicate.errors import ConfigError, MissingDataError, ReplicateError, unknown_name
+from replicate.results import ROOT
 
-REPO = Path(__file__).resolve().parents[2]
 # The copies of shared/data (see its README): $VQ_SHARED_DATA where the repository is checked out elsewhere.
-SHARED_DATA = Path(os.environ.get("VQ_SHARED_DATA", REPO.parent / "shared" / "data"))
+SHARED_DATA = Path(os.environ.get("VQ_SHARED_DATA", ROOT.parent / "shared" / "data"))
 # $VQ_CIFAR10_JPEG: the JPEG copy's archive itself (kept for existing set-ups)
 JPEG_ARCHIVE = Path(os.environ.get("VQ_CIFAR10_JPEG", SHARED_DATA / "cifar10-jpeg.tar.gz"))
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
@@ -389,7 +389,7 @@ def source_resolution(name: str, root: str | Path | None) -> int | None:
     only the 1024 px release reproduces the official BOX halving then BICUBIC), for its `data` label."""
     if name != "ffhq":
         return None
-    images, _ = _ffhq("train", root, REPO / ".cache")
+    images, _ = _ffhq("train", root, ROOT / ".cache")
     with Image.open(images.files[0]) as first:
         return max(first.size)
 
@@ -442,7 +442,7 @@ def image_dataset(
         raise unknown_name("split", split, SPLITS)
     if resolution < 1:
         raise ConfigError(f"need resolution >= 1, got {resolution}")
-    cache_dir = Path(cache_dir or os.environ.get("VQ_CACHE_DIR") or REPO / ".cache")
+    cache_dir = Path(cache_dir or os.environ.get("VQ_CACHE_DIR") or ROOT / ".cache")
     images, classes = DATASETS[name](split, root, cache_dir)
     augment = train_augment and name not in SMALL
     return ImageDataset(images, classes, resolution=resolution, train_augment=augment, seed=seed)
