@@ -65,12 +65,18 @@ def _cell(value: Any) -> Any:
 
 def _fields(config) -> dict[str, Any]:
     """The fields that make a configuration what it is: all but run options (machine settings) and the
-    `quantizer` changes, which enter through their resolved values (_quantizer_settings)."""
-    return {
-        f.name: getattr(config, f.name)
-        for f in dataclasses.fields(config)
-        if not f.metadata.get("run_option") and f.name != "quantizer"
-    }
+    `quantizer` changes, which enter through their resolved values (_quantizer_settings). A part (field metadata
+    configs.PART: the model, the GAN loss, the optimisation) gives its own fields under their own names."""
+    fields = {}
+    for f in dataclasses.fields(config):
+        if f.metadata.get("run_option") or f.name == "quantizer":
+            continue
+        inner = _fields(getattr(config, f.name)) if f.metadata.get("part") else {f.name: getattr(config, f.name)}
+        clash = fields.keys() & inner.keys()
+        if clash:  # a programming error: two settings would share a column
+            raise ValueError(f"{type(config).__name__}: field(s) {sorted(clash)} named twice")
+        fields |= inner
+    return fields
 
 
 def _quantizer_settings(config) -> dict[str, Any]:

@@ -19,12 +19,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from replicate.configs import QUANTIZATION_SCHEDULES as SCHEDULES
+from replicate.configs import WARMED  # the schedules with a continuous phase
 from replicate.errors import ConfigError
 from replicate.quantize.base import Quantizer
 from replicate.quantize.kmeans import KMeansResult, kmeans
-
-SCHEDULES = ("early", "deferred", "pretrained", "random")
-WARMED = ("deferred", "pretrained")  # the schedules with a continuous phase
 
 
 @dataclass(frozen=True)

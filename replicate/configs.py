@@ -1,0 +1,424 @@
+"""What a run is: the configurations of the three kinds of training (tokenizer, generator, synthetic study), each a
+frozen dataclass composed of shared parts: the model (VQVAEConfig), the loss beyond the quantizer's (GANLoss) and
+the optimisation (Optimisation, with the one learning-rate function of every schedule). Light on purpose: it imports
+no training loop and no network, so that reports and the experiments' configuration lists can load it alone.
+
+A part's fields are columns of a result row under their own names (results.configuration_fields), and are set on
+the command line with a dot: `--set optim.lr=1e-4`, `--set model.channels=32`, `--set tokenizer.gan.disc_weight=0`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+
+from replicate.errors import ConfigError, unknown_name
+from replicate.metrics.proxy import ProxyClassifierConfig
+from replicate.quantize import QuantizerConfig, quantizer_config
+from replicate.results import RUN_OPTION
+
+PART = {"part": True}  # field metadata: a part whose fields are the configuration's own columns (no prefix)
+LR_SCHEDULES = ("constant", "warmup", "cosine")
+QUANTIZATION_SCHEDULES = ("early", "deferred", "pretrained", "random")  # train/schedule.py
+WARMED = ("deferred", "pretrained")  # the quantization schedules with a continuous phase
+RECONSTRUCTIONS = ("l1", "mse")
+PRECISIONS = ("fp32", "bf16")
+GENERATORS = ("maskgit", "var")
+
+
+def part(default) -> dataclasses.Field:
+    """A part field with a default (a frozen configuration: immutable, so one instance is shared safely)."""
+    return field(default=default, metadata=PART)
+
+
+# ---- optimisation ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Optimisation:
+    """AdamW (Adam's update where weight_decay is 0), the learning rate's schedule and the gradient clipping."""
+
+    lr: float
+    adam_betas: tuple[float, float] = (0.9, 0.999)  # torch's default
+    grad_clip: float | None = None  # max gradient norm of each parameter group; None: no clipping
+    # "constant": lr at every step (warmup_iters and decay_iters unused); "warmup": linear warm-up over warmup_iters,
+    # then lr; "cosine": that warm-up, then a half cosine from lr down to lr * min_lr_ratio at decay_iters, then that
+    # floor (the official Wasserstein VQ ImageNet and VQGAN schedule)
+    lr_schedule: str = "constant"
+    warmup_iters: int = 0
+    decay_iters: int = 0
+    min_lr_ratio: float = 0.0
+    weight_decay: float = 0.0  # AdamW's decoupled decay on every group
+
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise unknown_name("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ConfigError(f"grad_clip must be > 0, or None for no clipping; got {self.grad_clip}")
+        for name in ("weight_decay", "warmup_iters", "decay_iters"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ConfigError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.lr_schedule == "cosine" and self.decay_iters <= self.warmup_iters:
+            raise ConfigError(f"the cosine schedule needs decay_iters > warmup_iters, got {self.decay_iters}")
+
+
+def learning_rate(optim: Optimisation, step: int) -> float:
+    """The learning rate of the model's parameter group at optimizer step `step` (from 0), for every schedule.
+    The two warm-up ramps are equal in exact arithmetic; each keeps the order of operations of the runs it has
+    trained (the generator's, the official cosine code's), so that those runs resume and rerun bit for bit."""
+    if optim.lr_schedule == "constant":
+        return optim.lr
+    if optim.lr_schedule == "warmup":
+        return optim.lr * min(1.0, (step + 1) / optim.warmup_iters) if optim.warmup_iters else optim.lr
+    if step < optim.warmup_iters:
+        return optim.lr * (step + 1) / optim.warmup_iters
+    floor = optim.lr * optim.min_lr_ratio
+    if step >= optim.decay_iters:
+        return floor
+    progress = (step - optim.warmup_iters) / (optim.decay_iters - optim.warmup_iters)
+    return floor + 0.5 * (optim.lr - floor) * (1 + math.cos(math.pi * progress))
+
+
+def clip_gradients(optimizer: torch.optim.Optimizer, grad_clip: float | None) -> None:
+    """Clip the gradient norm of each parameter group of `optimizer` to grad_clip (official Wasserstein VQ: per
+    group); None: no clipping."""
+    if grad_clip is not None:
+        for group in optimizer.param_groups:
+            torch.nn.utils.clip_grad_norm_(group["params"], grad_clip)
+
+
+# ---- the image model -------------------------------------------------------------------------------------------
+
+
+def table5_layout(resolution: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(channel multipliers, attention resolutions) of Table 5 and the official code for a resolution: [1, 1, 2]
+    without attention outside the middle blocks up to 64 px (the official factor-4 model); [1, 1, 2, 2, 4] with
+    attention at 16 x 16 from 128 px (the official factor-16 model)."""
+    return ((1, 1, 2), ()) if resolution <= 64 else ((1, 1, 2, 2, 4), (16,))
+
+
+@dataclass(frozen=True)
+class VQVAEConfig:
+    """The VQ-VAE of models/vqvae.py (Wasserstein VQ Table 5, official code/VQVAE/model/vqvae.py)."""
+
+    resolution: int  # input height = width
+    d: int = 8  # the codebook dimension (Table 5), the quantizer's
+    channels: int = 64  # Table 5: 64 for every VQ-VAE
+    channel_mult: tuple[int, ...] | None = None  # None: table5_layout's for the resolution
+    attn_resolutions: tuple[int, ...] | None = None  # None: table5_layout's for the resolution
+    num_res_blocks: int = 2
+    z_channels: int = 256
+
+    def __post_init__(self) -> None:
+        channel_mult, attn_resolutions = table5_layout(self.resolution)  # one rule, in one place
+        if self.channel_mult is None:
+            object.__setattr__(self, "channel_mult", channel_mult)
+        if self.attn_resolutions is None:
+            object.__setattr__(self, "attn_resolutions", attn_resolutions)
+        object.__setattr__(self, "channel_mult", tuple(self.channel_mult))
+        object.__setattr__(self, "attn_resolutions", tuple(self.attn_resolutions))
+        if min(self.resolution, self.channels, self.z_channels, self.d, self.num_res_blocks, *self.channel_mult) < 1:
+            raise ConfigError("resolution, channels, multipliers, z_channels, d and num_res_blocks must be >= 1")
+        if self.resolution % 2 ** (len(self.channel_mult) - 1):
+            raise ConfigError(f"resolution {self.resolution} is not divisible by the downsampling factor")
+
+    @property
+    def latent_resolution(self) -> int:
+        return self.resolution // 2 ** (len(self.channel_mult) - 1)
+
+
+# ---- the loss beyond the quantizer's -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GANLoss:
+    """The reconstruction, perceptual and adversarial terms of a tokenizer's loss (train/gan.py). Defaults: the
+    official Wasserstein-VQ v1 VQGAN (code/VQGAN/FFHQ); VQVAE_LOSS below is the VQ-VAE's (no perceptual term, no
+    discriminator: disc_weight 0 builds none)."""
+
+    # official: torch.mean(torch.abs(x - x_rec)); "mse" is the squared L2 that the paper's VQ-VAE term writes
+    reconstruction_loss: str = "l1"
+    perceptual_weight: float = 1.0  # official vqgan.py adds lpips_loss unweighted; Table 5 "perceptual 1.0"
+    # official: model.train() also puts the LPIPS module in train mode, so the Dropout(0.5) in front of each
+    # linear head (taming's LPIPS(use_dropout=True)) is active in the training loss
+    perceptual_dropout: bool = True
+    disc_weight: float = 0.2  # official config.py rate_d (FFHQ override 0.2); paper lambda = 0.2 (Table 5)
+    disc_start_epoch: int = 60  # official disc_epoch (FFHQ override 60 of 200 epochs), 1-based as its loop
+    disc_lr: float = 5e-4  # the discriminator's AdamW lr, on the same schedule as the model's (official v1 VQGAN)
+
+    def __post_init__(self) -> None:
+        if self.disc_weight < 0 or self.perceptual_weight < 0:
+            raise ConfigError("disc_weight and perceptual_weight must be >= 0")
+        if self.disc_start_epoch < 1:
+            raise ConfigError(f"disc_start_epoch is 1-based, got {self.disc_start_epoch}")
+        if self.reconstruction_loss not in RECONSTRUCTIONS:
+            raise unknown_name("reconstruction loss", self.reconstruction_loss, RECONSTRUCTIONS)
+        if not self.disc_lr > 0:
+            raise ConfigError(f"disc_lr must be > 0, got {self.disc_lr}")
+
+
+# Table 5: perceptual and adversarial coefficients 0; official code/VQVAE: MSE reconstruction
+VQVAE_LOSS = GANLoss(disc_weight=0.0, perceptual_weight=0.0, reconstruction_loss="mse")
+# Official code/VQVAE/train_vqvae.py: Adam (0.9, 0.95) = AdamW without weight decay, lr 5e-5, gradient norms clipped
+# to 1.0 per group; the cosine schedule (5,000 warm-up iterations, half cosine to 50,000, floor lr / 5) where the
+# official code uses it (ImageNet: lr_schedule="cosine"); its warm-up is unused under the constant schedule.
+VQVAE_OPTIMISATION = Optimisation(
+    5e-5, (0.9, 0.95), grad_clip=1.0, lr_schedule="constant", warmup_iters=5000, decay_iters=50_000, min_lr_ratio=0.2
+)
+
+
+def default_workers() -> int:
+    """DataLoader processes: half the CPU cores (at most 8) where a GPU trains, so that decoding keeps it fed; none
+    on a CPU-only machine, where every core already trains."""
+    return min(8, (os.cpu_count() or 2) // 2) if torch.cuda.is_available() else 0
+
+
+# ---- the three kinds of run ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TokenizerTraining:
+    """One image tokenizer run (train/tokenizer.py). Fields marked RUN_OPTION are machine settings: they enter
+    neither the result row, nor config_id, nor the check that a checkpoint belongs to this configuration."""
+
+    dataset: str  # a name of replicate.data.images.DATASETS: the data actually read, at model.resolution
+    method: str
+    K: int
+    model: VQVAEConfig = field(metadata=PART)  # its d is the quantizer's dimension
+    epochs: int = 50
+    batch_size: int = 128  # global batch, split evenly over the ranks
+    optim: Optimisation = part(VQVAE_OPTIMISATION)  # the official VQ-VAE's; the Wasserstein codebook has its own lr
+    schedule: str = "random"  # "random": the Wasserstein VQ setting; "early" / "deferred": Deferred Quantization
+    warmup_epochs: int = 0  # continuous epochs before quantizing ("deferred": within `epochs`; "pretrained": before)
+    kmeans_vectors: int = 100_000  # encoder outputs for the k-means initialisation (not stated by the paper)
+    kmeans_iterations: int = 50  # Lloyd iterations of that initialisation (not stated by the paper)
+    quantizer: tuple[tuple[str, float | int | str | bool | None], ...] = ()  # changes to the official settings
+    scales: tuple[int, ...] = ()  # multi-scale residual quantization over these scales (quantize.multiscale); ()
+    # single-scale. The last must be the latent side: VAR_SCALES (680 tokens) for 16 x 16.
+    gan: GANLoss = part(VQVAE_LOSS)  # the VQGAN terms (train/gan.py; Wasserstein VQ Table 3); default the VQ-VAE's
+    max_train_images: int | None = None  # reduced scales: a fixed random subset
+    max_eval_images: int | None = None
+    eval_every: int = 1  # epochs
+    metric_protocol: str = "project"  # LPIPS / rFID: "project" or "official" (replicate.metrics.image.PROTOCOLS)
+    precision: str = "fp32"  # "fp32", or "bf16": encoder and decoder under bfloat16 autocast (VQVAE.forward)
+    seed: int = 123  # official seed
+    checkpoint_every: int = field(default=500, metadata=RUN_OPTION)  # steps
+    num_workers: int = field(default_factory=default_workers, metadata=RUN_OPTION)
+    data_root: str | None = field(default=None, metadata=RUN_OPTION)
+
+    def __post_init__(self) -> None:
+        from replicate.metrics.image import PROTOCOLS
+        from replicate.quantize.multiscale import check_scales
+
+        for name in ("K", "epochs", "batch_size", "eval_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.precision not in PRECISIONS:
+            raise unknown_name("precision", self.precision, PRECISIONS)
+        if self.metric_protocol not in PROTOCOLS:
+            raise unknown_name("metric_protocol", self.metric_protocol, PROTOCOLS)
+        if self.schedule not in QUANTIZATION_SCHEDULES:
+            raise unknown_name("schedule", self.schedule, QUANTIZATION_SCHEDULES)
+        if self.schedule == "deferred" and not 0 < self.warmup_epochs < self.epochs:
+            raise ConfigError(f"deferred quantization needs 0 < warmup_epochs < epochs, got {self.warmup_epochs}")
+        if self.schedule == "pretrained" and self.warmup_epochs < 1:
+            raise ConfigError(f"the pretrained arm needs warmup_epochs >= 1, got {self.warmup_epochs}")
+        self.quantizer_config()  # an unknown method or setting fails here, before anything runs
+        if self.scales:
+            object.__setattr__(self, "scales", check_scales(self.scales))
+            if self.scales[-1] != self.model.latent_resolution:
+                raise ConfigError(
+                    f"the last scale {self.scales[-1]} must be the latent side {self.model.latent_resolution}"
+                )
+
+    def quantizer_config(self) -> QuantizerConfig:
+        return quantizer_config(self.method, self.K, self.model.d, **dict(self.quantizer))
+
+    @property
+    def total_epochs(self) -> int:
+        """Epochs in all: `epochs`, plus the autoencoder phase before them for the pretrained arm."""
+        return self.epochs + self.warmup_epochs if self.schedule == "pretrained" else self.epochs
+
+
+EVALUATION_FIELDS = ("eval_samples", "max_pairs", "sample_seeds", "proxy_network", "sample_batch")  # trained_part
+
+
+@dataclass(frozen=True)
+class GeneratorTraining:
+    """One generator run (train/generator.py). No default optimisation: each experiment passes it, cited."""
+
+    tokenizer: TokenizerTraining  # the run whose tokens are modelled (its columns: tokenizer_<name>)
+    generator: str  # "maskgit" (single-scale tokenizer) or "var" (multi-scale tokenizer)
+    depth: int
+    width: int
+    heads: int
+    epochs: int
+    batch_size: int  # global batch, split evenly over the ranks
+    optim: Optimisation = field(metadata=PART)
+    sampling: tuple[tuple[str, object], ...] = ()  # changes to the generator's SamplingConfig defaults
+    seed: int = 0
+    # Evaluation (train/evaluate_generator.py), our choices: neither paper states its sample or pair counts.
+    eval_samples: int = 1000  # generated images per sampling seed, every class equally often
+    max_pairs: int | None = 20_000  # random pairs of the pixel distance; None: all pairs
+    sample_seeds: tuple[int, ...] = (0, 1, 2)  # one set of eval_samples per seed: the metrics' mean and spread
+    proxy_network: ProxyClassifierConfig | None = None  # the labelled proxy of fidelity (metrics/proxy.py); None: none
+    # Images sampled and decoded at once, one generator stream across the batches: bounds memory (the logits of a
+    # batch: B x tokens x K floats, twice with guidance; VAR at 680 tokens, K = 16,384: ~90 MB an image), not the law
+    # of the samples. Our choice; the cpu VAR at 250 images peaks at 7.0 GB (README, Performance).
+    sample_batch: int = 100
+    checkpoint_every: int = field(default=500, metadata=RUN_OPTION)  # steps
+
+    def __post_init__(self) -> None:
+        if self.generator not in GENERATORS:
+            raise unknown_name("generator", self.generator, GENERATORS)
+        if self.generator == "maskgit" and self.tokenizer.scales:
+            raise ConfigError("maskgit needs a single-scale tokenizer (scales=()); use var for a multi-scale one")
+        if self.generator == "var" and not self.tokenizer.scales:
+            raise ConfigError("var needs a multi-scale tokenizer (scales set); use maskgit for a single-scale one")
+        counts = ("depth", "width", "heads", "epochs", "batch_size", "checkpoint_every", "eval_samples", "sample_batch")
+        for name in counts:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.sample_seeds:
+            raise ConfigError("sample_seeds must name at least one seed")
+        if self.max_pairs is not None and self.max_pairs < 1:
+            raise ConfigError(f"max_pairs must be >= 1 or None, got {self.max_pairs}")
+        self.model_config(1)  # width / heads fail here, before anything runs
+        self.sampling_config()
+
+    def _kinds(self):
+        from replicate.models import maskgit, var  # lazily: the networks' modules
+
+        return {"maskgit": (maskgit.MaskGITConfig, maskgit.SamplingConfig), "var": (var.VARConfig, var.SamplingConfig)}
+
+    def model_config(self, num_classes: int):
+        """The generator's configuration over the tokenizer's K, latent grid, d and scales."""
+        t, kind = self.tokenizer, self._kinds()[self.generator][0]
+        size = dict(depth=self.depth, width=self.width, heads=self.heads)
+        if self.generator == "maskgit":
+            return kind(t.K, t.model.latent_resolution, num_classes, **size)
+        return kind(t.K, t.model.d, num_classes, scales=t.scales, **size)
+
+    def sampling_config(self):
+        """The generator's SamplingConfig with `sampling`'s changes; an unknown field fails in one line."""
+        kind = self._kinds()[self.generator][1]
+        valid = {f.name for f in dataclasses.fields(kind)}
+        for name, _ in self.sampling:
+            if name not in valid:
+                raise unknown_name(f"{self.generator} sampling field", name, valid)
+        return kind(**dict(self.sampling))
+
+    def trained_part(self) -> GeneratorTraining:
+        """This configuration with the evaluation fields at their defaults: what the trained generator (its checkpoint
+        and run folder) depends on, so that a change of the evaluation re-evaluates without retraining."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name in EVALUATION_FIELDS}
+        return dataclasses.replace(self, **defaults)
+
+    @property
+    def tokens_per_image(self) -> int:
+        from replicate.quantize.multiscale import tokens
+
+        t = self.tokenizer
+        return tokens(t.scales) if t.scales else t.model.latent_resolution**2
+
+
+@dataclass(frozen=True)
+class SyntheticTraining:
+    """One run of the synthetic study (train/synthetic.py): data, model, quantizer, schedule and optimisation."""
+
+    dim: int  # input dimension; the latent space has the same dimension
+    schedule: str  # "early", "deferred", "pretrained" or "random" (train/schedule.py)
+    method: str = "ema"
+    K: int = 32
+    encoder_width: int = 64
+    encoder_depth: int = 2
+    decoder_width: int = 64
+    decoder_depth: int = 2
+    steps: int = 3000  # step budget, the same for every schedule ("pretrained" adds its warm-up before it)
+    warmup_steps: int = 0  # continuous steps before quantizing ("deferred", "pretrained"); not the lr's warm-up
+    batch: int = 256
+    optim: Optimisation = part(Optimisation(1e-3))  # Adam at torch's defaults, no clipping, constant lr
+    kmeans_iterations: int = 50  # Lloyd iterations of the early / deferred codebook initialisation
+    quantizer: tuple[tuple[str, float | int | str | bool | None], ...] = ()  # changes to the method's defaults
+    seed: int = 0  # the mixture, the model initialisation and the batches
+
+    def __post_init__(self) -> None:
+        for name in ("K", "encoder_width", "encoder_depth", "decoder_width", "decoder_depth", "steps", "batch"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.dim < 2:
+            raise ConfigError(f"dim must be >= 2 (the plots project to 2-D), got {self.dim}")
+        if self.schedule == "deferred" and self.warmup_steps >= self.steps:
+            raise ConfigError(f"warmup_steps ({self.warmup_steps}) must be below steps ({self.steps})")
+        self.quantization_schedule()  # an unknown schedule fails here
+        self.quantizer_config()  # an unknown method or setting fails here
+
+    def quantizer_config(self) -> QuantizerConfig:
+        return quantizer_config(self.method, self.K, self.dim, **dict(self.quantizer))
+
+    def quantization_schedule(self):
+        from replicate.train.schedule import QuantizationSchedule  # lazily: k-means, the codebook's mechanics
+
+        return QuantizationSchedule(self.schedule, self.warmup_steps, kmeans_iterations=self.kmeans_iterations)
+
+    @property
+    def record_every(self) -> int:
+        """Steps between diagnostics rows."""
+        return 100 if self.steps >= 1000 else 10
+
+
+# ---- changing a configuration ----------------------------------------------------------------------------------
+
+
+def with_changes(config, changes: Mapping[str, object]):
+    """A copy of a configuration with fields changed; a nested configuration's field is named with a dot, as on
+    the command line ("optim.lr", "model.channels", "tokenizer.gan.disc_weight"). An unknown name fails in one line."""
+    direct, nested = {}, {}
+    for key, value in changes.items():
+        head, dot, rest = key.partition(".")
+        if dot:
+            nested.setdefault(head, {})[rest] = value
+        else:
+            direct[key] = value
+    names = {f.name for f in dataclasses.fields(config)}
+    unknown = sorted((set(direct) | set(nested)) - names)
+    if unknown:
+        kind = type(config).__name__
+        raise ConfigError(f"unknown configuration field(s) {unknown} for {kind}; valid: {sorted(names)}")
+    for head, inner in nested.items():
+        owner = direct.get(head, getattr(config, head))
+        if not dataclasses.is_dataclass(owner):
+            raise ConfigError(f"{head}.{next(iter(inner))}: {head} is not a configuration with fields")
+        direct[head] = with_changes(owner, inner)
+    return dataclasses.replace(config, **direct)
+
+
+def smoke_scale(config: TokenizerTraining, *, epochs: int = 1) -> TokenizerTraining:
+    """The smoke version of any tokenizer run (every code path in seconds, no data needed): generated 32 px
+    images, a two-level narrow model with attention at 16 x 16, K <= 64, 64 training and 32 evaluation images."""
+    return with_changes(
+        config,
+        {
+            "dataset": "shapes",
+            "model.resolution": 32,
+            "model.channels": 32,
+            "model.channel_mult": (1, 2),
+            "model.attn_resolutions": (16,),  # the attention path too, at the 16 x 16 level
+            "K": min(config.K, 64),
+            "epochs": epochs,
+            "batch_size": 16,
+            "max_train_images": 64,
+            "max_eval_images": 32,
+            "warmup_epochs": min(config.warmup_epochs, epochs - 1),
+            "checkpoint_every": 2,
+        },
+    )
