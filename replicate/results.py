@@ -8,6 +8,7 @@ import dataclasses
 import datetime
 import functools
 import gzip
+import hashlib
 import io
 import os
 import socket
@@ -114,13 +115,27 @@ def config_id(config) -> str:
     return ",".join(f"{k}=({config_id(v)})" if dataclasses.is_dataclass(v) else f"{k}={v}" for k, v in settings.items())
 
 
+def config_key(config_id: str) -> str:
+    """The short key of a configuration (12 hex digits of the SHA-1 of its config_id): the extra tables (curves,
+    points, images) carry it instead of the whole configuration, which their result row holds."""
+    return hashlib.sha1(config_id.encode()).hexdigest()[:12]
+
+
+def with_configuration(extra: pd.DataFrame, results: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """An extra table with the named configuration columns of its result rows, joined on config_key."""
+    configuration = results[["config_key", *columns]]
+    return extra.merge(configuration, on="config_key", how="left", validate="many_to_one")
+
+
 def identity(name: str, scale: str, config, data: str) -> dict[str, Any]:
-    """The leading columns of every result row: experiment, scale, config_id, the configuration, the resolved
-    quantizer settings and the data label."""
+    """The leading columns of every result row: experiment, scale, config_id and its config_key, the configuration,
+    the resolved quantizer settings and the data label."""
+    identifier = config_id(config)
     return {
         "experiment": name,
         "scale": scale,
-        "config_id": config_id(config),
+        "config_id": identifier,
+        "config_key": config_key(identifier),
         **configuration_fields(config),
         **quantizer_columns(config),
         "data": data,
@@ -195,8 +210,8 @@ def write_csv(path: Path, frame: pd.DataFrame) -> None:
 
 
 def read_csv(path: Path) -> pd.DataFrame | None:
-    """A result table (None when absent); the revision column stays text (a hash such as 14e8245 would parse as
-    a float). A damaged file is a one-line error naming it and the way out; the file is left in place."""
+    """A result table (None when absent); the revision and config_key columns stay text (a hash such as 14e8245
+    would parse as a float). A damaged file is a one-line error naming it and the way out; the file is left in place."""
     if not path.exists():
         return None
 
@@ -215,13 +230,16 @@ def read_csv(path: Path) -> pd.DataFrame | None:
     if raw and not raw.endswith(b"\n"):  # every table this project writes ends with a newline
         raise damaged("cut off: its last line is incomplete")
     try:
-        frame = pd.read_csv(io.BytesIO(raw), dtype={"git_rev": str}, low_memory=False)  # one dtype per column
+        frame = pd.read_csv(io.BytesIO(raw), dtype={"git_rev": str, "config_key": str}, low_memory=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise damaged(f"not a CSV table: {str(error).splitlines()[0]}") from None
-    if "config_id" not in frame.columns:
-        raise damaged("no config_id column")
-    if frame["config_id"].isna().any():
-        raise damaged(f"{int(frame['config_id'].isna().sum())} row(s) without a config_id")
+    key = "config_id" if "config_id" in frame.columns else "config_key"  # a result table, or an extra table
+    if key not in frame.columns:
+        raise damaged("no config_id or config_key column")
+    if frame[key].isna().any():
+        raise damaged(f"{int(frame[key].isna().sum())} row(s) without a {key}")
+    if "config_key" not in frame.columns:  # a result table written before config keys: the key follows from the id
+        frame.insert(frame.columns.get_loc("config_id") + 1, "config_key", frame["config_id"].map(config_key))
     return frame
 
 

@@ -220,15 +220,15 @@ class ResultStore:
         return [p for p in [self.path(), *(self.path(t) for t in self.extra)] if p.exists()]
 
     def add(self, identity: dict, metrics: dict, extra_tables: dict[str, list[dict]]) -> None:
-        self.results = _replace_rows(self.results, pd.DataFrame([{**identity, **metrics}]), identity["config_id"])
+        key = identity["config_key"]
+        self.results = _replace_rows(self.results, pd.DataFrame([{**identity, **metrics}]), key)
         self.dirty.add("")
         for table, rows in extra_tables.items():
             if table not in self.extra:
                 self.extra[table] = read_csv(self.path(table))
-            # extra tables repeat the configuration, not the labels that are constant per file or per row above
-            config = {k: v for k, v in identity.items() if k not in ("experiment", "scale", "data")}
-            frame = pd.DataFrame([{**config, **row} for row in rows])
-            self.extra[table] = _replace_rows(self.extra[table], frame, identity["config_id"])
+            # an extra row names its configuration by key only: the result row holds the configuration
+            frame = pd.DataFrame([{"config_key": key, **row} for row in rows])
+            self.extra[table] = _replace_rows(self.extra[table], frame, key)
             self.dirty.add(table)
         if time.time() - self.saved_at >= self.SAVE_EVERY:
             self.save()
@@ -243,11 +243,11 @@ class ResultStore:
         self.saved_at = time.time()
 
 
-def _replace_rows(table: pd.DataFrame | None, rows: pd.DataFrame, identity: str) -> pd.DataFrame:
-    """Drop a configuration's old rows (a forced rerun) and append its new ones."""
+def _replace_rows(table: pd.DataFrame | None, rows: pd.DataFrame, key: str) -> pd.DataFrame:
+    """Drop a configuration's old rows (a forced rerun), found by its config_key, and append its new ones."""
     if table is None:
         return rows
-    return pd.concat([table[table["config_id"] != identity], rows], ignore_index=True)
+    return pd.concat([table[table["config_key"] != key], rows], ignore_index=True)
 
 
 def read_tables(experiment: Experiment, scale: str, tables: Path = TABLES) -> Tables:

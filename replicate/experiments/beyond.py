@@ -25,6 +25,7 @@ import pandas as pd
 
 from replicate.experiments import wvq_fig12
 from replicate.report.plotting import METHOD_COLOURS, METHOD_NAMES, figure
+from replicate.results import with_configuration
 from replicate.spec import Claim, Experiment, Figures, Tables
 
 LAWS = ("bimodal", "uniform", "student_t")
@@ -163,9 +164,7 @@ def density_figures(tables: Tables, scale: str) -> Figures:
 
 def curves_figure(curves: pd.DataFrame, results: pd.DataFrame, panel: str, line: str, panels: list):
     """ln E along training, one panel per value of `panel`, one line per value of `line`."""
-    missing = [c for c in (panel, line) if c not in curves.columns]  # curve rows carry the configuration's columns
-    if missing:
-        curves = curves.join(results.set_index("config_id")[missing], on="config_id")
+    curves = with_configuration(curves, results, [panel, line])
     fig, axes = figure(1, len(panels), width=4.0 * len(panels), height=3.2)
     for axis, value in zip(axes[0], panels, strict=True):
         for name, rows in curves[curves[panel] == value].groupby(line):

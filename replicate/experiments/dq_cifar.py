@@ -22,8 +22,9 @@ import dataclasses
 
 import pandas as pd
 
-from replicate.experiments.wvq_vqvae import data, discard, paper_config, run, scatter_figure
+from replicate.experiments.wvq_vqvae import SETTING, data, discard, paper_config, run, scatter_figure
 from replicate.report.plotting import figure
+from replicate.results import with_configuration
 from replicate.spec import Claim, Experiment, Figures, Tables
 from replicate.train.tokenizer import TokenizerTraining, smoke_scale
 
@@ -132,7 +133,8 @@ def figures(tables: Tables, scale: str) -> Figures:
     drawn = {"": fig}
     if "points" in tables:  # the latent-space shrinkage plot: early vs deferred codes among the encoder outputs
         names = {schedule: f"{schedule} quantization" for schedule in COLOURS}
-        drawn["scatter"] = scatter_figure(tables["points"], "schedule", names)
+        points = with_configuration(tables["points"], results, [*SETTING, "schedule"])
+        drawn["scatter"] = scatter_figure(points, "schedule", names)
     return drawn
 
 

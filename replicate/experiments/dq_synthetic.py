@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 
 from replicate.metrics.projection import pca_2d, tsne_2d
 from replicate.report.plotting import figure
+from replicate.results import with_configuration
 from replicate.spec import Claim, Experiment, Figures, RunResult, Tables
 from replicate.train.schedule import WARMED
 from replicate.train.synthetic import SyntheticResult, SyntheticTraining, train_synthetic
@@ -184,13 +185,15 @@ def claims(results: pd.DataFrame) -> list[Claim]:
 
 def figures(tables: Tables, scale: str) -> Figures:
     """Latent-space scatter (PCA and t-SNE), spread curves and the diagnostics against each sweep."""
-    drawn = {}
+    results, drawn = tables[""], {}
     if "points" in tables:
-        drawn["latent_pca"] = shrinkage_plot(tables["points"], "pca")
-        drawn["latent_tsne"] = shrinkage_plot(tables["points"], "tsne")
+        points = with_configuration(tables["points"], results, ["dim", "schedule"])
+        drawn["latent_pca"] = shrinkage_plot(points, "pca")
+        drawn["latent_tsne"] = shrinkage_plot(points, "tsne")
     if "curves" in tables:
-        drawn["curves"] = distance_curves(tables["curves"])
-    return drawn | {"diagnostics": diagnostics_plot(tables[""])}
+        curves = with_configuration(tables["curves"], results, ["dim", "schedule", *DEFAULT_MODEL])
+        drawn["curves"] = distance_curves(curves)
+    return drawn | {"diagnostics": diagnostics_plot(results)}
 
 
 def shrinkage_plot(points: pd.DataFrame, projection: str) -> Figure:

@@ -420,18 +420,18 @@ def diversity_figure(results: pd.DataFrame):
 
 def samples_figure(images: pd.DataFrame, results: pd.DataFrame):
     """One row of samples per arm, the same class labels (columns) in every row of a dataset (V2 Fig. 5)."""
-    labels = {row["config_id"]: arm_label(row) for _, row in results.iterrows()}
-    rows = list(images.groupby("config_id", sort=False))
+    labels = {row["config_key"]: arm_label(row) for _, row in results.iterrows()}
+    rows = list(images.groupby("config_key", sort=False))
     columns = max(len(shown) for _, shown in rows)
     fig, axes = figure(len(rows), columns, width=0.9 * columns + 1.5, height=1.0 * len(rows) + 0.4)
-    for r, (cid, shown) in enumerate(rows):
+    for r, (key, shown) in enumerate(rows):
         for c, text in enumerate(shown.sort_values("image")["png"]):
             axes[r, c].imshow(png_image(text))
         for axis in axes[r]:
             axis.set_xticks([])
             axis.set_yticks([])
             axis.set_frame_on(False)
-        axes[r, 0].set_ylabel(labels.get(cid, cid), rotation=0, ha="right", va="center", fontsize=7)
+        axes[r, 0].set_ylabel(labels.get(key, key), rotation=0, ha="right", va="center", fontsize=7)
     fig.suptitle("Generated samples (columns: the same class labels in every row of a dataset)")
     fig.tight_layout()
     return fig
@@ -440,23 +440,23 @@ def samples_figure(images: pd.DataFrame, results: pd.DataFrame):
 def latents_figure(points: pd.DataFrame, results: pd.DataFrame):
     """Per arm: the codes of real tokens (grey circles) and of generated tokens (coloured dots), on the real codes'
     principal axes."""
-    labels = {row["config_id"]: arm_label(row) for _, row in results.iterrows()}
-    kinds = {row["config_id"]: arm(row) for _, row in results.iterrows()}
-    shown_arms = list(points.groupby("config_id", sort=False))
+    labels = {row["config_key"]: arm_label(row) for _, row in results.iterrows()}
+    kinds = {row["config_key"]: arm(row) for _, row in results.iterrows()}
+    shown_arms = list(points.groupby("config_key", sort=False))
     fig, axes = figure(1, len(shown_arms), width=3.0 * len(shown_arms), height=3.0)
-    for axis, (cid, shown) in zip(axes[0], shown_arms, strict=True):
+    for axis, (key, shown) in zip(axes[0], shown_arms, strict=True):
         real, fake = shown[shown["kind"] == "real"], shown[shown["kind"] == "generated"]
-        colour = COLOURS.get(kinds.get(cid), "black")
+        colour = COLOURS.get(kinds.get(key), "black")
         # tokens repeat codes: real ones as open circles, so that generated dots on the same code stay visible
         axis.scatter(real["x"], real["y"], s=14, facecolors="none", edgecolors="grey", linewidths=0.5, label="real")
         axis.scatter(fake["x"], fake["y"], s=3, color=colour, alpha=0.7, label="generated")
-        axis.set_title(labels.get(cid, cid), fontsize=8)
+        axis.set_title(labels.get(key, key), fontsize=8)
         axis.set_xticks([])
         axis.set_yticks([])
     legend = axes[0, 0].legend(frameon=False, fontsize=7)
     for handle in legend.legend_handles:  # one legible size for both kinds (their plotted sizes differ on purpose)
         handle.set_sizes([25])
-    per_panel = points.groupby(["config_id", "kind"]).size().max()
+    per_panel = points.groupby(["config_key", "kind"]).size().max()
     fig.suptitle(
         f"Codes of up to {per_panel:,} real and {per_panel:,} generated tokens per panel, on the real codes' two "
         "principal axes (as Deferred Quantization V2 Fig. 5)"

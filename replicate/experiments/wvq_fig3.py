@@ -29,6 +29,7 @@ from replicate.data.synthetic import sample_disk
 from replicate.errors import ConfigError
 from replicate.metrics.codebook import evaluate_codebook
 from replicate.report.plotting import figure
+from replicate.results import with_configuration
 from replicate.spec import Claim, Experiment, Figures, RunResult, Tables, absolute, relative
 
 # panel -> (row, feature disk centre x, code disk centre x, code disk radius)
@@ -179,7 +180,8 @@ def figures(tables: Tables, scale: str) -> Figures:
     """The 8 panels in the paper's style: red feature disk and points, green code disk and points."""
     if "points" not in tables:
         return {}
-    results, points = tables[""], tables["points"]
+    results = tables[""]
+    points = with_configuration(tables["points"], results, ["panel"])
     official = results[results["sampler"] == "official"].set_index("panel")
     fig, axes = figure(2, 4, width=9, height=4.6)
     for axis, (panel, (row, feature_x, code_x, radius)) in zip(axes.flat, PANELS.items(), strict=True):

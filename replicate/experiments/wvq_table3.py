@@ -178,12 +178,12 @@ def figures(tables: Tables, scale: str) -> Figures:
 
 def grid_figure(images: pd.DataFrame, results: pd.DataFrame):
     """Originals above, each configuration's reconstructions of the same images below."""
-    labels = {row["config_id"]: label(row) for _, row in results.iterrows()}
-    first = images["config_id"].iloc[0]
-    originals = images[(images["config_id"] == first) & (images["kind"] == "original")].sort_values("image")
+    labels = {row["config_key"]: label(row) for _, row in results.iterrows()}
+    first = images["config_key"].iloc[0]
+    originals = images[(images["config_key"] == first) & (images["kind"] == "original")].sort_values("image")
     rows = [("original", originals)] + [
-        (labels.get(cid, cid), shown[shown["kind"] == "reconstruction"].sort_values("image"))
-        for cid, shown in images.groupby("config_id", sort=False)
+        (labels.get(key, key), shown[shown["kind"] == "reconstruction"].sort_values("image"))
+        for key, shown in images.groupby("config_key", sort=False)
     ]
     columns = len(originals)
     fig, axes = figure(len(rows), columns, width=1.3 * columns, height=1.45 * len(rows))
@@ -201,13 +201,13 @@ def grid_figure(images: pd.DataFrame, results: pd.DataFrame):
 
 def curves_figure(curves: pd.DataFrame, results: pd.DataFrame):
     """U, C and PSNR on the evaluation set after every epoch, one line per configuration."""
-    labels = {row["config_id"]: label(row) for _, row in results.iterrows()}
+    labels = {row["config_key"]: label(row) for _, row in results.iterrows()}
     metrics = (("utilization", "utilization U"), ("perplexity", "perplexity C"), ("psnr", "PSNR (dB)"))
     fig, axes = figure(1, len(metrics), width=3.6 * len(metrics), height=3.0)
     for column, (metric, name) in enumerate(metrics):
         axis = axes[0, column]
-        for cid, rows in curves.groupby("config_id", sort=False):
-            axis.plot(rows["epoch"], rows[metric], marker="o", markersize=3, label=labels.get(cid, cid))
+        for key, rows in curves.groupby("config_key", sort=False):
+            axis.plot(rows["epoch"], rows[metric], marker="o", markersize=3, label=labels.get(key, key))
         if metric == "perplexity":
             axis.set_yscale("log")
         axis.set_xlabel("epoch")

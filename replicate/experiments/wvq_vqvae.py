@@ -27,7 +27,7 @@ from matplotlib.ticker import MaxNLocator
 
 from replicate.metrics.projection import pca_2d
 from replicate.report.plotting import METHOD_COLOURS, METHOD_NAMES, figure
-from replicate.results import ROOT, config_id
+from replicate.results import ROOT, config_id, with_configuration
 from replicate.spec import Claim, Experiment, Figures, RunResult, Tables, absolute, relative
 from replicate.train.tokenizer import (
     TokenizerTraining,
@@ -41,6 +41,7 @@ from replicate.train.tokenizer import (
 RUNS = ROOT / "runs" / "tokenizers"  # checkpoints and per-epoch logs, git-ignored
 METHODS = ("vanilla", "ema", "online", "wasserstein")  # the four of Tables 1-10
 BEYOND_METHODS = ("mmd", "sliced_wasserstein")  # quantize/mmd.py, quantize/sliced.py: cpu Table 6 rows only
+SETTING = ("dataset", "K", "d")  # the configuration columns of one figure row
 FIG5_FEATURES, FIG5_CODES = 3000, 1000  # the paper's Fig. 5: 3,000 features (blue dots), 1,000 codes (red crosses)
 TOLERANCES = {
     "utilization": absolute(0.05),
@@ -113,10 +114,12 @@ def data(config: TokenizerTraining) -> str:
 def figures(tables: Tables, scale: str) -> Figures:
     """Fig. 5-style scatter of features vs codes per method and configuration; U and C against K; U, C and PSNR
     after every epoch (where there is more than one: the one-epoch Table 2 stand-in has no curve to draw)."""
-    drawn = {"scatter": scatter_figure(tables["points"])} if "points" in tables else {}
+    results, drawn = tables[""], {}
+    if "points" in tables:
+        drawn["scatter"] = scatter_figure(with_configuration(tables["points"], results, [*SETTING, "method"]))
     if "curves" in tables and tables["curves"]["epoch"].nunique() > 1:
-        drawn["curves"] = curves_figure(tables["curves"])
-    return drawn | {"usage": usage_figure(tables[""])}
+        drawn["curves"] = curves_figure(with_configuration(tables["curves"], results, [*SETTING, "method"]))
+    return drawn | {"usage": usage_figure(results)}
 
 
 def methods_in(frame: pd.DataFrame) -> list[str]:
@@ -126,14 +129,12 @@ def methods_in(frame: pd.DataFrame) -> list[str]:
 
 def table_settings(frame: pd.DataFrame):
     """The (dataset, K, d) settings of a table, sorted: one figure row each."""
-    return frame[["dataset", "K", "d"]].drop_duplicates().sort_values(["dataset", "K", "d"]).to_records(index=False)
+    return frame[list(SETTING)].drop_duplicates().sort_values(list(SETTING)).to_records(index=False)
 
 
 def curves_figure(curves: pd.DataFrame):
     """U, C and PSNR on the evaluation set after every epoch, one line per method; one row per (dataset, K, d)."""
-    settings = (
-        curves[["dataset", "K", "d"]].drop_duplicates().sort_values(["dataset", "K", "d"]).to_records(index=False)
-    )
+    settings = table_settings(curves)
     metrics = (("utilization", "utilization U"), ("perplexity", "perplexity C"), ("psnr", "PSNR (dB)"))
     fig, axes = figure(len(settings), len(metrics), width=3.3 * len(metrics), height=2.8 * len(settings))
     for row, (dataset, K, d) in enumerate(settings):
@@ -156,7 +157,8 @@ def curves_figure(curves: pd.DataFrame):
 
 
 def scatter_figure(points: pd.DataFrame, column: str = "method", names: dict[str, str] = METHOD_NAMES):
-    """One row per (dataset, K, d), one panel per value of `column` (the method, or the DQ schedule)."""
+    """One row per (dataset, K, d), one panel per value of `column` (the method, or the DQ schedule); the points
+    carry those configuration columns (results.with_configuration)."""
     settings = table_settings(points)
     columns = [value for value in names if value in set(points[column])]
     fig, axes = figure(len(settings), len(columns), width=3.2 * len(columns), height=3.0 * len(settings))
