@@ -186,11 +186,11 @@ def provenance(device: torch.device) -> dict[str, Any]:
 # ---- reading and writing ---------------------------------------------------------------------------------------
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write text to path through a temporary file in the same folder and an atomic rename; gzip-compressed
-    (reproducibly: no timestamp) where the name ends in .gz."""
+def write_atomic(path: Path, text: str | bytes) -> None:
+    """Write text (or bytes) to path through a temporary file in the same folder and an atomic rename;
+    gzip-compressed (reproducibly: no timestamp) where the name ends in .gz."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = text.encode()
+    data = text.encode() if isinstance(text, str) else text
     if path.suffix == ".gz":
         data = gzip.compress(data, mtime=0)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -426,7 +426,7 @@ def samples_figure(images: pd.DataFrame, results: pd.DataFrame):
     fig, axes = figure(len(rows), columns, width=0.9 * columns + 1.5, height=1.0 * len(rows) + 0.4)
     for r, (key, shown) in enumerate(rows):
         for c, text in enumerate(shown.sort_values("image")["png"]):
-            axes[r, c].imshow(png_image(text))
+            axes[r, c].imshow(png_image(text), interpolation="nearest")  # the pixels as they are
         for axis in axes[r]:
             axis.set_xticks([])
             axis.set_yticks([])

@@ -189,7 +189,7 @@ def grid_figure(images: pd.DataFrame, results: pd.DataFrame):
     fig, axes = figure(len(rows), columns, width=1.3 * columns, height=1.45 * len(rows))
     for r, (name, shown) in enumerate(rows):
         for c, text in enumerate(shown["png"]):
-            axes[r, c].imshow(png_image(text))
+            axes[r, c].imshow(png_image(text), interpolation="nearest")  # the pixels as they are
             axes[r, c].set_xticks([])
             axes[r, c].set_yticks([])
             axes[r, c].set_frame_on(False)

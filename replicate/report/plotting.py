@@ -1,12 +1,14 @@
-"""Shared figure mechanics: a headless backend, one style for every figure, atomic PNG writes."""
+"""Shared figure mechanics: a headless backend, one style for every figure, reproducible PNG writes."""
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from pathlib import Path
 
 import matplotlib
+from PIL import Image
+
+from replicate.results import write_atomic
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -40,8 +42,10 @@ STYLE = {
     "legend.fontsize": 7,
     "axes.spines.top": False,
     "axes.spines.right": False,
-    "savefig.dpi": 200,
 }
+# 150 dpi and a 256-colour palette keep every figure of the project under ~300 KB (the largest, a scatter of 100,000
+# points, ~250 KB; 200 dpi in full colour took up to 1.7 MB): the repository keeps every version of every figure.
+DPI = 150
 
 
 def figure(rows: int, columns: int, *, width: float, height: float, **kwargs):
@@ -50,16 +54,25 @@ def figure(rows: int, columns: int, *, width: float, height: float, **kwargs):
     return plt.subplots(rows, columns, figsize=(width, height), squeeze=False, **kwargs)
 
 
+def png_bytes(fig) -> bytes:
+    """The figure as PNG bytes, the same for the same figure: no metadata (matplotlib writes its version), a fixed
+    resolution, and colours reduced to a 256-colour palette by a deterministic octree."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+    with Image.open(buffer) as image:
+        palette = image.convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE)
+    buffer = io.BytesIO()
+    palette.save(buffer, format="png", optimize=True)
+    return buffer.getvalue()
+
+
 def save(fig, path: Path) -> Path:
-    """Write the figure as PNG through a temporary file and an atomic rename, then close it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    os.close(handle)
+    """Write the figure as PNG (atomically) and close it; a file that already holds the same bytes is left
+    untouched, so an unchanged figure is never rewritten, nor re-committed."""
     try:
-        fig.savefig(temporary, bbox_inches="tight")
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
+        data = png_bytes(fig)
     finally:
-        Path(temporary).unlink(missing_ok=True)
         plt.close(fig)
+    if not (path.exists() and path.read_bytes() == data):
+        write_atomic(path, data)
     return path
