@@ -269,8 +269,11 @@ def check_claims(experiment: Experiment, results: pd.DataFrame | None) -> list[C
 
 
 def write_report(experiment: Experiment, scale: str, tables: Path = TABLES) -> list[Path]:
-    """tables/E_S.md and tables/E_S_comparison.csv from the result CSV; never trains."""
+    """tables/E_S.md and tables/E_S_comparison.csv from the result CSV; never trains. Nothing for a scale without
+    result rows: REPORT.md lists such an artifact as not run."""
     results = read_csv(result_path(experiment.name, scale, tables))
+    if results is None or not len(results):
+        return []
     comparison = compare(experiment, results, scale)
     claims = check_claims(experiment, results)
     outputs = [result_path(experiment.name, scale, tables, "md")]
