@@ -139,7 +139,7 @@ def test_experiment_with_missing_data_is_skipped_with_its_reason_and_others_go_o
 
 def test_compressed_tables_are_byte_identical_when_rewritten(tmp_path):
     """gzip without a timestamp: rewriting unchanged points leaves git with nothing to commit."""
-    frame = pd.DataFrame({"config_id": ["a", "b"], "x": [0.1, 2.5]})
+    frame = pd.DataFrame({"config_key": ["a", "b"], "x": [0.1, 2.5]})
     path = tmp_path / "e_cpu_points.csv.gz"
     write_csv(path, frame)
     first = path.read_bytes()

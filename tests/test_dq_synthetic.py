@@ -33,7 +33,7 @@ def test_smoke_run_writes_results_curves_points_and_every_figure(tmp_path):
         "xp_synthetic_smoke.png",
     } <= names
     curves = pd.read_csv(tmp_path / "t" / "dq_synthetic_smoke_curves.csv")
-    assert curves.groupby("config_id")["step"].max().eq(59).all()
+    assert curves.groupby("config_key")["step"].max().eq(59).all()
     points = tmp_path / "t" / "dq_synthetic_smoke_points.csv.gz"
     assert points.read_bytes()[:2] == b"\x1f\x8b" and set(pd.read_csv(points)["kind"]) >= {"embedding", "code"}
 
