@@ -24,7 +24,6 @@ import torch
 from replicate.errors import ConfigError
 from replicate.metrics.codebook import evaluate_codebook
 from replicate.quantize import PAPER_METHODS, QUANTIZERS, nearest_code
-from replicate.train.atomic import atomic_quantizer, atomic_step
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -187,6 +186,8 @@ CPU_SCALE_VARIANTS = {  # the cpu-scale Table 6 model (32 px, ch 32, K = 8192, b
 
 
 def _step_runner(method: str, K: int, N: int, d: int, backend: str, device: torch.device) -> Callable[[], object]:
+    from replicate.train.atomic import atomic_quantizer, atomic_step  # training code: only when `bench` runs
+
     torch.manual_seed(0)
     quantizer, optimizer = atomic_quantizer(method, K, d, init="normal", init_scale=1.0, device=device)
     quantizer.search_backend = backend

@@ -19,8 +19,6 @@ import torch
 from PIL import Image, ImageDraw
 from torch import Tensor
 from torch.utils.data import Dataset
-from torchvision.datasets import CIFAR10, SVHN
-from torchvision.transforms.functional import pil_to_tensor
 
 from replicate.errors import ConfigError, MissingDataError, ReplicateError, unknown_name
 from replicate.results import ROOT
@@ -85,6 +83,8 @@ def random_crop(image: Image.Image, resolution: int, rng: random.Random) -> Imag
 
 def to_signed_tensor(image: Image.Image) -> Tensor:
     """A float (3, H, W) tensor in [-1, 1] (the official code's ToTensor then Normalize(0.5, 0.5))."""
+    from torchvision.transforms.functional import pil_to_tensor  # torchvision only where images are read
+
     return pil_to_tensor(image).float() / 127.5 - 1
 
 
@@ -195,12 +195,16 @@ def unpack(archive: Path, target: Path) -> Path:
 
 
 def _cifar10(split: str, root: str | Path | None, cache_dir: Path) -> tuple[Images, list[str]]:
+    from torchvision.datasets import CIFAR10
+
     root = Path(root or Path.home() / ".cache" / "vq-replicate" / "cifar10").expanduser()
     dataset = _torchvision(CIFAR10, "CIFAR-10", root, "cifar-10-batches-py", train=split == "train")
     return dataset, dataset.classes
 
 
 def _svhn(split: str, root: str | Path | None, cache_dir: Path) -> tuple[Images, list[str]]:
+    from torchvision.datasets import SVHN
+
     root = Path(root or Path.home() / ".cache" / "vq-replicate" / "svhn").expanduser()
     return _torchvision(SVHN, "SVHN", root, f"{split}_32x32.mat", split=split), [str(digit) for digit in range(10)]
 
@@ -214,7 +218,7 @@ def _torchvision(kind: Callable, label: str, root: Path, files: str, **split) ->
     try:
         return kind(root, **split, download=True)
     except Exception as error:  # no internet, a proxy, a read-only root: all end the same way for the user
-        hint = "; without internet, use the JPEG copy (dataset 'cifar10-jpeg')" if kind is CIFAR10 else ""
+        hint = "; without internet, use the JPEG copy (dataset 'cifar10-jpeg')" if label == "CIFAR-10" else ""
         raise MissingDataError(
             f"{label} not found in {root} and could not be downloaded (no internet? {type(error).__name__}): "
             f"run once on a machine with internet or place {files} there{hint}"

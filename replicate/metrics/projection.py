@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.manifold import TSNE
 from torch import Tensor
 
 
@@ -21,5 +20,7 @@ def tsne_2d(points: Tensor, *, seed: int = 0) -> Tensor:
     """t-SNE embedding in 2-D (perplexity 30, PCA initialisation); points in 2-D are returned unchanged."""
     if points.shape[1] <= 2:
         return points.double()
+    from sklearn.manifold import TSNE  # heavy (scipy); only the t-SNE figures need it
+
     embedded = TSNE(n_components=2, perplexity=30, init="pca", random_state=seed).fit_transform(points.double().numpy())
     return torch.from_numpy(np.asarray(embedded))
