@@ -22,7 +22,6 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import scipy.linalg
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -227,6 +226,8 @@ def frechet_distance(mean_a: Tensor, cov_a: Tensor, mean_b: Tensor, cov_b: Tenso
     the root by scipy.linalg.sqrtm, real part (a singular product leaves tiny imaginary rounding);
     at d = 2048 the root takes ~25 s on 2 busy CPU cores.
     """
+    import scipy.linalg  # heavy; only the Fréchet distance needs it
+
     mean_a, cov_a, mean_b, cov_b = (t.detach().double().cpu().numpy() for t in (mean_a, cov_a, mean_b, cov_b))
     root = scipy.linalg.sqrtm(cov_a @ cov_b)
     difference = mean_a - mean_b
