@@ -1,5 +1,13 @@
 """The five quantizers of the Wasserstein VQ paper, and two that go beyond its Gaussian closed form (MMD, sliced W2),
-behind one interface, and a registry to build them by name."""
+behind one interface, and a registry to build them by name. As a library (examples/wasserstein_autoencoder.py):
+
+    quantizer = build_quantizer(quantizer_config("wasserstein", 512, 8, queue_size=8192))  # K, d, changed settings
+    out = quantizer(features)          # features (..., d), channels last
+    out.quantized                      # straight-through: the codes' values, the features' gradient
+    out.indices, out.losses, out.loss  # code indices (...,), loss terms by name (weighted), their sum
+    optimizer = torch.optim.Adam([{"params": model_params, "lr": lr}, *quantizer.param_groups(lr)])
+    quantizer.update(features.detach(), out)  # after optimizer.step(): EMA averages, re-seeding (else nothing)
+"""
 
 from __future__ import annotations
 
@@ -46,6 +54,7 @@ __all__ = [
     "PAPER_METHODS",
     "QUANTIZERS",
     "Quantizer",
+    "QuantizerConfig",
     "QuantizerOutput",
     "build_quantizer",
     "nearest_code",
