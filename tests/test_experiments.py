@@ -9,7 +9,12 @@ from replicate.results import read_csv, result_path
 from replicate.runner import run_experiment
 
 
-@pytest.mark.parametrize("name", list(EXPERIMENTS))
+# Over a minute each on 2 CPU cores (70-90 s of one core's time), run by CI with `-m slow`; the default run keeps
+# a generation arm end to end (test_generation_experiments.py) and the schedules' unit tests.
+SLOW = {"dq_cifar_sweep", "dq_generation", "wvq_generation"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in EXPERIMENTS])
 def test_every_experiment_runs_at_smoke_scale_and_writes_table_comparison_and_figures(name, tmp_path, monkeypatch):
     monkeypatch.setattr(wvq_vqvae, "RUNS", tmp_path / "runs")
     experiment = EXPERIMENTS[name]

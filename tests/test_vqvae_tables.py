@@ -36,7 +36,13 @@ def unique_models():
                 training.quantizer,
             )
             seen.setdefault(key, (name, training))
-    return list(seen.values())
+    params, large_seen = [], set()
+    for name, training in seen.values():
+        # a 256 px step takes ~25 s of one core: the first of each table runs by default, the others with -m slow
+        large = training.resolution > 64
+        params.append(pytest.param(name, training, marks=[pytest.mark.slow] if large and name in large_seen else []))
+        large_seen |= {name} if large else set()
+    return params
 
 
 @pytest.mark.parametrize("name,training", unique_models(), ids=lambda v: v if isinstance(v, str) else "")
