@@ -179,17 +179,6 @@ def test_a_second_run_of_the_same_table_is_refused_while_the_first_holds_its_loc
     assert len(pd.read_csv(result_path(TABLE4.name, "smoke", tables))) == 8
 
 
-def test_the_comparison_code_loads_no_training_model_or_experiment_module():
-    code = (
-        "import replicate.report.compare, sys; "
-        "print(' '.join(sorted(m for m in sys.modules if m.startswith('replicate'))))"
-    )
-    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
-    modules = loaded.stdout.split()
-    assert "replicate.spec" in modules
-    assert not [m for m in modules if m.startswith(("replicate.train", "replicate.models", "replicate.experiments"))]
-
-
 def test_sigterm_ends_a_run_like_ctrl_c_releasing_its_lock(tmp_path):
     run = subprocess.Popen(
         [sys.executable, "-m", "replicate", "run", "wvq_fig12", "--scale", "smoke", "--set", "steps=100000"]
