@@ -10,8 +10,9 @@ import scipy.linalg
 import torch
 import torch.nn.functional as F
 
+from replicate.configs import VQVAEConfig
 from replicate.errors import ConfigError
-from replicate.models.vqvae import VQVAE, vqvae_config
+from replicate.models.vqvae import VQVAE
 from replicate.quantize import build_quantizer, quantizer_config
 from replicate.quantize.gaussian import gaussian_fit, gaussian_w2
 from replicate.quantize.mmd import MMDVQ, MMDConfig, mmd_bandwidth, mmd_squared
@@ -203,7 +204,7 @@ def test_each_method_learns_a_spread_codebook_in_the_atomic_setting(method):
 @pytest.mark.parametrize("method", list(METHODS))
 def test_each_method_trains_inside_a_vqvae(method):
     quantizer_class, config_class, key = METHODS[method]
-    model = VQVAE(vqvae_config(32, channels=8, channel_mult=(1, 2)), quantizer_class(config_class(32, 8)))
+    model = VQVAE(VQVAEConfig(32, channels=8, channel_mult=(1, 2)), quantizer_class(config_class(32, 8)))
     quantizer = model.quantizer
     others = [p for name, p in model.named_parameters() if not name.startswith("quantizer.")]
     optimizer = torch.optim.Adam([{"params": others, "lr": 1e-4}, *quantizer.param_groups(1e-4)])

@@ -11,10 +11,11 @@ import torch
 from PIL import Image
 
 from replicate import distributed
+from replicate.configs import SyntheticTraining, TokenizerTraining, VQVAEConfig, smoke_scale
 from replicate.data.images import image_dataset
 from replicate.metrics.codebook import codebook_distances, used_code_distances
 from replicate.metrics.image import lpips_distance
-from replicate.models.vqvae import VQVAE, vqvae_config
+from replicate.models.vqvae import VQVAE
 from replicate.quantize import build_quantizer, quantizer_config
 from replicate.registry import EXPERIMENTS
 from replicate.results import provenance
@@ -22,18 +23,18 @@ from replicate.runner import run_experiment
 from replicate.train.atomic import atomic_quantizer, atomic_step
 from replicate.train.evaluate import evaluate_tokenizer
 from replicate.train.schedule import QuantizationSchedule
-from replicate.train.synthetic import SyntheticTraining, train_synthetic
-from replicate.train.tokenizer import TokenizerTraining, describe_data, smoke_scale
+from replicate.train.synthetic import train_synthetic
+from replicate.train.tokenizer import build_model, describe_data
 
 
 @pytest.mark.parametrize("resolution, parameters", [(32, 4_371_403), (256, 18_552_395)])
 def test_table5_models_have_the_official_parameter_counts(resolution, parameters):
     """Encoder, decoder and the two 1 x 1 projections (not the codebook) of the official factor-4 and factor-16
     models (code/VQVAE/model/vqvae.py): the 32 px one has no attention outside its middle blocks."""
-    model = VQVAE(vqvae_config(resolution), build_quantizer(quantizer_config("vanilla", 16, 8)))
+    model = VQVAE(VQVAEConfig(resolution), build_quantizer(quantizer_config("vanilla", 16, 8)))
     counted = sum(p.numel() for name, p in model.named_parameters() if not name.startswith("quantizer."))
     assert counted == parameters
-    assert TokenizerTraining("cifar10", resolution, "vanilla", 16).model_config() == model.config
+    assert build_model(TokenizerTraining("cifar10", "vanilla", 16, VQVAEConfig(resolution))).config == model.config
 
 
 def test_online_vq_in_the_atomic_setting_averages_usage_over_assignments_to_the_stepped_codebook():
@@ -82,8 +83,8 @@ def test_official_lpips_protocol_remaps_signed_images_as_pyiqa_does():
 
 
 def test_evaluation_rows_name_their_lpips_and_rfid_protocols():
-    config = smoke_scale(TokenizerTraining("cifar10", 32, "vanilla", 16))
-    model = config.build_model()
+    config = smoke_scale(TokenizerTraining("cifar10", "vanilla", 16, VQVAEConfig(32)))
+    model = build_model(config)
     data = image_dataset("shapes", "test", root=None, resolution=32, train_augment=False, seed=0)
     subset = torch.utils.data.Subset(data, range(8))
     project = evaluate_tokenizer(model, subset, batch_size=8, device=torch.device("cpu"))
@@ -96,7 +97,7 @@ def test_evaluation_rows_name_their_lpips_and_rfid_protocols():
 
 def test_ffhq_data_label_names_the_source_resolution(tmp_path):
     Image.new("RGB", (1024, 1024)).save(tmp_path / "00000.png")
-    config = TokenizerTraining("ffhq", 256, "vanilla", 16, data_root=str(tmp_path))
+    config = TokenizerTraining("ffhq", "vanilla", 16, VQVAEConfig(256), data_root=str(tmp_path))
     assert describe_data(config).startswith("FFHQ (1024 px source), 256 px")
 
 
@@ -104,7 +105,7 @@ def test_pretrained_arm_adds_its_autoencoder_phase_and_restarts_the_optimizer():
     deferred, pretrained = QuantizationSchedule("deferred", 5), QuantizationSchedule("pretrained", 5)
     assert (deferred.total_steps(10), pretrained.total_steps(10)) == (10, 15)
     assert (deferred.fresh_optimizer, pretrained.fresh_optimizer) == (False, True)
-    config = TokenizerTraining("cifar10", 32, "ema", 16, epochs=3, schedule="pretrained", warmup_epochs=2)
+    config = TokenizerTraining("cifar10", "ema", 16, VQVAEConfig(32), epochs=3, schedule="pretrained", warmup_epochs=2)
     assert config.total_epochs == 5 and "2 autoencoder + 3 quantized epochs" in describe_data(config)
     result = train_synthetic(SyntheticTraining(2, "pretrained", steps=20, warmup_steps=10))
     assert result.history[-1]["step"] == 29 and result.history[-1]["quantized"]

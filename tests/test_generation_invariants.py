@@ -5,19 +5,20 @@ the squared closed-form W2 between the two Gaussians (quantize/gaussian.py)."""
 import pytest
 import torch
 
+from replicate.configs import VQVAEConfig
 from replicate.metrics.image import frechet_distance, frechet_distance_of_features
 from replicate.models.var import accumulate
-from replicate.models.vqvae import VQVAE, VQVAEConfig
+from replicate.models.vqvae import VQVAE
 from replicate.quantize import QUANTIZERS, build_quantizer, quantizer_config
 from replicate.quantize.gaussian import gaussian_fit, gaussian_w2
 from replicate.quantize.multiscale import MultiScaleQuantizer, scales_for
 from replicate.train.generator import encode_tokens, split_scales
 
-TINY = VQVAEConfig(16, channels=32, channel_mult=(1, 2), num_res_blocks=1, z_channels=32, codebook_dim=4)  # 8 x 8
+TINY = VQVAEConfig(16, channels=32, channel_mult=(1, 2), num_res_blocks=1, z_channels=32, d=4)  # 8 x 8
 
 
 def tiny_tokenizer(method: str, multiscale: bool = False) -> VQVAE:
-    quantizer = build_quantizer(quantizer_config(method, 16, TINY.codebook_dim))
+    quantizer = build_quantizer(quantizer_config(method, 16, TINY.d))
     if multiscale:
         quantizer = MultiScaleQuantizer(quantizer, scales_for(TINY.latent_resolution))
     return VQVAE(TINY, quantizer).eval()

@@ -192,11 +192,12 @@ def test_absent_weights_give_none_and_a_reason_without_machine_paths(
 
 
 def test_evaluation_rows_hold_numbers_in_metric_columns_and_reasons_in_notes(alexnet_file, empty_hub, monkeypatch):
-    from replicate.models.vqvae import VQVAE, vqvae_config
+    from replicate.configs import VQVAEConfig
+    from replicate.models.vqvae import VQVAE
     from replicate.quantize import build_quantizer, quantizer_config
     from replicate.train.evaluate import evaluate_tokenizer
 
-    model = VQVAE(vqvae_config(32, channels=8), build_quantizer(quantizer_config("vanilla", 16, 8)))
+    model = VQVAE(VQVAEConfig(32, channels=8), build_quantizer(quantizer_config("vanilla", 16, 8)))
     data = torch.utils.data.TensorDataset(torch.rand(4, 3, 32, 32) * 2 - 1, torch.zeros(4))
     row = evaluate_tokenizer(model, data, batch_size=2, device=torch.device("cpu"))
     assert math.isnan(row["lpips"]) and math.isnan(row["rfid"])

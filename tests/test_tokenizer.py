@@ -2,7 +2,6 @@
 same in every checkout: every quantizer trains, DDP keeps the ranks identical, a SIGKILLed run resumes to the same
 result, and bad input ends with one line and status 2."""
 
-import dataclasses
 import os
 import signal
 import subprocess
@@ -16,12 +15,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from replicate.configs import with_changes
 from replicate.data.images import image_dataset
 from replicate.quantize import QUANTIZERS
 from replicate.results import ROOT
 from replicate.train.configs import train_config
 from replicate.train.gan import Objective
-from replicate.train.tokenizer import build_optimizer, train_step
+from replicate.train.tokenizer import build_model, build_optimizer, train_step
 
 SMOKE = train_config("cifar10-wasserstein", "smoke")
 METRICS = ["psnr", "ssim", "rec_mse", "quant_error", "utilization", "perplexity", "w2_distance", "train_loss"]
@@ -41,11 +41,11 @@ def on_folder(root: Path) -> tuple[str, str]:
 def test_tiny_vqvae_reconstruction_loss_decreases_with_every_quantizer(method, shape_folder):
     """40 steps on 16 images (lr 1e-4). The reconstruction term is what must fall: Vanilla VQ's whole objective
     first rises, as the encoder outputs grow away from its tiny initial codebook (U(-1/K, 1/K), official)."""
-    config = dataclasses.replace(SMOKE, method=method, K=64, lr=1e-4)
+    config = with_changes(SMOKE, {"method": method, "K": 64, "optim.lr": 1e-4})
     torch.manual_seed(0)
     data = image_dataset("folder", "train", root=shape_folder, resolution=32, train_augment=False, seed=0)
     images = torch.stack([data[i][0] for i in range(0, len(data), len(data) // 16)])
-    model = config.build_model()
+    model = build_model(config)
     optimizer = build_optimizer(model, config)
 
     def reconstruction_loss() -> float:  # through the quantizer, as evaluated
@@ -57,7 +57,7 @@ def test_tiny_vqvae_reconstruction_loss_decreases_with_every_quantizer(method, s
 
     before = reconstruction_loss()
     for step in range(40):
-        train_step(model, model, optimizer, images, config, step, True, Objective(config.gan_loss()), epoch=1)
+        train_step(model, model, optimizer, images, config, step, True, Objective(config.gan), epoch=1)
     assert reconstruction_loss() < 0.6 * before
 
 

@@ -37,7 +37,7 @@ def test_discriminator_weight_is_zero_before_epoch_60_and_0_2_from_it():
     with pytest.raises(ConfigError):
         GANLoss(disc_start_epoch=0)
     with pytest.raises(ConfigError):
-        GANLoss(reconstruction="l2")
+        GANLoss(reconstruction_loss="l2")
 
 
 def test_generator_loss_adds_l1_quantizer_and_weighted_adversarial_terms():

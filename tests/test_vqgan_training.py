@@ -11,11 +11,12 @@ from conftest import two_rank_parameters
 
 from replicate import distributed
 from replicate.cli import main
+from replicate.configs import VQVAE_OPTIMISATION, GANLoss, TokenizerTraining, VQVAEConfig, smoke_scale, with_changes
 from replicate.errors import ConfigError, MissingDataError
 from replicate.quantize.multiscale import VAR_SCALES, tokens
-from replicate.train import tokenizer
+from replicate.train import checkpoint
 from replicate.train.gan import build_objective
-from replicate.train.tokenizer import TokenizerTraining, smoke_scale, train_tokenizer
+from replicate.train.tokenizer import build_model, train_tokenizer
 
 METRICS = ["psnr", "ssim", "rec_mse", "utilization", "perplexity", "train_loss"]
 
@@ -24,16 +25,13 @@ def smoke_vqgan(**changes) -> TokenizerTraining:
     """A VQGAN at smoke scale whose discriminator starts in epoch 2 of 2 (no perceptual term: no VGG16 here)."""
     config = TokenizerTraining(
         "shapes",
-        32,
         "wasserstein",
         64,
-        reconstruction_loss="l1",
-        disc_weight=0.2,
-        disc_start_epoch=2,
-        weight_decay=0.01,
-        lr=5e-4,
+        VQVAEConfig(32),
+        optim=dataclasses.replace(VQVAE_OPTIMISATION, lr=5e-4, weight_decay=0.01),
+        gan=GANLoss(reconstruction_loss="l1", perceptual_weight=0.0, disc_weight=0.2, disc_start_epoch=2),
     )
-    return dataclasses.replace(smoke_scale(config, epochs=2), **changes)
+    return with_changes(smoke_scale(config, epochs=2), changes)
 
 
 class _Stop(Exception):
@@ -46,17 +44,17 @@ def test_discriminator_trains_from_its_start_epoch_and_resumes_with_the_run(tmp_
     state = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)
     assert state["adversary"]["optimizer"]["state"]  # the discriminator's AdamW stepped
     # stop the second run at the end of epoch 1 (before the discriminator starts), then resume it
-    saved = tokenizer.RunState.save
+    saved = checkpoint.RunState.save
 
     def save_then_stop(self, *args) -> None:
         saved(self, *args)
         if self.epoch == 1 and self.step == 0:
             raise _Stop
 
-    monkeypatch.setattr(tokenizer.RunState, "save", save_then_stop)
+    monkeypatch.setattr(checkpoint.RunState, "save", save_then_stop)
     with pytest.raises(_Stop):
         train_tokenizer(config, tmp_path / "b", progress=False)
-    monkeypatch.setattr(tokenizer.RunState, "save", saved)
+    monkeypatch.setattr(checkpoint.RunState, "save", saved)
     resumed = train_tokenizer(config, tmp_path / "b", progress=False)
     pd.testing.assert_frame_equal(history[METRICS], resumed[METRICS], rtol=1e-6)
 
@@ -81,12 +79,12 @@ def test_perceptual_weight_without_vgg16_weights_stops_the_run(tmp_path, monkeyp
     monkeypatch.setenv("VQ_VGG16_WEIGHTS", str(tmp_path / "absent.pth"))
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     with pytest.raises(MissingDataError, match="VGG16 ImageNet weights"):
-        build_objective(smoke_vqgan(perceptual_weight=1.0), distributed.setup("cpu"))
+        build_objective(smoke_vqgan(**{"gan.perceptual_weight": 1.0}), distributed.setup("cpu"))
 
 
 def test_multiscale_tokenizer_quantizes_every_scale_and_reports_usage_over_all_tokens(tmp_path):
     config = dataclasses.replace(smoke_vqgan(), scales=VAR_SCALES, epochs=1)  # 32 px, (1, 2) -> 16 x 16 latents
-    model = config.build_model()
+    model = build_model(config)
     out = model(torch.rand(2, 3, 32, 32) * 2 - 1).quantizer
     assert out.indices.shape == (2 * tokens(VAR_SCALES),) and len(out.scale_indices) == len(VAR_SCALES)
     history = train_tokenizer(config, tmp_path, progress=False)
@@ -116,10 +114,11 @@ TORCHRUN_SCRIPT = """
 import dataclasses, sys, torch
 from pathlib import Path
 from replicate import distributed
+from replicate.configs import with_changes
 from replicate.experiments.wvq_table3 import configs
 from replicate.train import tokenizer
 out = Path(sys.argv[1])
-config = dataclasses.replace(configs('smoke')[1], epochs=1, disc_start_epoch=1)  # multi-scale, D on from the start
+config = with_changes(configs('smoke')[1], {'epochs': 1, 'gan.disc_start_epoch': 1})  # multi-scale, D on from the start
 captured = {}
 build = tokenizer.build_objective
 def capture(*args):

@@ -3,7 +3,8 @@
 codebook dimension, as in Wasserstein VQ's Table 5 and official VQ-VAE code: channels 64, channel multipliers
 [1, 1, 2] (32 px, latent 8 x 8) or [1, 1, 2, 2, 4] (256 px, latent 16 x 16), 2 residual blocks per level,
 self-attention in the middle blocks and, at 256 px only, at 16 x 16 (official code/VQVAE/model/vqvae.py: the
-factor-4 model has attn_resolutions=[]), z_channels 256, codebook dimension 8.
+factor-4 model has attn_resolutions=[]), z_channels 256, codebook dimension 8. Its configuration, VQVAEConfig, is
+in replicate/configs.py.
 """
 
 from __future__ import annotations
@@ -14,29 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from replicate.configs import VQVAEConfig
 from replicate.errors import ConfigError
 from replicate.quantize import Quantizer, QuantizerOutput
-
-
-@dataclass(frozen=True)
-class VQVAEConfig:
-    resolution: int  # input height = width
-    channels: int = 64  # Table 5: 64 for every VQ-VAE
-    channel_mult: tuple[int, ...] = (1, 1, 2)  # Table 5: [1, 1, 2] at 32 px, [1, 1, 2, 2, 4] at 256 px
-    num_res_blocks: int = 2
-    attn_resolutions: tuple[int, ...] = ()  # table5_layout: () at 32 px, (16,) at 256 px
-    z_channels: int = 256
-    codebook_dim: int = 8
-
-    def __post_init__(self) -> None:
-        if self.resolution % 2 ** (len(self.channel_mult) - 1):
-            raise ConfigError(f"resolution {self.resolution} is not divisible by the downsampling factor")
-        if min(self.channels, self.z_channels, self.codebook_dim, self.num_res_blocks, *self.channel_mult) < 1:
-            raise ConfigError("channels, multipliers, z_channels, codebook_dim and num_res_blocks must be >= 1")
-
-    @property
-    def latent_resolution(self) -> int:
-        return self.resolution // 2 ** (len(self.channel_mult) - 1)
 
 
 def normalize(channels: int) -> nn.GroupNorm:
@@ -174,12 +155,12 @@ class VQVAE(nn.Module):
 
     def __init__(self, config: VQVAEConfig, quantizer: Quantizer) -> None:
         super().__init__()
-        if quantizer.dim != config.codebook_dim:
-            raise ConfigError(f"quantizer dimension {quantizer.dim} != codebook_dim {config.codebook_dim}")
+        if quantizer.dim != config.d:
+            raise ConfigError(f"quantizer dimension {quantizer.dim} != d {config.d}")
         self.config = config
         self.encoder, self.decoder = Encoder(config), Decoder(config)
-        self.quant_conv = nn.Conv2d(config.z_channels, config.codebook_dim, 1)
-        self.post_quant_conv = nn.Conv2d(config.codebook_dim, config.z_channels, 1)
+        self.quant_conv = nn.Conv2d(config.z_channels, config.d, 1)
+        self.post_quant_conv = nn.Conv2d(config.d, config.z_channels, 1)
         self.quantizer = quantizer
 
     def encode(self, images: Tensor) -> Tensor:
@@ -204,16 +185,3 @@ class VQVAE(nn.Module):
         with half:
             reconstructions = self.decode(out.quantized)
         return VQVAEOutput(reconstructions.float(), latents, out)
-
-
-def table5_layout(resolution: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """(channel multipliers, attention resolutions) of Table 5 and the official code for a resolution: [1, 1, 2]
-    without attention outside the middle blocks up to 64 px (the official factor-4 model); [1, 1, 2, 2, 4] with
-    attention at 16 x 16 from 128 px (the official factor-16 model)."""
-    return ((1, 1, 2), ()) if resolution <= 64 else ((1, 1, 2, 2, 4), (16,))
-
-
-def vqvae_config(resolution: int, **changes) -> VQVAEConfig:
-    """Table 5's configuration for a resolution."""
-    channel_mult, attn_resolutions = table5_layout(resolution)
-    return VQVAEConfig(resolution, **{"channel_mult": channel_mult, "attn_resolutions": attn_resolutions, **changes})

@@ -6,16 +6,16 @@ from __future__ import annotations
 import dataclasses
 import functools
 
+from replicate.configs import TokenizerTraining, VQVAEConfig, smoke_scale
 from replicate.errors import ConfigError, unknown_name
 from replicate.quantize import QUANTIZERS
 from replicate.spec import SCALES
-from replicate.train.tokenizer import TokenizerTraining, smoke_scale
 
 
 def cifar10(method: str, scale: str) -> TokenizerTraining:
     """Wasserstein VQ Table 6 row: 32 px, K = 8192, d = 8, channels 64, [1, 1, 2], batch 128, lr 5e-5, 50
     epochs (Table 5). cpu: the CIFAR-10 JPEG copy, one epoch. smoke: tokenizer.smoke_scale."""
-    paper = TokenizerTraining("cifar10", 32, method, 8192, epochs=50)
+    paper = TokenizerTraining("cifar10", method, 8192, VQVAEConfig(32), epochs=50)
     if scale == "paper":
         return paper
     if scale == "cpu":

@@ -29,37 +29,15 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from replicate import distributed
-from replicate.errors import ConfigError, MissingDataError, unknown_name
+from replicate.configs import GANLoss, TokenizerTraining, clip_gradients
+from replicate.errors import ConfigError, MissingDataError
 from replicate.metrics.image import LPIPS_TRUNKS, load_lpips
 from replicate.models.discriminator import PatchGANDiscriminator
 
 if TYPE_CHECKING:
     import lpips
 
-    from replicate.train.tokenizer import TokenizerTraining
-
 VGG16_FILE, VGG16_WEIGHTS_ENV = LPIPS_TRUNKS["vgg"]  # torchvision's ImageNet VGG16 as torch hub caches it
-RECONSTRUCTIONS = ("l1", "mse")
-
-
-@dataclass(frozen=True)
-class GANLoss:
-    disc_weight: float = 0.2  # official config.py rate_d (FFHQ override 0.2); paper lambda = 0.2 (Table 5)
-    disc_start_epoch: int = 60  # official disc_epoch (FFHQ override 60 of 200 epochs), 1-based as its loop
-    perceptual_weight: float = 1.0  # official vqgan.py adds lpips_loss unweighted; Table 5 "perceptual 1.0"
-    # official: torch.mean(torch.abs(x - x_rec)); "mse" is the squared L2 that the paper's VQ-VAE term writes
-    reconstruction: str = "l1"
-    # official: model.train() also puts the LPIPS module in train mode, so the Dropout(0.5) in front of each
-    # linear head (taming's LPIPS(use_dropout=True)) is active in the training loss
-    perceptual_dropout: bool = True
-
-    def __post_init__(self) -> None:
-        if self.disc_weight < 0 or self.perceptual_weight < 0:
-            raise ConfigError("disc_weight and perceptual_weight must be >= 0")
-        if self.disc_start_epoch < 1:
-            raise ConfigError(f"disc_start_epoch is 1-based, got {self.disc_start_epoch}")
-        if self.reconstruction not in RECONSTRUCTIONS:
-            raise unknown_name("reconstruction loss", self.reconstruction, RECONSTRUCTIONS)
 
 
 def discriminator_weight(config: GANLoss, epoch: int) -> float:
@@ -101,7 +79,7 @@ def generator_loss(
     """L_G of a 1-based epoch, from x, x_rec (unclamped, as official), the quantizer's loss and D(x_rec); without
     logits (no discriminator, or one not started yet) the adversarial term is 0. A term whose weight is 0 is not
     added, so that a VQ-VAE (MSE, no perceptual, no discriminator) is exactly MSE + the quantizer's loss."""
-    if config.reconstruction == "l1":
+    if config.reconstruction_loss == "l1":
         reconstruction = F.l1_loss(reconstructions, images)  # official torch.mean(torch.abs(x - x_rec))
     else:
         reconstruction = F.mse_loss(reconstructions, images)
@@ -126,7 +104,9 @@ class Adversary:
     model.module calls bypass), its AdamW and its step. The official loop steps it in every iteration, also before
     the discriminator starts (loss weight 0: the AdamW step counter advances and its weight decay acts)."""
 
-    def __init__(self, discriminator: nn.Module, optimizer: torch.optim.Optimizer, config: GANLoss, grad_clip: float):
+    def __init__(
+        self, discriminator: nn.Module, optimizer: torch.optim.Optimizer, config: GANLoss, grad_clip: float | None
+    ):
         self.discriminator, self.optimizer, self.config, self.grad_clip = discriminator, optimizer, config, grad_clip
         self.module = discriminator.module if hasattr(discriminator, "module") else discriminator
 
@@ -144,7 +124,7 @@ class Adversary:
         loss = hinge_discriminator_loss(logits_real, logits_fake, disc_weight=discriminator_weight(self.config, epoch))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.grad_clip)
+        clip_gradients(self.optimizer, self.grad_clip)  # its one group: every parameter of D
         self.optimizer.step()
         return float(loss.detach())
 
@@ -182,22 +162,23 @@ class Objective:
 def build_objective(config: TokenizerTraining, context: distributed.Context) -> Objective:
     """The objective of a configuration. A perceptual weight without the VGG16 ImageNet weights stops the run:
     it would not be the configuration it says it is (reduced scales set perceptual_weight 0 instead)."""
+    gan, optim = config.gan, config.optim
     lpips_model = None
-    if config.perceptual_weight > 0:
+    if gan.perceptual_weight > 0:
         lpips_model, reason = load_vgg_lpips()
         if lpips_model is None:
             raise MissingDataError(
-                f"perceptual_weight {config.perceptual_weight} needs the VGG16 ImageNet weights ({reason}): put "
+                f"perceptual_weight {gan.perceptual_weight} needs the VGG16 ImageNet weights ({reason}): put "
                 "vgg16-397923af.pth in torch hub's checkpoints folder or set $VQ_VGG16_WEIGHTS"
             )
         lpips_model = lpips_model.to(context.device)
     adversary = None
-    if config.disc_weight > 0:
+    if gan.disc_weight > 0:
         discriminator = PatchGANDiscriminator().to(context.device)
         optimizer = torch.optim.AdamW(
-            discriminator.parameters(), lr=config.disc_lr, betas=config.adam_betas, weight_decay=config.weight_decay
+            discriminator.parameters(), lr=gan.disc_lr, betas=optim.adam_betas, weight_decay=optim.weight_decay
         )
         if context.world_size > 1:
             discriminator = DistributedDataParallel(discriminator, broadcast_buffers=False)
-        adversary = Adversary(discriminator, optimizer, config.gan_loss(), config.grad_clip)
-    return Objective(config.gan_loss(), lpips_model, adversary)
+        adversary = Adversary(discriminator, optimizer, gan, optim.grad_clip)
+    return Objective(gan, lpips_model, adversary)

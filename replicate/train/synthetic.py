@@ -10,60 +10,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from replicate.configs import SyntheticTraining, clip_gradients, learning_rate
 from replicate.data.synthetic import gaussian_mixture
-from replicate.errors import ConfigError
 from replicate.metrics.codebook import CODEBOOK_COLUMNS, CodebookUsage, codebook_distances, codebook_metrics
 from replicate.metrics.shrinkage import effective_rank, mode_coverage, mode_entropy, per_mode_error
 from replicate.models.mlp import MLPAutoencoder
-from replicate.quantize import Quantizer, QuantizerConfig, build_quantizer, quantizer_config
-from replicate.train.schedule import QuantizationSchedule
+from replicate.quantize import Quantizer, build_quantizer
 
 SPREAD_SAMPLE = 1000  # points whose embeddings give the latent spread (all pairs)
-
-
-@dataclass(frozen=True)
-class SyntheticTraining:
-    """One run of the synthetic study: data, model, quantizer, schedule and optimisation."""
-
-    dim: int  # input dimension; the latent space has the same dimension
-    schedule: str  # "early", "deferred", "pretrained" or "random" (train/schedule.py)
-    method: str = "ema"
-    K: int = 32
-    encoder_width: int = 64
-    encoder_depth: int = 2
-    decoder_width: int = 64
-    decoder_depth: int = 2
-    steps: int = 3000  # step budget, the same for every schedule ("pretrained" adds its warm-up before it)
-    warmup_steps: int = 0  # continuous steps before quantizing ("deferred", "pretrained")
-    batch: int = 256
-    lr: float = 1e-3  # Adam, for encoder, decoder and (unless the quantizer has its own) the codebook
-    adam_betas: tuple[float, float] = (0.9, 0.999)  # torch's default
-    grad_clip: float | None = None  # max gradient norm per parameter group; None: no clipping
-    kmeans_iterations: int = 50  # Lloyd iterations of the early / deferred codebook initialisation
-    quantizer: tuple[tuple[str, float | int | str | bool | None], ...] = ()  # changes to the method's defaults
-    seed: int = 0  # the mixture, the model initialisation and the batches
-
-    def __post_init__(self) -> None:
-        for name in ("K", "encoder_width", "encoder_depth", "decoder_width", "decoder_depth", "steps", "batch"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.dim < 2:
-            raise ConfigError(f"dim must be >= 2 (the plots project to 2-D), got {self.dim}")
-        if self.schedule == "deferred" and self.warmup_steps >= self.steps:
-            raise ConfigError(f"warmup_steps ({self.warmup_steps}) must be below steps ({self.steps})")
-        self.quantization_schedule()  # an unknown schedule fails here
-        self.quantizer_config()  # an unknown method or setting fails here
-
-    def quantizer_config(self) -> QuantizerConfig:
-        return quantizer_config(self.method, self.K, self.dim, **dict(self.quantizer))
-
-    def quantization_schedule(self) -> QuantizationSchedule:
-        return QuantizationSchedule(self.schedule, self.warmup_steps, kmeans_iterations=self.kmeans_iterations)
-
-    @property
-    def record_every(self) -> int:
-        """Steps between diagnostics rows."""
-        return 100 if self.steps >= 1000 else 10
 
 
 @dataclass
@@ -92,9 +46,11 @@ def train_synthetic(training: SyntheticTraining) -> SyntheticResult:
     )
     quantizer = build_quantizer(training.quantizer_config()).train()
 
-    def adam() -> torch.optim.Adam:
-        groups = [{"params": model.parameters(), "lr": training.lr}, *quantizer.param_groups(training.lr)]
-        return torch.optim.Adam(groups, betas=training.adam_betas)
+    optim = training.optim
+
+    def adam() -> torch.optim.AdamW:  # AdamW without weight decay makes Adam's updates exactly
+        groups = [{"params": model.parameters(), "lr": optim.lr}, *quantizer.param_groups(optim.lr)]
+        return torch.optim.AdamW(groups, betas=optim.adam_betas, weight_decay=optim.weight_decay)
 
     optimizer = adam()
     spread_sample = torch.randperm(len(points))[:SPREAD_SAMPLE]
@@ -112,11 +68,10 @@ def train_synthetic(training: SyntheticTraining) -> SyntheticResult:
         out = quantizer(embeddings) if quantizing else None
         reconstruction = model.decode(out.quantized if quantizing else embeddings)
         loss = F.mse_loss(reconstruction, batch) + (out.loss if quantizing else 0)
+        optimizer.param_groups[0]["lr"] = learning_rate(optim, step)  # a quantizer group keeps its own lr
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if training.grad_clip is not None:
-            for group in optimizer.param_groups:
-                torch.nn.utils.clip_grad_norm_(group["params"], training.grad_clip)
+        clip_gradients(optimizer, optim.grad_clip)
         optimizer.step()
         if quantizing:
             quantizer.update(embeddings, out)
