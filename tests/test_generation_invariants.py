@@ -32,8 +32,9 @@ def test_decoding_a_single_scale_tokenizers_own_tokens_gives_its_reconstructions
     assert tokens.shape == (3, 64) and tokens.unique().numel() > 1  # several codes: the lookup order matters
     side = TINY.latent_resolution
     latents = model.quantizer.codebook()[tokens].reshape(3, side, side, -1)  # as `generate` decodes MaskGIT tokens
-    # equal up to float rounding: the straight-through output is features + (codes - features)
-    torch.testing.assert_close(model.decode(latents), model(images).reconstructions, rtol=1e-5, atol=1e-5)
+    # equal up to float rounding (~5e-6 here; a wrong token moves pixels by > 0.03): the straight-through output is
+    # features + (codes - features)
+    torch.testing.assert_close(model.decode(latents), model(images).reconstructions, rtol=1e-4, atol=1e-4)
 
 
 @torch.no_grad()
@@ -43,7 +44,7 @@ def test_decoding_a_multiscale_tokenizers_own_tokens_gives_its_reconstructions()
     tokens = encode_tokens(model, images)
     assert tokens.shape == (2, sum(p * p for p in scales))
     latents = accumulate(split_scales(tokens, scales), model.quantizer.codebook(), scales)  # as `generate` for VAR
-    torch.testing.assert_close(model.decode(latents), model(images).reconstructions, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(model.decode(latents), model(images).reconstructions, rtol=1e-4, atol=1e-4)
 
 
 def random_covariance(d: int, generator: torch.Generator) -> torch.Tensor:
