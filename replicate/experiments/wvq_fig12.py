@@ -28,7 +28,7 @@ from replicate.quantize import PAPER_METHODS, QuantizerConfig, quantizer_config
 from replicate.quantize.gaussian import gaussian_fit, gaussian_w2
 from replicate.report.plotting import METHOD_COLOURS, METHOD_NAMES, figure
 from replicate.spec import Claim, Experiment, Figures, RunResult, Tables, absolute, relative
-from replicate.train.atomic import MOMENTUM, atomic_settings, atomic_step, build_atomic
+from replicate.train.atomic import MOMENTUM, atomic_settings
 
 MUS = tuple(float(m) for m in range(9))
 OFFICIAL_SEED = 12
@@ -113,6 +113,8 @@ def evaluate(config: Config, quantizer, step: int, device: torch.device) -> dict
 
 
 def run(config: Config, device: torch.device) -> RunResult:
+    from replicate.train.atomic import atomic_step, build_atomic  # training code: only to run
+
     torch.manual_seed(config.seed)  # the codebook initialisation and every feature draw use the global generator
     quantizer, optimizer = build_atomic(config.quantizer_config(), config.sgd_lr, config.sgd_momentum, device)
     curve = [evaluate(config, quantizer, 0, device)]
