@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import pandas as pd
 import torch
-from matplotlib.patches import Circle
 
 from replicate.data.synthetic import sample_disk
 from replicate.errors import ConfigError
@@ -178,6 +177,8 @@ def claims(results: pd.DataFrame) -> list[Claim]:
 
 def figures(tables: Tables, scale: str) -> Figures:
     """The 8 panels in the paper's style: red feature disk and points, green code disk and points."""
+    from matplotlib.patches import Circle
+
     if "points" not in tables:
         return {}
     results = tables[""]
