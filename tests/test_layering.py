@@ -69,6 +69,7 @@ def test_the_summary_list_and_report_commands_load_no_training_code(tmp_path):
         ["report", "--all", *out],
         ["import", "replicate.train.atomic"],  # training code: the probe sees it
     )
-    assert found.pop("import replicate.train.atomic") == ["replicate.train.atomic"]
+    probe = found.pop("import replicate.train.atomic")
     assert not {step: modules for step, modules in found.items() if modules}
+    assert probe == ["replicate.train.atomic"]
     assert (tmp_path / "REPORT.md").read_text().startswith("#")
