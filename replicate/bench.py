@@ -137,14 +137,14 @@ def _training_runner(
 ) -> Callable[[], object]:
     """One optimisation step of the paper's VQ-VAE (Table 5) with Wasserstein VQ on random images; optionally
     bf16 autocast (encoder and decoder), channels-last tensors, or torch.compile of encoder and decoder."""
+    from replicate.configs import TokenizerTraining, VQVAEConfig
     from replicate.train.gan import Objective
-    from replicate.train.tokenizer import TokenizerTraining, build_optimizer, train_step
+    from replicate.train.tokenizer import build_model, build_optimizer, train_step
 
     torch.manual_seed(0)
-    training = TokenizerTraining(
-        "folder", resolution, "wasserstein", K, channels=channels, batch_size=batch, precision=precision
-    )
-    model = training.build_model().to(device).train()
+    model_config = VQVAEConfig(resolution, channels=channels)
+    training = TokenizerTraining("folder", "wasserstein", K, model_config, batch_size=batch, precision=precision)
+    model = build_model(training).to(device).train()
     images = torch.rand(batch, 3, resolution, resolution, device=device) * 2 - 1
     if channels_last:
         model, images = (
@@ -154,7 +154,7 @@ def _training_runner(
     if compiled:
         model.encoder, model.decoder = torch.compile(model.encoder), torch.compile(model.decoder)
     optimizer = build_optimizer(model, training)
-    objective = Objective(training.gan_loss())
+    objective = Objective(training.gan)
     return lambda: train_step(model, model, optimizer, images, training, 0, True, objective, epoch=1)
 
 
@@ -172,7 +172,7 @@ def _sampling_runner(generator: str, images: int, device: torch.device) -> Calla
     seed = torch.Generator(device=device).manual_seed(0)
     if generator == "maskgit":
         return lambda: maskgit.sample(model, labels, config.sampling_config(), seed)
-    codebook = torch.randn(config.tokenizer.K, config.tokenizer.d, device=device)
+    codebook = torch.randn(config.tokenizer.K, config.tokenizer.model.d, device=device)
     return lambda: var.sample(model, codebook, labels, config.sampling_config(), seed)
 
 

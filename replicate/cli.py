@@ -29,6 +29,7 @@ from replicate.report.compare import claim_mark
 from replicate.results import ROOT
 from replicate.runner import (
     Outcome,
+    check_data,
     parse_overrides,
     resolve_configs,
     run_experiment,
@@ -67,8 +68,12 @@ def command_run(args) -> int:
     scale = args.scale or default_scale()
     names = select(args.experiments, args.only)
     overrides, where = parse_overrides(args.set), parse_overrides(args.where, "--where")
+    named = bool(args.experiments or args.only)
     for name in names:  # validate everything before anything runs or writes
-        resolve_configs(EXPERIMENTS[name], scale, overrides, where)
+        configs = resolve_configs(EXPERIMENTS[name], scale, overrides, where)
+        missing = EXPERIMENTS[name].missing(scale) if EXPERIMENTS[name].missing else None
+        if named and not missing:  # a named experiment whose images are absent stops the command at once
+            check_data(configs)
     distributed.setup()  # under torchrun: join the process group; rank 0 writes every file
     outcomes = []
     for name in names:
@@ -83,6 +88,7 @@ def command_run(args) -> int:
                     tf32=None if args.tf32 == "auto" else args.tf32 == "on",
                     tables=args.out / "tables",
                     figures=args.out / "figures",
+                    runs=args.out / "runs",
                 )
             )
         except ReplicateError:
@@ -96,7 +102,6 @@ def command_run(args) -> int:
     if any(o.status == "failed" for o in outcomes):
         return 1
     # an experiment the user named that could not run (missing data or scale) is bad input: exit 2, after the others
-    named = bool(args.experiments or args.only)
     return 2 if named and any(o.status == "skipped" for o in outcomes) else 0
 
 
@@ -139,14 +144,15 @@ def command_figures(args) -> int:
 def command_train(args) -> int:
     import pandas as pd
 
-    from replicate.results import identity, provenance, result_path, write_csv
+    from replicate.results import config_id, identity, provenance, result_path, run_folder, write_csv
     from replicate.runner import apply_overrides
     from replicate.train.configs import train_config
     from replicate.train.tokenizer import describe_data, train_tokenizer
 
     scale = args.scale or default_scale()
     config = apply_overrides(train_config(args.config, scale), parse_overrides(args.set))
-    run_dir = args.run_dir or ROOT / "runs" / f"train_{args.config}_{scale}"
+    # the folder `run` uses for the same configuration: `train` and the experiments share checkpoints
+    run_dir = args.run_dir or run_folder("tokenizers", config_id(config), args.out / "runs")
     distributed.set_tf32(scale == "paper")  # as the official training
     history = train_tokenizer(config, run_dir, device=args.device)
     if distributed.rank() != 0:
@@ -202,7 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="run only the configurations whose field has one of these values, e.g. method=mmd,vanilla; a nested "
         "configuration's field with a dot, e.g. tokenizer.dataset=odir (repeatable)",
     )
-    run.add_argument("--out", type=Path, default=ROOT, help="folder for tables/ and figures/ (default: the repo)")
+    run.add_argument(
+        "--out", type=Path, default=ROOT, help="folder for tables/, figures/ and runs/ (default: the repo)"
+    )
     run.set_defaults(handler=command_run)
 
     for name, handler, text in (
@@ -229,9 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--scale", choices=SCALES, help="default: paper with CUDA, else cpu")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field")
-    train.add_argument("--run-dir", type=Path, help="checkpoint folder (default: runs/train_<config>_<scale>)")
+    train.add_argument("--run-dir", type=Path, help="checkpoint folder (default: runs/tokenizers/<hash of the config>)")
     train.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    train.add_argument("--out", type=Path, default=ROOT, help="folder holding tables/ (default: the repo)")
+    train.add_argument("--out", type=Path, default=ROOT, help="folder for tables/ and runs/ (default: the repo)")
     train.set_defaults(handler=command_train)
 
     from replicate.bench import add_arguments

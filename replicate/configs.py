@@ -20,6 +20,7 @@ import torch
 from replicate.errors import ConfigError, unknown_name
 from replicate.metrics.proxy import ProxyClassifierConfig
 from replicate.quantize import QuantizerConfig, quantizer_config
+from replicate.quantize.multiscale import VAR_SCALES, check_scales
 from replicate.results import RUN_OPTION
 
 PART = {"part": True}  # field metadata: a part whose fields are the configuration's own columns (no prefix)
@@ -182,6 +183,126 @@ def default_workers() -> int:
     return min(8, (os.cpu_count() or 2) // 2) if torch.cuda.is_available() else 0
 
 
+# ---- the generators' networks (models/maskgit.py, models/var.py) ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class MaskGITConfig:
+    vocab_size: int  # the tokenizer's K; no default: set by the tokenizer (MaskGIT's: 1024)
+    grid: int  # side of the square token grid; no default (MaskGIT: 16, for 256 px images at f = 16)
+    num_classes: int  # no default: set by the data (MaskGIT: ImageNet's 1000)
+    # Size: MaskGIT Sec. 4.1 (24 layers, 16 heads, 768 embedding and 3072 MLP dimensions), which the official config
+    # and the public PyTorch port's ImageNet 256 model (valeoai/Maskgit-pytorch v1 README) share; that port is most
+    # likely what the Deferred Quantization authors used (they do not say).
+    depth: int = 24
+    width: int = 768
+    heads: int = 16
+    mlp_ratio: float = 4.0  # 3072 / 768 (Sec. 4.1)
+    dropout: float = 0.1  # Sec. 4.1: dropout rate 0.1
+    label_smoothing: float = 0.1  # Sec. 4.1: label smoothing 0.1 (official class-conditional config too)
+    # Probability of training with the null class, for classifier-free guidance: MaskGIT has none; the PyTorch
+    # port's drop_label = 0.1.
+    label_dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        if min(self.vocab_size, self.grid, self.num_classes, self.depth, self.width, self.heads) < 1:
+            raise ConfigError("vocab_size, grid, num_classes, depth, width and heads of MaskGIT must be >= 1")
+        if self.width % self.heads:
+            raise ConfigError(f"MaskGIT width {self.width} must be a multiple of heads {self.heads}")
+        if self.mlp_ratio <= 0:
+            raise ConfigError(f"MaskGIT mlp_ratio must be > 0, got {self.mlp_ratio}")
+        for name in ("dropout", "label_smoothing", "label_dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"MaskGIT {name} must be in [0, 1), got {getattr(self, name)}")
+
+    @property
+    def tokens(self) -> int:
+        return self.grid * self.grid
+
+
+@dataclass(frozen=True)
+class MaskGITSampling:
+    steps: int = 8  # T: MaskGIT Table 1, 8 steps at 256 x 256 (12 at 512 x 512)
+    temperature: float = 1.0  # MaskGIT samples from the predicted distribution as is; 0 = greedy (argmax)
+    # Scale of the Gumbel noise on the confidence, annealed by (1 - (t+1)/T): official sample_choice_temperature = 4.5
+    # (also the PyTorch port's r_temp at 256 px); 0 = a deterministic confidence ranking.
+    choice_temperature: float = 4.5
+    guidance_scale: float = 0.0  # s in cond + s (cond - uncond); 0 = no guidance (MaskGIT has none; the port uses 3)
+    top_k: int | None = None  # None = the full distribution (MaskGIT does not truncate it)
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ConfigError(f"sampling steps must be >= 1, got {self.steps}")
+        for name in ("temperature", "choice_temperature", "guidance_scale"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"sampling {name} must be >= 0, got {getattr(self, name)}")
+        if self.top_k is not None and self.top_k < 1:
+            raise ConfigError(f"sampling top_k must be None or >= 1, got {self.top_k}")
+
+
+@dataclass(frozen=True)
+class VARConfig:
+    """Transformer settings; width, heads and drop_path left None follow VAR's scaling rule for `depth` (resolved
+    here, so dataclasses.replace(config, depth=...) keeps the old resolved values: pass them as None again)."""
+
+    vocab_size: int  # K of the tokenizer's codebook
+    code_dim: int  # d of the tokenizer's codebook
+    num_classes: int  # the null class (classifier-free guidance) is index num_classes
+    scales: tuple[int, ...] = VAR_SCALES  # VAR's 10 scales, 680 tokens (official patch_nums)
+    depth: int = 16  # VAR-d16, VAR's smallest model (Table 1); Deferred Quantization's "depth 16"
+    width: int | None = None  # VAR Sec. 4: w = 64 d
+    heads: int | None = None  # VAR Sec. 4: h = d
+    mlp_ratio: float = 4.0  # official VAR default mlp_ratio=4 (GPT-2's 4 w hidden units)
+    dropout: float = 0.0  # official drop_rate = attn_drop_rate = 0
+    drop_path: float | None = None  # VAR Sec. 4: dr = 0.1 d / 24, stochastic depth (official drop_path_rate)
+    label_dropout: float = 0.1  # official cond_drop_rate=0.1: label -> null class, for classifier-free guidance
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scales", check_scales(self.scales))
+        for name in ("vocab_size", "code_dim", "num_classes", "depth"):
+            _check_count(name, getattr(self, name))
+        object.__setattr__(self, "width", 64 * self.depth if self.width is None else self.width)
+        object.__setattr__(self, "heads", self.depth if self.heads is None else self.heads)
+        object.__setattr__(self, "drop_path", 0.1 * self.depth / 24 if self.drop_path is None else self.drop_path)
+        _check_count("width", self.width)
+        _check_count("heads", self.heads)
+        if self.width % self.heads:
+            raise ConfigError(f"width {self.width} is not divisible by heads {self.heads}")
+        if not self.mlp_ratio > 0:
+            raise ConfigError(f"mlp_ratio must be > 0, got {self.mlp_ratio!r}")
+        for name in ("dropout", "drop_path", "label_dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
+class VARSampling:
+    """How `sample` draws tokens. Guided logits at scale index i = 0 .. S-1: (1 + t_i) cond - t_i uncond with
+    t_i = guidance_scale * i / (S - 1) when guidance_ramp (official autoregressive_infer_cfg), else guidance_scale;
+    then / temperature, then top-k, then top-p."""
+
+    temperature: float = 1.0  # our choice: VAR's sampler has no temperature (= 1)
+    top_k: int | None = 900  # VAR README, FID setting: top_k=900 (None = off)
+    top_p: float | None = 0.96  # VAR README, FID setting: top_p=0.96 (None = off)
+    guidance_scale: float = 1.5  # VAR README, FID setting: cfg=1.5 (0 = off: the null class is never run)
+    guidance_ramp: bool = True  # official autoregressive_infer_cfg: t = cfg * si / (S - 1)
+
+    def __post_init__(self) -> None:
+        if not self.temperature > 0:
+            raise ConfigError(f"temperature must be > 0, got {self.temperature!r}")
+        if self.top_k is not None:
+            _check_count("top_k", self.top_k)
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ConfigError(f"top_p must be in (0, 1] or None, got {self.top_p!r}")
+        if not self.guidance_scale >= 0:
+            raise ConfigError(f"guidance_scale must be >= 0, got {self.guidance_scale!r}")
+
+
+def _check_count(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+
+
 # ---- the three kinds of run ------------------------------------------------------------------------------------
 
 
@@ -296,9 +417,7 @@ class GeneratorTraining:
         self.sampling_config()
 
     def _kinds(self):
-        from replicate.models import maskgit, var  # lazily: the networks' modules
-
-        return {"maskgit": (maskgit.MaskGITConfig, maskgit.SamplingConfig), "var": (var.VARConfig, var.SamplingConfig)}
+        return {"maskgit": (MaskGITConfig, MaskGITSampling), "var": (VARConfig, VARSampling)}
 
     def model_config(self, num_classes: int):
         """The generator's configuration over the tokenizer's K, latent grid, d and scales."""
@@ -359,7 +478,12 @@ class SyntheticTraining:
             raise ConfigError(f"dim must be >= 2 (the plots project to 2-D), got {self.dim}")
         if self.schedule == "deferred" and self.warmup_steps >= self.steps:
             raise ConfigError(f"warmup_steps ({self.warmup_steps}) must be below steps ({self.steps})")
-        self.quantization_schedule()  # an unknown schedule fails here
+        if self.schedule not in QUANTIZATION_SCHEDULES:
+            raise unknown_name("schedule", self.schedule, QUANTIZATION_SCHEDULES)
+        if self.warmup_steps < 0 or (self.schedule in WARMED) != (self.warmup_steps > 0):
+            raise ConfigError(
+                f"warmup_steps must be > 0 for {' and '.join(WARMED)} and 0 otherwise, got {self.warmup_steps}"
+            )
         self.quantizer_config()  # an unknown method or setting fails here
 
     def quantizer_config(self) -> QuantizerConfig:
@@ -374,6 +498,58 @@ class SyntheticTraining:
     def record_every(self) -> int:
         """Steps between diagnostics rows."""
         return 100 if self.steps >= 1000 else 10
+
+
+# ---- the atomic setting (train/atomic.py; Wasserstein VQ Fig. 12) --------------------------------------------
+
+
+MOMENTUM = 0.9  # official: SGD(momentum=0.9) for every gradient-trained method
+
+
+def atomic_settings(method: str, dim: int) -> tuple[dict, float | None]:
+    """(quantizer settings, SGD learning rate or None for no optimizer) of the official atomic code."""
+    per_vector = float(dim)  # alpha = d: squared error summed over d, as the official loss
+    settings = {
+        "vanilla": ({"alpha": per_vector, "beta": 0.0}, 1.0),
+        "ema": ({"beta": 0.0, "decay": 0.9}, None),
+        "online": ({"alpha": per_vector, "beta": 0.0, "decay": 0.9, "anchor": "closest"}, 3.0),
+        "linear": ({"alpha": per_vector, "beta": 0.0}, 0.02),
+        # loss = 0.1 * codebook loss + 10 * W2 on the current batch, biased covariances, no scale normalisation
+        "wasserstein": (
+            {
+                "alpha": 0.1 * per_vector,
+                "beta": 0.0,
+                "gamma": 10.0,
+                "queue_size": None,
+                "normalize_scale": False,
+                "unbiased_covariance": False,
+                "codebook_lr": None,
+            },
+            3.0,
+        ),
+        # Beyond the papers (no official code): Wasserstein VQ's loss weights with its term replaced, and SGD steps
+        # that give the same initial pull on the codebook mean. Measured 2026-11-25 (K = 4,096 codes N(0, I), 4,096
+        # features N(1, I), d = 8, gamma 1): the mean gradient per code is 2.44e-4 for W2, 8.6e-5 for sliced W2
+        # (2.8 = sqrt(8) times less: a random direction sees 1/d of the squared shift) and 7.5e-5 for MMD^2 (3.3 times
+        # less); so lr 3 sqrt(d) and 10. MMD keeps 4,096 features and codes a step (its K x K kernel: quantize/mmd.py).
+        "mmd": (
+            {
+                "alpha": 0.1 * per_vector,
+                "beta": 0.0,
+                "gamma": 10.0,
+                "codebook_lr": None,
+                "max_features": 4096,
+                "max_codes": 4096,
+            },
+            10.0,
+        ),
+        "sliced_wasserstein": (
+            {"alpha": 0.1 * per_vector, "beta": 0.0, "gamma": 10.0, "queue_size": None, "codebook_lr": None},
+            3.0 * math.sqrt(dim),
+        ),
+    }
+    quantizer_config(method, 1, 1)  # an unknown method fails here, naming the valid ones
+    return settings[method]
 
 
 # ---- changing a configuration ----------------------------------------------------------------------------------

@@ -11,11 +11,13 @@ import gzip
 import hashlib
 import io
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = ROOT / "tables"
 FIGURES = ROOT / "figures"
+RUNS = ROOT / "runs"  # run folders: checkpoints, token caches, trained proxies (git-ignored)
 PUBLISHED = ROOT / "data" / "published"
 EXTRA_TABLES = ("curves", "points", "images")  # the extra tables an experiment may write beside its results
 RUN_OPTION = {"run_option": True}  # field metadata: a machine setting (data folder, workers), not the configuration
@@ -54,6 +57,37 @@ def result_path(name: str, scale: str, tables: Path = TABLES, table: str = "") -
 def figure_path(name: str, scale: str, figures: Path = FIGURES, figure: str = "") -> Path:
     """figures/E_S.png, or figures/E_<figure>_S.png for a named figure of the experiment."""
     return figures / f"{name}{'_' + figure if figure else ''}_{scale}.png"
+
+
+def run_folder(kind: str, identity: str, runs: Path = RUNS) -> Path:
+    """runs/<kind>/<16 hex digits of sha1(identity)>/: the folder of one trained thing ("tokenizers", "generators",
+    "proxies"), named by the id of what it depends on, so that every experiment and `train` that trains the same
+    configuration shares one folder."""
+    return runs / kind / hashlib.sha1(identity.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Workspace:
+    """Where one invocation runs: its device and its run folders under `runs` (out/runs with --out). With `force`,
+    a folder is emptied the first time it is asked for in this invocation, so that everything a recomputed
+    configuration depends on (its tokenizer, its proxy classifier) is recomputed. Under torchrun every rank asks for
+    a folder at the same point (rank 0 empties it, the others wait)."""
+
+    device: torch.device
+    runs: Path = RUNS
+    force: bool = False
+    cleared: set[Path] = field(default_factory=set)
+
+    def folder(self, kind: str, identity: str) -> Path:
+        path = run_folder(kind, identity, self.runs)
+        if self.force and path not in self.cleared:
+            from replicate import distributed  # torch.distributed: only where training runs
+
+            if distributed.rank() == 0:
+                shutil.rmtree(path, ignore_errors=True)
+            distributed.barrier()
+            self.cleared.add(path)
+        return path
 
 
 # ---- what a configuration is -----------------------------------------------------------------------------------

@@ -17,13 +17,16 @@ import torch
 from tqdm import tqdm
 
 from replicate import distributed
+from replicate.configs import with_changes
 from replicate.errors import ConfigError, MissingDataError
 from replicate.report.compare import compare, load_published, render
 from replicate.report.plotting import save
 from replicate.results import (
     EXTRA_TABLES,
     FIGURES,
+    RUNS,
     TABLES,
+    Workspace,
     config_id,
     figure_path,
     identity,
@@ -80,6 +83,26 @@ def resolve_configs(
     return list({config_id(c): c for c in (apply_overrides(c, overrides) for c in configs)}.values())
 
 
+def check_data(configs: list) -> None:
+    """Stop with one line (MissingDataError) when an image dataset that `configs` read is not where they look for it:
+    a named experiment fails before anything runs or trains. Each (dataset, data_root) is opened once."""
+    from replicate.data.images import image_dataset  # image code only where images are read
+
+    for name, root in dict.fromkeys(source for config in configs for source in data_sources(config)):
+        image_dataset(name, "train", root=root, resolution=32, train_augment=False, seed=0)
+
+
+def data_sources(config) -> list[tuple[str, str | None]]:
+    """The (dataset, data_root) pairs of a configuration and of the configurations nested in it (a generator's
+    tokenizer); none for a synthetic one."""
+    found = [(config.dataset, config.data_root)] if hasattr(config, "dataset") and hasattr(config, "data_root") else []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            found += data_sources(value)
+    return found
+
+
 def matches(config, where: dict[str, str]) -> bool:
     """Whether every field named in `where` equals one of its comma-separated values (a tuple field's value is
     one whole tuple, written "1,1,2"; a nested configuration's field is named with a dot, "tokenizer.dataset");
@@ -116,11 +139,14 @@ def check_fields(config, names) -> None:
 
 
 def apply_overrides(config, overrides: dict[str, str]):
-    """A copy of a configuration dataclass with fields set from text values, parsed by their type hints; an
-    unknown field or a value of the wrong type fails with one line."""
-    check_fields(config, overrides)
-    hints = typing.get_type_hints(type(config))
-    return dataclasses.replace(config, **{key: _parse(key, value, hints[key]) for key, value in overrides.items()})
+    """A copy of a configuration dataclass with fields set from text values, parsed by their type hints; a nested
+    configuration's field is named with a dot, as in `where` ("tokenizer.data_root"). An unknown field or a value of
+    the wrong type fails with one line."""
+    values = {}
+    for key, text in overrides.items():
+        owner, name = nested_field(config, key)
+        values[key] = _parse(key, text, typing.get_type_hints(type(owner))[name])
+    return with_changes(config, values)
 
 
 def _parse(key: str, text: str, hint) -> object:
@@ -154,12 +180,13 @@ def run_experiment(
     device: torch.device | None = None,
     tables: Path = TABLES,
     figures: Path = FIGURES,
+    runs: Path = RUNS,
     tf32: bool | None = None,
 ) -> Outcome:
     """Run every configuration (of those matching `where`) not yet in the result table (every one with `force`,
-    retraining from scratch), then write the comparison and the figures. Rank 0 holds the table's lock while it
-    runs. tf32: CUDA matmuls in TF32; None = on at paper scale, as the official code (recorded in every row's
-    provenance)."""
+    retraining from scratch everything it depends on: its run folders under `runs` are emptied), then write the
+    comparison and the figures. Rank 0 holds the table's lock while it runs. tf32: CUDA matmuls in TF32; None = on
+    at paper scale, as the official code (recorded in every row's provenance)."""
     started = time.time()
     configs = resolve_configs(experiment, scale, overrides, where)
     reason = experiment.missing(scale) if experiment.missing else None
@@ -167,6 +194,7 @@ def run_experiment(
         outputs = write_report(experiment, scale, tables) if distributed.rank() == 0 else []
         return Outcome(experiment.name, "skipped", reason, outputs=outputs)
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    workspace = Workspace(device, runs, force)
     distributed.set_tf32(scale == "paper" if tf32 is None else tf32)
     lock = table_lock(result_path(experiment.name, scale, tables, "lock")) if distributed.rank() == 0 else nullcontext()
     with lock:
@@ -179,10 +207,8 @@ def run_experiment(
                 todo, desc=f"{experiment.name} [{scale}]", unit="config", disable=not todo or distributed.rank() != 0
             ):
                 config_started = time.time()
-                if force and experiment.discard is not None:
-                    experiment.discard(config)
                 try:
-                    result = experiment.run(config, device)
+                    result = experiment.run(config, workspace)
                 except MissingDataError as error:
                     store.save()
                     outputs = write_report(experiment, scale, tables) if distributed.rank() == 0 else []

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
-    import torch
     from matplotlib.figure import Figure
+
+    from replicate.results import Workspace
 
 SCALES = ("smoke", "cpu", "paper")
 
@@ -72,7 +73,7 @@ class Experiment:
     title: str
     source: str  # paper, version and artifact it reproduces
     configs: Callable[[str], list]  # scale -> frozen configuration dataclasses (one result row each)
-    run: Callable[[Any, torch.device], RunResult]
+    run: Callable[[Any, Workspace], RunResult]  # (configuration, its device and run folders) -> its result
     data: Callable[[Any], str]  # provenance label of the data a configuration uses
     published: str | None = None  # file under data/published/
     keys: tuple[str, ...] = ()  # configuration columns that identify a published row
@@ -82,7 +83,6 @@ class Experiment:
     claims: Callable[[pd.DataFrame], list[Claim]] | None = None
     figures: Callable[[Tables, str], Figures] | None = None  # (result tables, scale) -> figures by name
     missing: Callable[[str], str | None] | None = None  # scale -> why the data or weights are unavailable
-    discard: Callable[[Any], None] | None = None  # forget a configuration's saved training state (--force)
     # The open question of a paper that the experiment answers: its claims are then hypotheses, whose failure is an
     # answer, not a disagreement with the paper.
     open_question: str = ""

@@ -10,6 +10,8 @@ from PIL import Image, ImageDraw
 
 from replicate.results import ROOT, TABLES
 
+pytest_plugins = ["checkout_guard"]  # the session fails if a test wrote into the checkout
+
 SHAPES = ("disc", "square", "stripes", "gradient")  # the classes of the generated image folder
 SHAPE_IMAGES = {"train": 256, "test": 32}  # per class: 32 smoke steps of batch 32, 128 evaluation images
 

@@ -7,6 +7,7 @@ import dataclasses
 
 import pandas as pd
 import pytest
+import torch
 
 from replicate.data import images
 from replicate.errors import MissingDataError
@@ -14,9 +15,10 @@ from replicate.experiments import generation, wvq_vqvae
 from replicate.metrics.proxy import ProxyClassifierConfig
 from replicate.registry import EXPERIMENTS
 from replicate.report.plotting import METHOD_NAMES
-from replicate.results import config_id
+from replicate.results import Workspace, config_id
 from replicate.train import evaluate_generator
 from replicate.train import generator as generator_training
+from replicate.train.generator import generator_folders
 
 DQ, WVQ = EXPERIMENTS["dq_generation"], EXPERIMENTS["wvq_generation"]
 
@@ -44,8 +46,8 @@ def test_paper_scale_is_the_stated_configuration():
     }
     for c in configs:
         t = c.tokenizer
-        assert (t.resolution, t.K, t.channels, t.model_config().latent_resolution) == (128, 16384, 64, 16)
-        assert t.perceptual_weight > 0 and t.disc_weight == 0  # a VQ-VAE with the perceptual term, no GAN
+        assert (t.model.resolution, t.K, t.model.channels, t.model.latent_resolution) == (128, 16384, 64, 16)
+        assert t.gan.perceptual_weight > 0 and t.gan.disc_weight == 0  # a VQ-VAE with the perceptual term, no GAN
         assert c.depth == {"maskgit": 24, "var": 16}[c.generator]
         assert bool(t.scales) == (c.generator == "var")
 
@@ -96,11 +98,9 @@ def test_the_open_question_hypotheses_compare_wasserstein_with_each_baseline():
 def test_a_smoke_arm_trains_evaluates_gives_every_extra_table_and_is_re_evaluated_without_retraining(
     tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(wvq_vqvae, "RUNS", tmp_path / "tokenizers")
-    monkeypatch.setattr(generation, "RUNS", tmp_path / "generators")
-    monkeypatch.setattr(evaluate_generator, "PROXIES", tmp_path / "proxies")
+    workspace = Workspace(torch.device("cpu"), tmp_path)
     config = DQ.configs("smoke")[0]
-    result = generation.run(config, "cpu")
+    result = generation.run(config, workspace)
     assert {"perplexity", "code_dist_cosine", "pixel_distance", "pixel_distance_std", "proxy_accuracy"} <= set(
         result.metrics
     )
@@ -111,9 +111,9 @@ def test_a_smoke_arm_trains_evaluates_gives_every_extra_table_and_is_re_evaluate
     assert len(result.extra_tables["curves"]) == config.epochs
     # another evaluation of the same trained generator: the same run folder, no training step
     other = dataclasses.replace(config, max_pairs=10, sample_seeds=(5,))
-    assert generation.run_dir(other) == generation.run_dir(config)
+    assert generator_folders(other, workspace) == generator_folders(config, workspace)
     monkeypatch.setattr(generator_training, "train_step", lambda *args: pytest.fail("retrained"))
-    again = generation.run(other, "cpu")
+    again = generation.run(other, workspace)
     assert again.metrics["generator_train_loss"] == result.metrics["generator_train_loss"]
     assert pd.isna(again.metrics["pixel_distance_std"])  # one sampling seed: no spread
 

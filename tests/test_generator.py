@@ -10,16 +10,25 @@ import torch
 from conftest import two_rank_parameters
 
 from replicate import distributed
+from replicate.configs import Optimisation, TokenizerTraining, VQVAEConfig, smoke_scale
 from replicate.errors import ConfigError
-from replicate.experiments import wvq_vqvae
 from replicate.metrics.proxy import ProxyClassifier, ProxyClassifierConfig
 from replicate.quantize.multiscale import tokens as token_count
+from replicate.results import Workspace
 from replicate.train import checkpoint, generator
 from replicate.train.evaluate_generator import balanced_labels, evaluate_generator
-from replicate.train.generator import GeneratorTraining, extract_tokens, generate, token_usage, train_generator
-from replicate.train.tokenizer import TokenizerTraining, smoke_scale
+from replicate.train.generator import (
+    GeneratorFolders,
+    GeneratorTraining,
+    extract_tokens,
+    generate,
+    generator_folders,
+    token_usage,
+    train_generator,
+)
+from replicate.train.tokenizer import train_tokenizer
 
-SINGLE = dataclasses.replace(smoke_scale(TokenizerTraining("shapes", 32, "wasserstein", 16)), epochs=1)
+SINGLE = smoke_scale(TokenizerTraining("shapes", "wasserstein", 16, VQVAEConfig(32)))
 MULTI = dataclasses.replace(SINGLE, scales=(1, 2, 4, 8, 16))
 
 
@@ -32,11 +41,7 @@ def generator_config(kind: str, **changes) -> GeneratorTraining:
         heads=2,
         epochs=2,
         batch_size=16,
-        lr=3e-3,
-        adam_betas=(0.9, 0.95),
-        weight_decay=0.0,
-        grad_clip=1.0,
-        warmup_steps=2,
+        optim=Optimisation(3e-3, (0.9, 0.95), grad_clip=1.0, lr_schedule="warmup", warmup_iters=2),
         checkpoint_every=3,
     )
     if kind == "var":  # no guidance: a one-layer model sampled as is
@@ -44,30 +49,34 @@ def generator_config(kind: str, **changes) -> GeneratorTraining:
     return GeneratorTraining(**{**settings, **changes})
 
 
+def folders_with_a_tokenizer(config: GeneratorTraining, runs) -> GeneratorFolders:
+    """The run folders of a generator under `runs`, its tokenizer trained (a finished one is read back)."""
+    folders = generator_folders(config, Workspace(torch.device("cpu"), runs))
+    train_tokenizer(config.tokenizer, folders.tokenizer, progress=False)
+    return folders
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Tokenizer runs in a temporary folder (each smoke tokenizer trains once for the whole module)."""
-    patch = pytest.MonkeyPatch()
-    folder = tmp_path_factory.mktemp("runs")
-    patch.setattr(wvq_vqvae, "RUNS", folder / "tokenizers")
-    yield folder
-    patch.undo()
+    """Run folders in a temporary folder (each smoke tokenizer trains once for the whole module)."""
+    return tmp_path_factory.mktemp("runs")
 
 
 @pytest.fixture(scope="module")
 def trained(runs):
-    """Each generator trained once, uninterrupted: kind -> (run folder, history)."""
-    return {
-        kind: (runs / kind, train_generator(generator_config(kind), runs / kind, progress=False))
-        for kind in ("maskgit", "var")
-    }
+    """Each generator trained once, uninterrupted: kind -> (its run folders, history)."""
+    found = {}
+    for kind in ("maskgit", "var"):
+        folders = folders_with_a_tokenizer(generator_config(kind), runs)
+        found[kind] = (folders, train_generator(generator_config(kind), folders, progress=False))
+    return found
 
 
 @pytest.mark.parametrize("kind", ["maskgit", "var"])
 def test_extracted_tokens_cover_every_training_image_and_are_read_back_from_the_cache(trained, kind, monkeypatch):
-    folder, _ = trained[kind]
+    folders, _ = trained[kind]
     config = generator_config(kind)
-    data = extract_tokens(config, "cpu", folder)
+    data = extract_tokens(config, folders, "cpu")
     length = 256 if kind == "maskgit" else token_count(MULTI.scales)
     assert data.tokens.shape == (SINGLE.max_train_images, length) and data.tokens.dtype == torch.long
     assert 0 <= data.tokens.min() and data.tokens.max() < SINGLE.K
@@ -77,22 +86,23 @@ def test_extracted_tokens_cover_every_training_image_and_are_read_back_from_the_
         raise AssertionError("the cached tokens were recomputed")
 
     monkeypatch.setattr(generator, "load_trained", fail)
-    assert torch.equal(extract_tokens(config, "cpu", folder).tokens, data.tokens)
+    assert torch.equal(extract_tokens(config, folders, "cpu").tokens, data.tokens)
 
 
 def test_tokens_are_recomputed_when_the_cache_belongs_to_another_tokenizer(trained, tmp_path):
-    folder, _ = trained["maskgit"]
-    cache = torch.load(folder / "tokens.pt", weights_only=False)
+    folders, _ = trained["maskgit"]
+    cache = torch.load(folders.generator / "tokens.pt", weights_only=False)
     checkpoint.save_checkpoint(
         tmp_path / "tokens.pt", {**cache, "tokenizer_id": "another", "tokens": cache["tokens"] * 0}
     )
-    assert torch.equal(extract_tokens(generator_config("maskgit"), "cpu", tmp_path).tokens, cache["tokens"])
+    elsewhere = dataclasses.replace(folders, generator=tmp_path)
+    assert torch.equal(extract_tokens(generator_config("maskgit"), elsewhere, "cpu").tokens, cache["tokens"])
 
 
 def test_a_finished_run_ignores_the_tokenizer_run_options(trained):
-    folder, history = trained["maskgit"]
+    folders, history = trained["maskgit"]
     other = dataclasses.replace(SINGLE, num_workers=1, checkpoint_every=7, data_root="elsewhere")
-    again = train_generator(generator_config("maskgit", tokenizer=other, checkpoint_every=5), folder, progress=False)
+    again = train_generator(generator_config("maskgit", tokenizer=other, checkpoint_every=5), folders, progress=False)
     pd.testing.assert_frame_equal(history, again)
 
 
@@ -123,7 +133,8 @@ class _Stop(Exception):
 @pytest.mark.parametrize("kind, stop", [("maskgit", (1, 0)), ("var", (1, 0)), ("maskgit", (0, 3)), ("var", (1, 3))])
 def test_a_stopped_run_resumes_to_the_same_history(trained, kind, stop, tmp_path, monkeypatch):
     """Stopped at an epoch end (epoch 1, step 0) or mid-epoch (checkpoint_every = 3 of 4 steps)."""
-    _, history = trained[kind]
+    trained_folders, history = trained[kind]
+    folders = dataclasses.replace(trained_folders, generator=tmp_path / kind)  # the trained tokenizer, a new run
     saved = checkpoint.RunState.save
 
     def save_then_stop(self, *args) -> None:
@@ -133,19 +144,19 @@ def test_a_stopped_run_resumes_to_the_same_history(trained, kind, stop, tmp_path
 
     monkeypatch.setattr(checkpoint.RunState, "save", save_then_stop)
     with pytest.raises(_Stop):
-        train_generator(generator_config(kind), tmp_path / kind, progress=False)
+        train_generator(generator_config(kind), folders, progress=False)
     monkeypatch.setattr(checkpoint.RunState, "save", saved)
-    resumed = train_generator(generator_config(kind), tmp_path / kind, progress=False)
+    resumed = train_generator(generator_config(kind), folders, progress=False)
     columns = ["epoch", "step", "train_loss", "train_accuracy"]
     pd.testing.assert_frame_equal(history[columns], resumed[columns], rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("kind", ["maskgit", "var"])
 def test_generated_images_have_the_tokenizer_resolution_in_range_and_repeat_for_a_fixed_seed(trained, kind):
-    folder, _ = trained[kind]
+    folders, _ = trained[kind]
     config = generator_config(kind, sampling=(("guidance_scale", 0.0),), sample_batch=2)  # batches of 2 and 1
     labels = torch.tensor([0, 1, 2])
-    first, second = generate(config, folder, labels, "cpu"), generate(config, folder, labels, "cpu")
+    first, second = generate(config, folders, labels, "cpu"), generate(config, folders, labels, "cpu")
     length = 256 if kind == "maskgit" else token_count(MULTI.scales)
     assert first.tokens.shape == (3, length) and 0 <= first.tokens.min() and first.tokens.max() < SINGLE.K
     assert first.images.shape == (3, 3, 32, 32) and first.images.abs().max() <= 1
@@ -163,7 +174,7 @@ def test_generated_images_have_the_tokenizer_resolution_in_range_and_repeat_for_
         ("maskgit", {"sampling": (("steps", 4), ("beams", 2))}, "unknown maskgit sampling field 'beams'"),
         ("var", {"sampling": (("steps", 4),)}, "unknown var sampling field 'steps'"),
         ("maskgit", {"width": 33}, "multiple of heads"),
-        ("maskgit", {"warmup_steps": -1}, "warmup_steps"),
+        ("maskgit", {"epochs": 0}, "epochs must be >= 1"),
         ("var", {"sample_batch": 0}, "sample_batch must be >= 1"),
     ],
 )
@@ -178,10 +189,10 @@ def test_evaluation_reports_diversity_usage_and_labelled_proxies_and_no_fid_with
 ):
     monkeypatch.setenv("VQ_INCEPTION_WEIGHTS", str(tmp_path / "absent.pth"))
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    folder, _ = trained[kind]
+    folders, _ = trained[kind]
     proxy = ProxyClassifier(ProxyClassifierConfig(num_classes=3, width=16))
     config = generator_config(kind, eval_samples=12, max_pairs=20, sample_seeds=(0, 1))
-    row = evaluate_generator(config, folder, "cpu", proxy=proxy)
+    row = evaluate_generator(config, folders, "cpu", proxy=proxy)
     assert row["pixel_distance"] > 0 and row["pixel_distance_real"] > 0 and row["pixel_pairs"] == 20
     assert row["pixel_distance_std"] >= 0  # two draws: a spread
     assert 0 < row["gen_utilization"] <= 1 and 0 < row["tok_utilization"] <= 1
@@ -198,10 +209,10 @@ import sys
 from pathlib import Path
 import torch
 from replicate import distributed
-from replicate.experiments import generation, wvq_vqvae
-from replicate.train import generator
+from replicate.experiments import generation
+from replicate.results import Workspace
+from replicate.train import generator, tokenizer
 out = Path(sys.argv[1])
-wvq_vqvae.RUNS = out / 'tokenizers'
 config = generation.DQ_GENERATION.configs('smoke')[2]  # VAR on the multi-scale smoke tokenizer
 assert config.generator == 'var'
 captured = {}
@@ -210,7 +221,9 @@ def capture(*args):
     captured['model'] = build(*args)
     return captured['model']
 generator.build_generator = capture
-generator.train_generator(config, out / 'generator', progress=False)
+folders = generator.generator_folders(config, Workspace(torch.device('cpu'), out))
+tokenizer.train_tokenizer(config.tokenizer, folders.tokenizer, progress=False)
+generator.train_generator(config, folders, progress=False)
 torch.save({n: p.detach() for n, p in captured['model'].named_parameters()}, out / f'rank{distributed.rank()}.pt')
 distributed.teardown()
 """

@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 from replicate.cli import main
+from replicate.configs import smoke_scale
 from replicate.errors import ConfigError, ReplicateError
-from replicate.experiments import dq_synthetic, wvq_vqvae, xp_synthetic
+from replicate.experiments import dq_synthetic, xp_synthetic
 from replicate.registry import EXPERIMENTS
 from replicate.results import (
     RUN_OPTION,
@@ -23,7 +24,7 @@ from replicate.results import (
     result_path,
 )
 from replicate.runner import resolve_configs, run_experiment
-from replicate.train import checkpoint, tokenizer
+from replicate.train import checkpoint, loop, tokenizer
 
 TABLE4 = EXPERIMENTS["wvq_table4"]
 
@@ -38,35 +39,34 @@ def one_config(name: str) -> object:
 @pytest.fixture
 def spied_training(tmp_path, monkeypatch):
     """Record, for each tokenizer training, whether it started from a checkpoint."""
-    monkeypatch.setattr(wvq_vqvae, "RUNS", tmp_path / "runs")
     started = []
-    real = wvq_vqvae.train_tokenizer
+    real = tokenizer.train_tokenizer
 
     def spy(config, run_dir, **options):
         started.append((run_dir / "checkpoint.pt").exists())
         return real(config, run_dir, **options)
 
-    monkeypatch.setattr(wvq_vqvae, "train_tokenizer", spy)
+    monkeypatch.setattr(tokenizer, "train_tokenizer", spy)  # the experiments import it when they run
     return started
 
 
 def test_force_retrains_a_tokenizer_from_scratch_instead_of_reloading_its_checkpoint(tmp_path, spied_training):
     experiment = one_config("wvq_table6")
-    tables = tmp_path / "tables"
-    run_experiment(experiment, "smoke", tables=tables, figures=tmp_path / "figures")
-    result_path(experiment.name, "smoke", tables).unlink()  # without --force a finished checkpoint is reused
-    run_experiment(experiment, "smoke", tables=tables, figures=tmp_path / "figures")
-    run_experiment(experiment, "smoke", tables=tables, figures=tmp_path / "figures", force=True)
+    folders = dict(tables=tmp_path / "tables", figures=tmp_path / "figures", runs=tmp_path / "runs")
+    run_experiment(experiment, "smoke", **folders)
+    result_path(experiment.name, "smoke", folders["tables"]).unlink()  # without --force a checkpoint is reused
+    run_experiment(experiment, "smoke", **folders)
+    run_experiment(experiment, "smoke", **folders, force=True)
     assert spied_training == [False, True, False]
 
 
 def test_a_tokenizer_resumed_under_other_code_names_every_revision_that_trained_it(tmp_path, monkeypatch):
-    config = dataclasses.replace(tokenizer.smoke_scale(EXPERIMENTS["wvq_table6"].configs("paper")[0]), epochs=2)
+    config = dataclasses.replace(smoke_scale(EXPERIMENTS["wvq_table6"].configs("paper")[0]), epochs=2)
     monkeypatch.setattr(checkpoint, "git_revision", lambda: "aaaaaaa")
-    monkeypatch.setattr(tokenizer, "RunState", _StopAfterOneEpoch)
+    monkeypatch.setattr(loop, "RunState", _StopAfterOneEpoch)
     with pytest.raises(_Stop):
         tokenizer.train_tokenizer(config, tmp_path, progress=False)
-    monkeypatch.setattr(tokenizer, "RunState", _StopAfterOneEpoch.__mro__[1])
+    monkeypatch.setattr(loop, "RunState", checkpoint.RunState)
     monkeypatch.setattr(checkpoint, "git_revision", lambda: "bbbbbbb")
     history = tokenizer.train_tokenizer(config, tmp_path, progress=False)
     assert set(history["train_revisions"]) == {"aaaaaaa+bbbbbbb"}
@@ -78,7 +78,7 @@ class _Stop(Exception):
     pass
 
 
-class _StopAfterOneEpoch(tokenizer.RunState):
+class _StopAfterOneEpoch(checkpoint.RunState):
     def save(self, path, config, parts, context) -> None:
         super().save(path, config, parts, context)
         if self.epoch == 1 and self.step == 0:
@@ -130,10 +130,11 @@ def test_every_row_carries_its_resolved_quantizer_settings_and_a_distinct_id_whe
     assert (wasserstein["q_gamma"], wasserstein["sgd_lr"], wasserstein["q_alpha"]) == (10.0, 3.0, 0.8)
 
 
-def test_a_missing_dataset_named_by_data_root_ends_with_one_line_naming_it(capsys):
-    code = main(["run", "wvq_table1", "--scale", "paper", "--set", "data_root=/nonexistent", "--out", "/tmp/unused"])
+def test_a_missing_dataset_named_by_data_root_ends_with_one_line_naming_it(capsys, tmp_path):
+    code = main(["run", "wvq_table1", "--scale", "paper", "--set", "data_root=/nonexistent", "--out", str(tmp_path)])
     out = capsys.readouterr()
-    assert code == 2 and "/nonexistent" in out.out and "Traceback" not in out.err
+    assert code == 2 and "/nonexistent" in out.err and len(out.err.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())  # stopped before anything ran or was written
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from replicate.errors import ConfigError
-from replicate.quantize.base import faiss, nearest_code
+from replicate.quantize.base import faiss_module, nearest_code
 
 
 def assert_same_up_to_ties(found, queries, keys, farthest=False, tolerance=1e-5):
@@ -23,7 +23,7 @@ def assert_same_up_to_ties(found, queries, keys, farthest=False, tolerance=1e-5)
     assert matches / len(queries) > 0.99
 
 
-BACKENDS = ["torch", "naive"] + (["faiss"] if faiss is not None else [])
+BACKENDS = ["torch", "naive"] + (["faiss"] if faiss_module() is not None else [])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -45,7 +45,7 @@ def test_search_with_100k_codes_in_small_chunks_matches_brute_force():
     # a 1 MB budget forces blocks of 2 query rows against all 100,000 codes
     found = nearest_code(queries, keys, backend="torch", memory_budget=2**20)
     assert_same_up_to_ties(found, queries, keys)
-    if faiss is not None:
+    if faiss_module() is not None:
         assert_same_up_to_ties(nearest_code(queries, keys, backend="faiss"), queries, keys)
 
 

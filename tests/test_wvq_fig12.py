@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 import torch
 
+from replicate.configs import atomic_settings
 from replicate.experiments.wvq_fig12 import configs, run
 from replicate.registry import EXPERIMENTS
 from replicate.results import TABLES
-from replicate.train.atomic import atomic_quantizer, atomic_settings
+from replicate.train.atomic import atomic_quantizer
 
 FIG12 = EXPERIMENTS["wvq_fig12"]
 

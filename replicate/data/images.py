@@ -218,7 +218,7 @@ def _torchvision(kind: Callable, label: str, root: Path, files: str, **split) ->
     try:
         return kind(root, **split, download=True)
     except Exception as error:  # no internet, a proxy, a read-only root: all end the same way for the user
-        hint = "; without internet, use the JPEG copy (dataset 'cifar10-jpeg')" if label == "CIFAR-10" else ""
+        hint = "; without internet, use the lossless copy (dataset 'cifar10-lossless')" if label == "CIFAR-10" else ""
         raise MissingDataError(
             f"{label} not found in {root} and could not be downloaded (no internet? {type(error).__name__}): "
             f"run once on a machine with internet or place {files} there{hint}"

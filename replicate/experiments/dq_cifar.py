@@ -18,22 +18,20 @@ K = 2^6 ... 2^14 at paper scale. The cpu scale: CIFAR-10 (lossless copy), ch 32,
 
 from __future__ import annotations
 
-import dataclasses
-
 import pandas as pd
 
-from replicate.experiments.wvq_vqvae import SETTING, data, discard, paper_config, run, scatter_figure
+from replicate.configs import TokenizerTraining, smoke_scale, with_changes
+from replicate.experiments.wvq_vqvae import SETTING, data, paper_config, run, scatter_figure
 from replicate.report.plotting import figure
 from replicate.results import with_configuration
 from replicate.spec import Claim, Experiment, Figures, Tables
-from replicate.train.tokenizer import TokenizerTraining, smoke_scale
 
 EMA_SETTINGS = (("decay", 0.99), ("beta", 0.25))
 PAPER_K = tuple(2**p for p in range(6, 15))
 CPU_K = (2**6, 2**8, 2**10, 2**12, 2**13)
 CPU_SEEDS = {2**10: (123, 124, 125), 2**13: (123, 124, 125)}  # mean +- std at two K; one seed elsewhere
 # Measured on 2 cores: 2 epochs of 20,000 images at ch 32 take about 5 min with evaluation (the pretrained arm 7).
-CPU_SHORTENING = {"dataset": "cifar10-lossless", "channels": 32, "epochs": 2, "max_train_images": 20_000}
+CPU_SHORTENING = {"dataset": "cifar10-lossless", "model.channels": 32, "epochs": 2, "max_train_images": 20_000}
 COLOURS = {"early": "tab:red", "deferred": "tab:blue", "pretrained": "tab:green"}
 FIXES = ("deferred", "pretrained")  # the two arms of the paper's fix
 
@@ -56,7 +54,7 @@ def configs(scale: str) -> list[TokenizerTraining]:
         return [arm(K, s, 25) for K in PAPER_K for s in COLOURS]  # 50 epochs; pretrained: 25 before them
     if scale == "cpu":
         return [
-            dataclasses.replace(arm(K, s, 1, seed=seed), **CPU_SHORTENING)
+            with_changes(arm(K, s, 1, seed=seed), CPU_SHORTENING)
             for K in CPU_K
             for seed in CPU_SEEDS.get(K, (123,))
             for s in COLOURS
@@ -149,5 +147,4 @@ EXPERIMENT = Experiment(
     notes="The paper reports Fig. 4 as curves without numbers; the claims below are its text's statements.",
     claims=claims,
     figures=figures,
-    discard=discard,
 )

@@ -17,18 +17,22 @@ Every choice below is ours; the paper leaves it open (digest Sec. 8):
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 import torch
-from matplotlib import colormaps
-from matplotlib.figure import Figure
 
+from replicate.configs import WARMED, SyntheticTraining
 from replicate.metrics.projection import pca_2d, tsne_2d
 from replicate.report.plotting import figure
-from replicate.results import with_configuration
+from replicate.results import Workspace, with_configuration
 from replicate.spec import Claim, Experiment, Figures, RunResult, Tables
-from replicate.train.schedule import WARMED
-from replicate.train.synthetic import SyntheticResult, SyntheticTraining, train_synthetic
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from replicate.train.synthetic import SyntheticResult
 
 DIMS = (2, 4, 8, 16)
 SEEDS = (0, 1, 2)
@@ -68,6 +72,8 @@ def configs(scale: str) -> list[SyntheticTraining]:
 
 def run_keeping_points(config: SyntheticTraining, keep_points: bool) -> RunResult:
     """Train one configuration; with keep_points, also the scatter points of its embeddings and codes."""
+    from replicate.train.synthetic import train_synthetic  # training code: only to run
+
     result = train_synthetic(config)
     extra = {"curves": result.history}
     if keep_points:
@@ -86,7 +92,7 @@ def default_model(frame: pd.DataFrame, except_for: str = "") -> pd.DataFrame:
     return frame
 
 
-def run(config: SyntheticTraining, device: torch.device) -> RunResult:
+def run(config: SyntheticTraining, workspace: Workspace) -> RunResult:
     """The scatter points are kept for seed 0 of the default model."""
     default = all(getattr(config, k) == v for k, v in DEFAULT_MODEL.items())
     return run_keeping_points(config, keep_points=config.seed == 0 and default)
@@ -199,6 +205,8 @@ def figures(tables: Tables, scale: str) -> Figures:
 def shrinkage_plot(points: pd.DataFrame, projection: str) -> Figure:
     """Rows: input dimensions. Columns: latent space (embeddings coloured by mode, codes as black crosses) for
     early, deferred and random; then data (grey) vs reconstructions (coloured) for early and deferred."""
+    from matplotlib import colormaps
+
     dims = sorted(points["dim"].unique())
     schedules = [s for s in SCHEDULES if s in set(points["schedule"])]
     columns = [("latent", s) for s in schedules] + [("data", s) for s in ("early", "deferred") if s in schedules]

@@ -27,25 +27,33 @@ and tokenizers have one training seed each, so the spread is the sampling's only
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import shutil
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
 
+from replicate.configs import (
+    VQVAE_LOSS,
+    VQVAE_OPTIMISATION,
+    GeneratorTraining,
+    Optimisation,
+    TokenizerTraining,
+    VQVAEConfig,
+    smoke_scale,
+    with_changes,
+)
 from replicate.experiments import wvq_vqvae
 from replicate.metrics.projection import pca_2d
 from replicate.metrics.proxy import ProxyClassifierConfig
 from replicate.quantize.multiscale import VAR_SCALES
 from replicate.report.plotting import METHOD_COLOURS, METHOD_NAMES, figure
 from replicate.report.png import png_image, png_text
-from replicate.results import ROOT, config_id
+from replicate.results import Workspace
 from replicate.spec import Claim, Experiment, Figures, RunResult, Tables, absolute, relative
-from replicate.train.evaluate_generator import balanced_labels, evaluate_generator
-from replicate.train.generator import GeneratorTraining, extract_tokens, generate, train_generator
-from replicate.train.tokenizer import TokenizerTraining, describe_data, load_trained, smoke_scale, train_tokenizer
 
-RUNS = ROOT / "runs" / "generators"  # checkpoints, token caches and per-epoch logs, git-ignored
+if TYPE_CHECKING:
+    from replicate.train.generator import GeneratorFolders
+
 SCHEDULES = ("early", "deferred")
 # An arm is its tokenizer's schedule (Deferred Quantization) or its quantizer (Wasserstein VQ's open question 3).
 COLOURS = {"early": "tab:red", "deferred": "tab:blue"} | METHOD_COLOURS
@@ -67,57 +75,52 @@ def paper_tokenizer(dataset: str, generator: str, schedule: str) -> TokenizerTra
     """A Table 1 / 4 tokenizer (module docstring)."""
     return TokenizerTraining(
         dataset,
-        128,
         "vanilla",
         16384,
-        d=32,
-        channels=64,
-        channel_mult=(1, 1, 2, 2),
-        attn_resolutions=(16,),
+        VQVAEConfig(128, d=32, channels=64, channel_mult=(1, 1, 2, 2), attn_resolutions=(16,)),
         epochs=40,
         batch_size=64,
-        lr=1e-4,
+        optim=dataclasses.replace(VQVAE_OPTIMISATION, lr=1e-4),
         schedule=schedule,
         warmup_epochs=20 if schedule == "deferred" else 0,
         quantizer=VQ_SETTINGS,
         scales=VAR_SCALES if generator == "var" else (),
-        perceptual_weight=1.0,
+        gan=dataclasses.replace(VQVAE_LOSS, perceptual_weight=1.0),  # VQGAN's perceptual term, no discriminator
     )
 
 
 def paper_generator(tokenizer: TokenizerTraining, generator: str, num_classes: int) -> GeneratorTraining:
-    """A Table 2 / 3 generator over `tokenizer` (module docstring)."""
+    """A Table 2 / 3 generator over `tokenizer` (module docstring); gradient clipping 2.0 is VAR's tclip (MaskGIT
+    states none)."""
     if generator == "maskgit":
-        recipe = dict(depth=24, width=768, heads=16, epochs=300, batch_size=256, lr=1e-4, adam_betas=(0.9, 0.96))
-        recipe |= dict(weight_decay=0.045, warmup_steps=5000)
+        size = dict(depth=24, width=768, heads=16, epochs=300, batch_size=256)
+        optim = Optimisation(
+            1e-4, (0.9, 0.96), grad_clip=2.0, lr_schedule="warmup", warmup_iters=5000, weight_decay=0.045
+        )
     else:
-        recipe = dict(depth=16, width=1024, heads=16, epochs=200, batch_size=768, lr=3e-4, adam_betas=(0.9, 0.95))
-        recipe |= dict(weight_decay=0.05, warmup_steps=0)
+        size = dict(depth=16, width=1024, heads=16, epochs=200, batch_size=768)
+        optim = Optimisation(3e-4, (0.9, 0.95), grad_clip=2.0, lr_schedule="warmup", warmup_iters=0, weight_decay=0.05)
     return GeneratorTraining(
         tokenizer,
         generator,
-        grad_clip=2.0,  # VAR's tclip; MaskGIT states none
+        optim=optim,
         eval_samples=20_000,  # V2: g-FID on the 20,000-image test set's size
         proxy_network=ProxyClassifierConfig(num_classes=num_classes, resolution=128),
-        **recipe,
+        **size,
     )
 
 
-CPU_TOKENIZER = dict(  # the CIFAR sweep's cpu tokenizer budget: 2 epochs of 20,000 images at ch 32, ~5 min
-    dataset="cifar10-lossless",
-    resolution=32,
-    K=8192,
-    d=8,
-    channels=32,
-    channel_mult=(1, 1, 2),
-    attn_resolutions=(),
-    epochs=2,
-    batch_size=128,
-    lr=5e-5,  # Table 5's CIFAR lr, as the CIFAR sweep
-    max_train_images=20_000,
-    perceptual_weight=0.0,
-)
-CPU_ODIR = dict(dataset="odir256", epochs=30, batch_size=64, max_train_images=None)  # 1,171 training images
+CPU_TOKENIZER = {  # the CIFAR sweep's cpu tokenizer budget: 2 epochs of 20,000 images at ch 32, ~5 min
+    "dataset": "cifar10-lossless",
+    "model": VQVAEConfig(32, d=8, channels=32, channel_mult=(1, 1, 2), attn_resolutions=()),
+    "K": 8192,
+    "epochs": 2,
+    "batch_size": 128,
+    "optim.lr": 5e-5,  # Table 5's CIFAR lr, as the CIFAR sweep
+    "max_train_images": 20_000,
+    "gan.perceptual_weight": 0.0,
+}
+CPU_ODIR = {"dataset": "odir256", "epochs": 30, "batch_size": 64, "max_train_images": None}  # 1,171 training images
 # Measured 2026-11-25 (2 threads, nothing else running; 20 steps on random tokens, K = 8192): MaskGIT 1.23 s a step
 # of 64 images (64 tokens), VAR 3.61 s (155 tokens); sampling 250 images 36 s (MaskGIT, 8 steps) and 45 s (VAR).
 # 2026-11-26, after MaskGIT's head runs at the masked positions only and the inverse-CDF sampler (models/sampling.py):
@@ -126,8 +129,10 @@ CPU_ODIR = dict(dataset="odir256", epochs=30, batch_size=64, max_train_images=No
 # epochs of 312 steps (~31 min), VAR 2 epochs (~29 min); ODIR (18 steps an epoch): VAR 10 epochs (~8 min).
 # Evaluation: 3 x 500 samples, the grid and the latent points, ~5 min a generator (estimated before the faster
 # sampler). All 6 arms with their tokenizers: ~3.3 h (estimated).
-CPU_GENERATOR = dict(depth=4, width=256, heads=4, batch_size=64, lr=3e-4, adam_betas=(0.9, 0.95))
-CPU_GENERATOR |= dict(weight_decay=0.05, warmup_steps=200, grad_clip=2.0, eval_samples=500)
+CPU_OPTIMISATION = Optimisation(
+    3e-4, (0.9, 0.95), grad_clip=2.0, lr_schedule="warmup", warmup_iters=200, weight_decay=0.05
+)
+CPU_GENERATOR = dict(depth=4, width=256, heads=4, batch_size=64, optim=CPU_OPTIMISATION, eval_samples=500)
 CPU_EPOCHS = {("cifar10-lossless", "maskgit"): 6, ("cifar10-lossless", "var"): 2, ("odir256", "var"): 10}
 
 
@@ -136,7 +141,7 @@ def cpu_arm(dataset: str, generator: str, schedule: str) -> GeneratorTraining:
     paper = paper_tokenizer(dataset, generator, schedule)
     changes = CPU_TOKENIZER | (CPU_ODIR if dataset == "odir256" else {})
     changes["warmup_epochs"] = changes["epochs"] // 2 if schedule == "deferred" else 0  # as the paper scale: half
-    tokenizer = dataclasses.replace(paper, **changes, scales=CPU_SCALES if generator == "var" else ())
+    tokenizer = with_changes(paper, changes | {"scales": CPU_SCALES if generator == "var" else ()})
     classes = 3 if dataset == "odir256" else 10
     return GeneratorTraining(
         tokenizer,
@@ -186,68 +191,67 @@ def smoke_arm(generator: str, schedule: str) -> GeneratorTraining:
     single = smoke_scale(dataclasses.replace(arm.tokenizer, scales=()), epochs=2)
     tokenizer = dataclasses.replace(single, scales=scales)
     sampling = (("guidance_scale", 0.0),) if generator == "var" else ()
-    return dataclasses.replace(
+    return with_changes(
         arm,
-        tokenizer=tokenizer,
-        depth=1,
-        width=32,
-        heads=2,
-        epochs=1,
-        batch_size=16,
-        warmup_steps=2,
-        eval_samples=12,
-        max_pairs=20,
-        sample_seeds=(0, 1),
-        sampling=sampling,
-        proxy_network=ProxyClassifierConfig(num_classes=3, width=16, epochs=1),
-        checkpoint_every=2,
+        {
+            "tokenizer": tokenizer,
+            "depth": 1,
+            "width": 32,
+            "heads": 2,
+            "epochs": 1,
+            "batch_size": 16,
+            "optim.warmup_iters": 2,
+            "eval_samples": 12,
+            "max_pairs": 20,
+            "sample_seeds": (0, 1),
+            "sampling": sampling,
+            "proxy_network": ProxyClassifierConfig(num_classes=3, width=16, epochs=1),
+            "checkpoint_every": 2,
+        },
     )
-
-
-def run_dir(config: GeneratorTraining):
-    """runs/generators/<hash of the trained part's config_id>/: the generator's checkpoint, token cache and per-epoch
-    log (shared by configurations that differ only in their evaluation)."""
-    return RUNS / hashlib.sha1(config_id(config.trained_part()).encode()).hexdigest()[:16]
-
-
-def discard(config: GeneratorTraining) -> None:
-    """--force: forget the generator (its tokenizer stays: `run` of a tokenizer experiment --force retrains it)."""
-    shutil.rmtree(run_dir(config), ignore_errors=True)
 
 
 def data(config: GeneratorTraining) -> str:
     """The tokenizer's data label, the missing perceptual term, and the generator's size and budget."""
+    from replicate.train.tokenizer import describe_data
+
     t = config.tokenizer
     parts = [describe_data(t)]
-    if t.perceptual_weight == 0:
+    if t.gan.perceptual_weight == 0:
         parts.append("no perceptual loss")
     epochs = f"{config.epochs} epoch{'s' * (config.epochs > 1)}"
     parts.append(f"{config.generator} depth {config.depth} width {config.width}, {epochs}")
     return "; ".join(parts)
 
 
-def run(config: GeneratorTraining, device: torch.device) -> RunResult:
+def run(config: GeneratorTraining, workspace: Workspace) -> RunResult:
     """Train (or resume) the tokenizer and the generator; the row is the tokenizer's last evaluation (Tables 1 and
     4) beside the generator's (Tables 2 and 3); extra tables: the generator's per-epoch loss, a sample grid and the
     codes of real vs generated tokens."""
-    folder = run_dir(config)
-    tokenizer = train_tokenizer(config.tokenizer, wvq_vqvae.run_dir(config.tokenizer), device=str(device))
-    history = train_generator(config, folder, device=str(device))
+    from replicate.train.evaluate_generator import evaluate_generator  # training code: only to run
+    from replicate.train.generator import generator_folders, train_generator
+    from replicate.train.tokenizer import train_tokenizer
+
+    device, folders = workspace.device, generator_folders(config, workspace)
+    tokenizer = train_tokenizer(config.tokenizer, folders.tokenizer, device=str(device))
+    history = train_generator(config, folders, device=str(device))
     metrics = {k: v for k, v in tokenizer.iloc[-1].to_dict().items() if k not in ("epoch", "step")}
     metrics |= {f"generator_{k}": history.iloc[-1][k] for k in ("train_loss", "train_accuracy", "train_revisions")}
-    metrics |= evaluate_generator(config, folder, device)
+    metrics |= evaluate_generator(config, folders, device)
     curves = history.drop(columns="train_revisions").to_dict("records")
-    images, points = sample_grid(config, folder, device), latent_points(config, folder, device)
+    images, points = sample_grid(config, folders, device), latent_points(config, folders, device)
     return RunResult(metrics, {"curves": curves, "images": images, "points": points})
 
 
 @torch.no_grad()
-def sample_grid(config: GeneratorTraining, folder, device) -> list[dict]:
+def sample_grid(config: GeneratorTraining, folders: GeneratorFolders, device) -> list[dict]:
     """SAMPLE_GRID_PER_CLASS samples of each of the first SAMPLE_GRID_CLASSES classes (the same labels and seed in
     every arm), as PNG text rows."""
-    classes = min(SAMPLE_GRID_CLASSES, extract_tokens(config, device, folder).num_classes)
+    from replicate.train.generator import extract_tokens, generate
+
+    classes = min(SAMPLE_GRID_CLASSES, extract_tokens(config, folders, device).num_classes)
     labels = torch.arange(classes).repeat_interleave(SAMPLE_GRID_PER_CLASS)
-    images = generate(config, folder, labels, device, config.sample_seeds[0]).images.cpu()
+    images = generate(config, folders, labels, device, config.sample_seeds[0]).images.cpu()
     return [
         {"image": index, "label": int(label), "png": png_text(picture)}
         for index, (label, picture) in enumerate(zip(labels, images, strict=True))
@@ -255,13 +259,17 @@ def sample_grid(config: GeneratorTraining, folder, device) -> list[dict]:
 
 
 @torch.no_grad()
-def latent_points(config: GeneratorTraining, folder, device) -> list[dict]:
+def latent_points(config: GeneratorTraining, folders: GeneratorFolders, device) -> list[dict]:
     """The codes of LATENT_POINTS random real-image tokens and as many generated tokens, projected on the real
     codes' two principal axes (V2 Fig. 5's question: do generated tokens cover the codes the data uses?)."""
-    codebook = load_trained(config.tokenizer, wvq_vqvae.run_dir(config.tokenizer)).quantizer.codebook().detach()
-    real = extract_tokens(config, device, folder)
+    from replicate.train.evaluate_generator import balanced_labels
+    from replicate.train.generator import extract_tokens, generate
+    from replicate.train.tokenizer import load_trained
+
+    codebook = load_trained(config.tokenizer, folders.tokenizer).quantizer.codebook().detach()
+    real = extract_tokens(config, folders, device)
     labels = balanced_labels(-(-LATENT_POINTS // config.tokens_per_image), real.num_classes)
-    fake = generate(config, folder, labels, device, config.sample_seeds[0]).tokens.cpu().reshape(-1)
+    fake = generate(config, folders, labels, device, config.sample_seeds[0]).tokens.cpu().reshape(-1)
     pick = torch.Generator().manual_seed(0)
     real_tokens = real.tokens.reshape(-1)[torch.randperm(real.tokens.numel(), generator=pick)[:LATENT_POINTS]]
     fake_tokens = fake[torch.randperm(len(fake), generator=pick)[:LATENT_POINTS]]
@@ -482,7 +490,6 @@ DQ_GENERATION = Experiment(
     "the ODIR subset at 32 px without the perceptual term: not replications.",
     claims=claims,
     figures=figures,
-    discard=discard,
 )
 
 WVQ_GENERATION = Experiment(
@@ -497,6 +504,5 @@ WVQ_GENERATION = Experiment(
     "numbers. proxy_* columns come from a classifier trained in this project (its accuracy in proxy_accuracy).",
     claims=wvq_claims,
     figures=figures,
-    discard=discard,
     open_question="does full codebook utilization help generation (Wasserstein VQ's open question 3)?",
 )

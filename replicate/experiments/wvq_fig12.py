@@ -2,7 +2,7 @@
 codebook for fixed feature distributions, with no encoder. K = 16,384, d = 8, 2,000 SGD steps, each on 50,000
 fresh features; evaluation on 200,000 fresh features at steps 0, 1 and every 100. Gaussian case: features
 N(mu 1, I), codes initialised N(0, I); uniform case: features U(nu - 1, nu + 1)^d, codes U(-1, 1)^d; mu, nu in
-{0, 1, ..., 8}. Per-method settings: replicate/train/atomic.py (the official simulation code's).
+{0, 1, ..., 8}. Per-method settings: replicate/configs.py atomic_settings (the official simulation code's).
 
 The published reference is the official repository's per-step CSVs (the data behind the figure, one run each,
 seed 12), at step 2,000. `w2_distance` is the exact W2 between Gaussian fits (biased covariances, as the
@@ -21,14 +21,15 @@ import numpy as np
 import pandas as pd
 import torch
 
+from replicate.configs import MOMENTUM, atomic_settings
 from replicate.data.synthetic import BIMODAL_OFFSET, DISTRIBUTIONS, PAPER_DISTRIBUTIONS, STUDENT_DOF, sample
 from replicate.errors import ConfigError
 from replicate.metrics.codebook import evaluate_codebook
 from replicate.quantize import PAPER_METHODS, QuantizerConfig, quantizer_config
 from replicate.quantize.gaussian import gaussian_fit, gaussian_w2
 from replicate.report.plotting import METHOD_COLOURS, METHOD_NAMES, figure
+from replicate.results import Workspace
 from replicate.spec import Claim, Experiment, Figures, RunResult, Tables, absolute, relative
-from replicate.train.atomic import MOMENTUM, atomic_settings
 
 MUS = tuple(float(m) for m in range(9))
 OFFICIAL_SEED = 12
@@ -112,9 +113,10 @@ def evaluate(config: Config, quantizer, step: int, device: torch.device) -> dict
     return {"step": step, **metrics, "w2_distance": float(w2)}
 
 
-def run(config: Config, device: torch.device) -> RunResult:
+def run(config: Config, workspace: Workspace) -> RunResult:
     from replicate.train.atomic import atomic_step, build_atomic  # training code: only to run
 
+    device = workspace.device
     torch.manual_seed(config.seed)  # the codebook initialisation and every feature draw use the global generator
     quantizer, optimizer = build_atomic(config.quantizer_config(), config.sgd_lr, config.sgd_momentum, device)
     curve = [evaluate(config, quantizer, 0, device)]

@@ -28,7 +28,7 @@ from replicate.data.synthetic import sample_disk
 from replicate.errors import ConfigError
 from replicate.metrics.codebook import evaluate_codebook
 from replicate.report.plotting import figure
-from replicate.results import with_configuration
+from replicate.results import Workspace, with_configuration
 from replicate.spec import Claim, Experiment, Figures, RunResult, Tables, absolute, relative
 
 # panel -> (row, feature disk centre x, code disk centre x, code disk radius)
@@ -110,7 +110,7 @@ def draw(config: Config) -> tuple[torch.Tensor, torch.Tensor]:
     return features, codes
 
 
-def run(config: Config, device: torch.device) -> RunResult:
+def run(config: Config, workspace: Workspace) -> RunResult:
     features, codes = draw(config)
     metrics = evaluate_codebook(features, codes)
     metrics["rms_error"] = math.sqrt(metrics["quant_error"])

@@ -25,6 +25,7 @@ from replicate.errors import ConfigError
 from replicate.metrics.codebook import evaluate_codebook
 from replicate.quantize.gaussian import gaussian_fit, gaussian_w2
 from replicate.report.plotting import figure
+from replicate.results import Workspace
 from replicate.spec import Claim, Experiment, Figures, RunResult, Tables
 
 FAMILIES = {"shift": (0.0, 0.5, 1.0, 1.5, 2.0, 2.5), "scale": (1.0, 2.0, 3.0, 4.0, 5.0, 6.0)}
@@ -115,7 +116,8 @@ def feature_set(distribution: str, n: int, d: int, seed: int, device: torch.devi
     return features, gaussian_fit(features, unbiased=True)
 
 
-def run(config: Config, device: torch.device) -> RunResult:
+def run(config: Config, workspace: Workspace) -> RunResult:
+    device = workspace.device
     features, fit = feature_set(config.distribution, config.N, config.d, config.feature_seed, device)
     codes = draw_codes(config, torch.Generator().manual_seed(config.seed)).to(device)
     metrics = evaluate_codebook(features, codes)

@@ -3,14 +3,14 @@ single-scale (16 x 16 = 256 tokens) and multi-scale (VAR-style residual quantiza
 tokens), K in {16384, 50000, 100000}. The table's other rows (RQVAE, VQ-WAE, MQVAE, VQGAN, VQGAN-FC, VQGAN-EMA,
 VQGAN-LC) are cited by the paper from VQGAN-LC (Zhu et al. 2024): listed as cited, never run.
 
-Every row is a replicate.train.tokenizer.TokenizerTraining with the VQGAN terms (train/gan.py) and the settings of
+Every row is a replicate.configs.TokenizerTraining with the VQGAN terms (train/gan.py) and the settings of
 the official v1 code (code/VQGAN/FFHQ and code/VAR/FFHQ at eec8230; digest Secs. 1.3-1.5, Table 5): L1
 reconstruction, VGG16 LPIPS (weight 1), PatchGAN hinge terms (weight 0.2 from epoch 60 of 200); AdamW (0.9, 0.95),
 weight decay 0.01, lr 5e-4 (model and discriminator), 20,000 warm-up iterations, half cosine to 100,000 down to
 lr / 50, then constant; the codebook in its own unscheduled group at 0.02 (single-scale) or 0.01 (multi-scale);
 clipping 1.0 per group; batch 64; seed 3407; ch 128, [1, 1, 2, 2, 4] (Table 5; the official VQGAN script has
-[1, 1, 2, 2, 2]: OFFICIAL_SCRIPT_CHANNEL_MULT, for --set channel_mult=1,1,2,2,2), attention at 16 x 16, d = 8; the
-Wasserstein estimator of the v1 GAN code (codebook-std scaling, 1e-6 I; GAN_WASSERSTEIN_SETTINGS). The official
+[1, 1, 2, 2, 2]: OFFICIAL_SCRIPT_CHANNEL_MULT, for --set model.channel_mult=1,1,2,2,2), attention at 16 x 16, d = 8;
+the Wasserstein estimator of the v1 GAN code (codebook-std scaling, 1e-6 I; GAN_WASSERSTEIN_SETTINGS). The official
 multi-GPU scripts call the model through `model.module`, which skips DDP's gradient all-reduce, so their ranks
 most likely trained independent replicas; here DDP averages the gradients (see the comparison's notes).
 
@@ -28,16 +28,15 @@ import dataclasses
 
 import pandas as pd
 import torch
-from matplotlib.ticker import MaxNLocator
 
+from replicate.configs import VQVAE_OPTIMISATION, GANLoss, TokenizerTraining, VQVAEConfig, smoke_scale, with_changes
 from replicate.experiments import wvq_vqvae
 from replicate.quantize.multiscale import VAR_SCALES, VAR_WASSERSTEIN_SETTINGS, tokens
 from replicate.quantize.wasserstein import GAN_WASSERSTEIN_SETTINGS
 from replicate.report.plotting import METHOD_NAMES, figure
 from replicate.report.png import png_image, png_text
+from replicate.results import Workspace
 from replicate.spec import Claim, Experiment, Figures, RunResult, Tables, absolute, relative
-from replicate.train.gan import GANLoss
-from replicate.train.tokenizer import TokenizerTraining, load_trained, plain_images, smoke_scale
 
 PAPER_K = (16384, 50000, 100000)
 OFFICIAL_SCRIPT_CHANNEL_MULT = (1, 1, 2, 2, 2)  # code/VQGAN/FFHQ; Table 5 and code/VAR/FFHQ: (1, 1, 2, 2, 4)
@@ -62,59 +61,55 @@ BASELINES = ("vanilla", "ema")  # single-scale VQGAN baselines run at cpu scale
 
 def paper_config(K: int, multiscale: bool, **changes) -> TokenizerTraining:
     """A Table 3 row: Wasserstein VQ in the official v1 VQGAN (single-scale) or VAR (multi-scale) configuration."""
-    gan = GANLoss()  # the official v1 VQGAN loss settings, cited there
     settings = VAR_WASSERSTEIN_SETTINGS if multiscale else GAN_WASSERSTEIN_SETTINGS
-    config = {
-        "dataset": "ffhq",
-        "resolution": 256,
-        "method": "wasserstein",
-        "K": K,
-        "d": 8,
-        "channels": 128,
-        "channel_mult": (1, 1, 2, 2, 4),
-        "attn_resolutions": (16,),
-        "epochs": 200,
-        "batch_size": 64,
-        "lr": 5e-4,
-        "weight_decay": 0.01,  # AdamW's default, which the official optimizer keeps
-        "lr_schedule": "cosine",
-        "warmup_iters": 20_000,
-        "decay_iters": 100_000,
-        "min_lr_ratio": 1 / 50,
-        "reconstruction_loss": gan.reconstruction,
-        "perceptual_weight": gan.perceptual_weight,
-        "disc_weight": gan.disc_weight,
-        "disc_start_epoch": gan.disc_start_epoch,
-        "disc_lr": 5e-4,
-        "quantizer": tuple(settings.items()),
-        "scales": VAR_SCALES if multiscale else (),
-        "eval_every": 10,  # official: evaluation and checkpoint every 10 epochs
-        "seed": 3407,
-    }
-    return TokenizerTraining(**(config | changes))
+    paper = TokenizerTraining(
+        "ffhq",
+        "wasserstein",
+        K,
+        VQVAEConfig(256, d=8, channels=128, channel_mult=(1, 1, 2, 2, 4), attn_resolutions=(16,)),
+        epochs=200,
+        batch_size=64,
+        optim=dataclasses.replace(
+            VQVAE_OPTIMISATION,
+            lr=5e-4,
+            weight_decay=0.01,  # AdamW's default, which the official optimizer keeps
+            lr_schedule="cosine",
+            warmup_iters=20_000,
+            decay_iters=100_000,
+            min_lr_ratio=1 / 50,
+        ),
+        gan=GANLoss(),  # the official v1 VQGAN loss settings, cited there
+        quantizer=tuple(settings.items()),
+        scales=VAR_SCALES if multiscale else (),
+        eval_every=10,  # official: evaluation and checkpoint every 10 epochs
+        seed=3407,
+    )
+    return with_changes(paper, changes)
 
 
 def cpu_config(method: str, multiscale: bool) -> TokenizerTraining:
     """The labelled stand-in of a row (module docstring): the official settings shrunk to CelebA 10k at 64 px."""
     steps = CPU_EPOCHS * (CPU_IMAGES // CPU_BATCH)
     paper = paper_config(16384, multiscale)
-    return dataclasses.replace(
+    return with_changes(
         paper,
-        dataset="celeba10k",
-        resolution=64,
-        method=method,
-        channels=32,
-        channel_mult=(1, 1, 2),
-        attn_resolutions=(),
-        epochs=CPU_EPOCHS,
-        batch_size=CPU_BATCH,
-        warmup_iters=round(steps * paper.warmup_iters / OFFICIAL_STEPS),
-        decay_iters=round(steps * paper.decay_iters / OFFICIAL_STEPS),
-        disc_start_epoch=2,
-        perceptual_weight=0.0,
-        quantizer=paper.quantizer if method == "wasserstein" else (),
-        eval_every=1,
-        max_eval_images=5000,
+        {
+            "dataset": "celeba10k",
+            "method": method,
+            "model.resolution": 64,
+            "model.channels": 32,
+            "model.channel_mult": (1, 1, 2),
+            "model.attn_resolutions": (),
+            "epochs": CPU_EPOCHS,
+            "batch_size": CPU_BATCH,
+            "optim.warmup_iters": round(steps * paper.optim.warmup_iters / OFFICIAL_STEPS),
+            "optim.decay_iters": round(steps * paper.optim.decay_iters / OFFICIAL_STEPS),
+            "gan.disc_start_epoch": 2,
+            "gan.perceptual_weight": 0.0,
+            "quantizer": paper.quantizer if method == "wasserstein" else (),
+            "eval_every": 1,
+            "max_eval_images": 5000,
+        },
     )
 
 
@@ -125,21 +120,23 @@ def configs(scale: str) -> list[TokenizerTraining]:
         return [cpu_config(method, multiscale) for method, multiscale in CPU_ROWS]
     # smoke: generated 32 px images, (1, 2) -> 16 x 16 latents: the full scale list; discriminator from epoch 2
     return [
-        dataclasses.replace(smoke_scale(cpu_config("wasserstein", multiscale), epochs=2), disc_start_epoch=2)
+        with_changes(smoke_scale(cpu_config("wasserstein", multiscale), epochs=2), {"gan.disc_start_epoch": 2})
         for multiscale in (False, True)
     ]
 
 
 def token_count(config: TokenizerTraining) -> int:
-    side = config.model_config().latent_resolution
+    side = config.model.latent_resolution
     return tokens(config.scales) if config.scales else side * side
 
 
-def run(config: TokenizerTraining, device: torch.device) -> RunResult:
+def run(config: TokenizerTraining, workspace: Workspace) -> RunResult:
     """Train (or resume) the VQGAN; its last evaluation with the tokens per image (Table 3's key), the per-epoch
     evaluations, and the reconstructions of the first GRID_IMAGES evaluation images."""
-    result = wvq_vqvae.run(config, device)
-    folder = wvq_vqvae.run_dir(config)
+    from replicate.train.tokenizer import tokenizer_folder  # training code: only to run
+
+    result = wvq_vqvae.run(config, workspace)
+    folder = tokenizer_folder(config, workspace)
     return RunResult(
         {"tokens": token_count(config), **result.metrics},
         {"curves": result.extra_tables["curves"], "images": reconstruction_images(config, folder)},
@@ -149,6 +146,8 @@ def run(config: TokenizerTraining, device: torch.device) -> RunResult:
 @torch.no_grad()
 def reconstruction_images(config: TokenizerTraining, folder) -> list[dict]:
     """The first GRID_IMAGES evaluation images and their reconstructions (quantized), as PNG text rows."""
+    from replicate.train.tokenizer import load_trained, plain_images
+
     model = load_trained(config, folder)
     data = plain_images(config, "test")
     originals = torch.stack([data[i][0] for i in range(min(GRID_IMAGES, len(data)))])
@@ -201,6 +200,8 @@ def grid_figure(images: pd.DataFrame, results: pd.DataFrame):
 
 def curves_figure(curves: pd.DataFrame, results: pd.DataFrame):
     """U, C and PSNR on the evaluation set after every epoch, one line per configuration."""
+    from matplotlib.ticker import MaxNLocator
+
     labels = {row["config_key"]: label(row) for _, row in results.iterrows()}
     metrics = (("utilization", "utilization U"), ("perplexity", "perplexity C"), ("psnr", "PSNR (dB)"))
     fig, axes = figure(1, len(metrics), width=3.6 * len(metrics), height=3.0)
@@ -277,5 +278,4 @@ EXPERIMENT = Experiment(
     "FFHQ) at 64 px without the perceptual term (VGG16 weights unavailable): not replications.",
     claims=claims,
     figures=figures,
-    discard=wvq_vqvae.discard,
 )

@@ -18,6 +18,7 @@ import torch
 from replicate.data.synthetic import DISTRIBUTIONS, PAPER_DISTRIBUTIONS, sample
 from replicate.errors import ConfigError
 from replicate.metrics.codebook import evaluate_codebook
+from replicate.results import Workspace
 from replicate.spec import Claim, Experiment, RunResult, absolute, relative
 
 SPREADS = (1e-4, 1e-3, 1e-2, 0.1, 1.0)  # sigma (Gaussian) or zeta (uniform)
@@ -60,7 +61,8 @@ def configs(scale: str) -> list[Config]:
     ]
 
 
-def run(config: Config, device: torch.device) -> RunResult:
+def run(config: Config, workspace: Workspace) -> RunResult:
+    device = workspace.device
     generator = torch.Generator().manual_seed(config.seed)
     features = sample(config.distribution, config.N, config.d, spread=config.spread, generator=generator)
     codes = sample(config.distribution, config.K, config.d, spread=config.spread, generator=generator)

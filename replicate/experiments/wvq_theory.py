@@ -29,6 +29,7 @@ import torch
 from replicate.errors import ConfigError
 from replicate.metrics.codebook import evaluate_codebook
 from replicate.quantize.kmeans import kmeans
+from replicate.results import Workspace
 from replicate.spec import Claim, Experiment, RunResult
 
 SUPPORTS = {"inside": 0.5, "equal": 1.0, "outside": 2.0}  # half-width of the code square; features: 1.0
@@ -84,7 +85,7 @@ def configs(scale: str) -> list[Config]:
     return support + density
 
 
-def run(config: Config, device: torch.device) -> RunResult:
+def run(config: Config, workspace: Workspace) -> RunResult:
     generator = torch.Generator().manual_seed(config.seed)
     if config.check == "support":
         features = 2 * torch.rand(config.N, config.d, generator=generator) - 1

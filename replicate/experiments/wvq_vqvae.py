@@ -6,39 +6,28 @@ and 10 (K = 512, CIFAR-10 and SVHN, with LPIPS). Each row is one tokenizer train
 code does) or 4 epochs (ImageNet, cosine); 32 px -> 8 x 8 x 8 latents, [1, 1, 2], batch 128, 50 epochs.
 Table 10 gives no epochs: we use the CIFAR/SVHN column of Table 5.
 
-Every row is a replicate.train.tokenizer.TokenizerTraining: `dataset` is the data actually read. `paper` scale
+Every row is a replicate.configs.TokenizerTraining: `dataset` is the data actually read. `paper` scale
 is the published configuration, for a GPU box (`torchrun ... -m replicate run wvq_table6 --scale paper`). `cpu`
 scale exists for Table 6 (the 4 methods at K = 8192 on CIFAR-10's original pixels, the lossless copy, shortened:
 CPU_SHORTENING) and, as labelled stand-ins on data this machine has, Table 8 (CelebA 10k faces at 64 px, 256
 tokens) and Table 2 (Tiny-ImageNet at 32 px); every reduction is a column of the result and part of its `data`
 label. `smoke` is
-tokenizer.smoke_scale of the table's first four rows (generated images, seconds).
+configs.smoke_scale of the table's first four rows (generated images, seconds).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import shutil
 
 import pandas as pd
 import torch
-from matplotlib.ticker import MaxNLocator
 
+from replicate.configs import VQVAE_OPTIMISATION, TokenizerTraining, VQVAEConfig, smoke_scale, with_changes
 from replicate.metrics.projection import pca_2d
 from replicate.report.plotting import METHOD_COLOURS, METHOD_NAMES, figure
-from replicate.results import ROOT, config_id, with_configuration
+from replicate.results import Workspace, with_configuration
 from replicate.spec import Claim, Experiment, Figures, RunResult, Tables, absolute, relative
-from replicate.train.tokenizer import (
-    TokenizerTraining,
-    describe_data,
-    latent_sample,
-    load_trained,
-    smoke_scale,
-    train_tokenizer,
-)
 
-RUNS = ROOT / "runs" / "tokenizers"  # checkpoints and per-epoch logs, git-ignored
 METHODS = ("vanilla", "ema", "online", "wasserstein")  # the four of Tables 1-10
 BEYOND_METHODS = ("mmd", "sliced_wasserstein")  # quantize/mmd.py, quantize/sliced.py: cpu Table 6 rows only
 SETTING = ("dataset", "K", "d")  # the configuration columns of one figure row
@@ -61,38 +50,36 @@ PAPER = {  # dataset -> (resolution, epochs, batch, lr schedule); Table 5 and of
 # (50 epochs: ~22 h per row), with 32 channels at 106 images/s (bf16 autocast, channels-last and torch.compile are
 # at most 1.21x faster: not adopted). cpu scale: 32 channels, all 50,000 training images, 6 epochs = 2,340 steps of
 # 128 (the claims need >= 2,000), ~50 min per row with an evaluation on all 10,000 test images after every epoch.
-CPU_SHORTENING = {"dataset": "cifar10-lossless", "channels": 32, "epochs": 6}
+CPU_SHORTENING = {"dataset": "cifar10-lossless", "model.channels": 32, "epochs": 6}
 
 
 def paper_config(dataset: str, method: str, K: int, d: int = 8, **changes) -> TokenizerTraining:
-    """The published configuration of one row (Table 5; channel multipliers by table5_layout)."""
+    """The published configuration of one row (Table 5; channel multipliers by table5_layout); `changes` may name a
+    part's field with a dot ("model.channels"), as --set does."""
     resolution, epochs, batch, lr_schedule = PAPER[dataset]
-    return TokenizerTraining(
-        dataset, resolution, method, K, d, epochs=epochs, batch_size=batch, lr_schedule=lr_schedule, **changes
+    optim = dataclasses.replace(VQVAE_OPTIMISATION, lr_schedule=lr_schedule)
+    paper = TokenizerTraining(
+        dataset, method, K, VQVAEConfig(resolution, d=d), epochs=epochs, batch_size=batch, optim=optim
     )
+    return with_changes(paper, changes)
 
 
-def run_dir(config: TokenizerTraining):
-    """runs/tokenizers/<hash of config_id>/: the run's checkpoint and per-epoch log."""
-    return RUNS / hashlib.sha1(config_id(config).encode()).hexdigest()[:16]
-
-
-def discard(config: TokenizerTraining) -> None:
-    """--force: forget the run's checkpoint, so that it retrains from scratch."""
-    shutil.rmtree(run_dir(config), ignore_errors=True)
-
-
-def run(config: TokenizerTraining, device: torch.device) -> RunResult:
+def run(config: TokenizerTraining, workspace: Workspace) -> RunResult:
     """Train (or resume) the tokenizer in its run folder and report its last evaluation; the per-epoch
     evaluations are the curves; 3,000 features and 1,000 codes, projected on the features' two principal axes,
     are the points of the Fig. 5 scatter."""
-    history = train_tokenizer(config, run_dir(config), device=str(device))
+    from replicate.train.tokenizer import tokenizer_folder, train_tokenizer  # training code: only to run
+
+    folder = tokenizer_folder(config, workspace)
+    history = train_tokenizer(config, folder, device=str(workspace.device))
     final = {k: v for k, v in history.iloc[-1].to_dict().items() if k not in ("epoch", "step")}
-    return RunResult(final, {"curves": history.to_dict("records"), "points": scatter_points(config, run_dir(config))})
+    return RunResult(final, {"curves": history.to_dict("records"), "points": scatter_points(config, folder)})
 
 
 def scatter_points(training: TokenizerTraining, folder) -> list[dict]:
     """Fig. 5: 3,000 random encoder outputs and 1,000 random codes (the paper's counts), in 2-D."""
+    from replicate.train.tokenizer import latent_sample, load_trained
+
     model = load_trained(training, folder)
     generator = torch.Generator().manual_seed(0)
     features = latent_sample(model, training, 10_000)
@@ -108,6 +95,8 @@ def scatter_points(training: TokenizerTraining, folder) -> list[dict]:
 
 
 def data(config: TokenizerTraining) -> str:
+    from replicate.train.tokenizer import describe_data
+
     return describe_data(config)
 
 
@@ -134,6 +123,8 @@ def table_settings(frame: pd.DataFrame):
 
 def curves_figure(curves: pd.DataFrame):
     """U, C and PSNR on the evaluation set after every epoch, one line per method; one row per (dataset, K, d)."""
+    from matplotlib.ticker import MaxNLocator
+
     settings = table_settings(curves)
     metrics = (("utilization", "utilization U"), ("perplexity", "perplexity C"), ("psnr", "PSNR (dB)"))
     fig, axes = figure(len(settings), len(metrics), width=3.3 * len(metrics), height=2.8 * len(settings))
@@ -246,7 +237,6 @@ def table_experiment(
         claims=claims,
         figures=figures,
         missing=missing,
-        discard=discard,
     )
 
 
@@ -290,10 +280,10 @@ def claims(results: pd.DataFrame) -> list[Claim]:
     return found
 
 
-CPU_TABLE6 = [dataclasses.replace(paper_config("cifar10", m, 8192), **CPU_SHORTENING) for m in METHODS]
+CPU_TABLE6 = [with_changes(paper_config("cifar10", m, 8192), CPU_SHORTENING) for m in METHODS]
 # Beyond the papers (issue 14): the MMD and sliced W2 quantizers beside them, at their module defaults. MMD's
 # kernels at 8,192 features (128 x 8 x 8) and K = 8192 need ~0.8 GB (quantize/mmd.py's fit): no subsampling.
-CPU_BEYOND = [dataclasses.replace(paper_config("cifar10", m, 8192), **CPU_SHORTENING) for m in BEYOND_METHODS]
+CPU_BEYOND = [with_changes(paper_config("cifar10", m, 8192), CPU_SHORTENING) for m in BEYOND_METHODS]
 # Stand-ins on the data this machine has (shared/data), about 20 minutes a row here. Measured 2026-11-25 (2 threads,
 # nothing else running, Wasserstein VQ at the largest K; /tmp script timing 20 vs 70 steps): Table 8 stand-in 1.27
 # s/step and 12.2 ms per evaluated image; Table 2 stand-in 0.31 s/step and 3.2 ms per evaluated image.
@@ -305,7 +295,14 @@ CPU_BEYOND = [dataclasses.replace(paper_config("cifar10", m, 8192), **CPU_SHORTE
 # (an AVX2-only host takes ~3 s a step): a checkpoint every 100 steps instead (a run option, not in config_id).
 CPU_TABLE8 = [
     TokenizerTraining(
-        "celeba10k", 64, m, K, epochs=3, batch_size=32, channels=32, max_eval_images=5000, checkpoint_every=100
+        "celeba10k",
+        m,
+        K,
+        VQVAEConfig(64, channels=32),
+        epochs=3,
+        batch_size=32,
+        max_eval_images=5000,
+        checkpoint_every=100,
     )
     for K in (1024, 8192)
     for m in METHODS
@@ -319,15 +316,17 @@ TABLE2_STANDIN_STEPS = 100_000 // 32
 CPU_TABLE2 = [
     TokenizerTraining(
         "tinyimagenet32",
-        32,
         m,
         16384,
+        VQVAEConfig(32, channels=32),
         epochs=1,
         batch_size=32,
-        channels=32,
-        lr_schedule="cosine",
-        warmup_iters=round(TABLE2_STANDIN_STEPS * 5000 / 160_144),
-        decay_iters=round(TABLE2_STANDIN_STEPS * 50_000 / 160_144),
+        optim=dataclasses.replace(
+            VQVAE_OPTIMISATION,
+            lr_schedule="cosine",
+            warmup_iters=round(TABLE2_STANDIN_STEPS * 5000 / 160_144),
+            decay_iters=round(TABLE2_STANDIN_STEPS * 50_000 / 160_144),
+        ),
     )
     for m in METHODS
 ]

@@ -15,23 +15,25 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import torch
 
+from replicate.configs import Optimisation, SyntheticTraining
 from replicate.experiments.dq_synthetic import DIMS, SEEDS, data, run_keeping_points
 from replicate.experiments.dq_synthetic import make as dq_make
 from replicate.quantize import PAPER_METHODS
 from replicate.report.plotting import METHOD_NAMES, figure
+from replicate.results import Workspace
 from replicate.spec import Claim, Experiment, Figures, RunResult, Tables
-from replicate.train.synthetic import SyntheticTraining
 
 SCHEDULES = ("early", "deferred")
 QUEUE_BATCHES = 8
 
 
 def make(dim: int, schedule: str, method: str, **fields) -> SyntheticTraining:
-    """dq_synthetic's configuration with the method's official settings, the Wasserstein queue shortened."""
+    """dq_synthetic's configuration with the method's official settings, the Wasserstein queue shortened, and the
+    official image code's Adam betas (0.9, 0.95) and clipping (1.0 per group)."""
     changes = (("queue_size", QUEUE_BATCHES * 256),) if method == "wasserstein" else ()
-    return dq_make(dim, schedule, method=method, quantizer=changes, adam_betas=(0.9, 0.95), grad_clip=1.0, **fields)
+    optim = Optimisation(1e-3, (0.9, 0.95), grad_clip=1.0)
+    return dq_make(dim, schedule, method=method, quantizer=changes, optim=optim, **fields)
 
 
 def configs(scale: str) -> list[SyntheticTraining]:
@@ -40,7 +42,7 @@ def configs(scale: str) -> list[SyntheticTraining]:
     return [make(dim, s, m, seed=seed) for dim in DIMS for m in PAPER_METHODS for s in SCHEDULES for seed in SEEDS]
 
 
-def run(config: SyntheticTraining, device: torch.device) -> RunResult:
+def run(config: SyntheticTraining, workspace: Workspace) -> RunResult:
     return run_keeping_points(config, keep_points=False)
 
 

@@ -20,62 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from replicate.configs import MaskGITConfig
+from replicate.configs import MaskGITSampling as SamplingConfig
 from replicate.errors import ConfigError
 from replicate.models.sampling import categorical
-
-
-@dataclass(frozen=True)
-class MaskGITConfig:
-    vocab_size: int  # the tokenizer's K; no default: set by the tokenizer (MaskGIT's: 1024)
-    grid: int  # side of the square token grid; no default (MaskGIT: 16, for 256 px images at f = 16)
-    num_classes: int  # no default: set by the data (MaskGIT: ImageNet's 1000)
-    # Size: MaskGIT Sec. 4.1 (24 layers, 16 heads, 768 embedding and 3072 MLP dimensions), which the official config
-    # and the public PyTorch port's ImageNet 256 model (valeoai/Maskgit-pytorch v1 README) share; that port is most
-    # likely what the Deferred Quantization authors used (they do not say).
-    depth: int = 24
-    width: int = 768
-    heads: int = 16
-    mlp_ratio: float = 4.0  # 3072 / 768 (Sec. 4.1)
-    dropout: float = 0.1  # Sec. 4.1: dropout rate 0.1
-    label_smoothing: float = 0.1  # Sec. 4.1: label smoothing 0.1 (official class-conditional config too)
-    # Probability of training with the null class, for classifier-free guidance: MaskGIT has none; the PyTorch
-    # port's drop_label = 0.1.
-    label_dropout: float = 0.1
-
-    def __post_init__(self) -> None:
-        if min(self.vocab_size, self.grid, self.num_classes, self.depth, self.width, self.heads) < 1:
-            raise ConfigError("vocab_size, grid, num_classes, depth, width and heads of MaskGIT must be >= 1")
-        if self.width % self.heads:
-            raise ConfigError(f"MaskGIT width {self.width} must be a multiple of heads {self.heads}")
-        if self.mlp_ratio <= 0:
-            raise ConfigError(f"MaskGIT mlp_ratio must be > 0, got {self.mlp_ratio}")
-        for name in ("dropout", "label_smoothing", "label_dropout"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ConfigError(f"MaskGIT {name} must be in [0, 1), got {getattr(self, name)}")
-
-    @property
-    def tokens(self) -> int:
-        return self.grid * self.grid
-
-
-@dataclass(frozen=True)
-class SamplingConfig:
-    steps: int = 8  # T: MaskGIT Table 1, 8 steps at 256 x 256 (12 at 512 x 512)
-    temperature: float = 1.0  # MaskGIT samples from the predicted distribution as is; 0 = greedy (argmax)
-    # Scale of the Gumbel noise on the confidence, annealed by (1 - (t+1)/T): official sample_choice_temperature = 4.5
-    # (also the PyTorch port's r_temp at 256 px); 0 = a deterministic confidence ranking.
-    choice_temperature: float = 4.5
-    guidance_scale: float = 0.0  # s in cond + s (cond - uncond); 0 = no guidance (MaskGIT has none; the port uses 3)
-    top_k: int | None = None  # None = the full distribution (MaskGIT does not truncate it)
-
-    def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise ConfigError(f"sampling steps must be >= 1, got {self.steps}")
-        for name in ("temperature", "choice_temperature", "guidance_scale"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"sampling {name} must be >= 0, got {getattr(self, name)}")
-        if self.top_k is not None and self.top_k < 1:
-            raise ConfigError(f"sampling top_k must be None or >= 1, got {self.top_k}")
 
 
 class Block(nn.Module):

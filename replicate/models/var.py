@@ -19,72 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from replicate.configs import VARConfig
+from replicate.configs import VARSampling as SamplingConfig
 from replicate.errors import ConfigError
 from replicate.models.sampling import categorical
-from replicate.quantize.multiscale import VAR_SCALES, check_scales, downsample, tokens, upsample
-
-
-@dataclass(frozen=True)
-class VARConfig:
-    """Transformer settings; width, heads and drop_path left None follow VAR's scaling rule for `depth` (resolved
-    here, so dataclasses.replace(config, depth=...) keeps the old resolved values: pass them as None again)."""
-
-    vocab_size: int  # K of the tokenizer's codebook
-    code_dim: int  # d of the tokenizer's codebook
-    num_classes: int  # the null class (classifier-free guidance) is index num_classes
-    scales: tuple[int, ...] = VAR_SCALES  # VAR's 10 scales, 680 tokens (official patch_nums)
-    depth: int = 16  # VAR-d16, VAR's smallest model (Table 1); Deferred Quantization's "depth 16"
-    width: int | None = None  # VAR Sec. 4: w = 64 d
-    heads: int | None = None  # VAR Sec. 4: h = d
-    mlp_ratio: float = 4.0  # official VAR default mlp_ratio=4 (GPT-2's 4 w hidden units)
-    dropout: float = 0.0  # official drop_rate = attn_drop_rate = 0
-    drop_path: float | None = None  # VAR Sec. 4: dr = 0.1 d / 24, stochastic depth (official drop_path_rate)
-    label_dropout: float = 0.1  # official cond_drop_rate=0.1: label -> null class, for classifier-free guidance
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "scales", check_scales(self.scales))
-        for name in ("vocab_size", "code_dim", "num_classes", "depth"):
-            _check_count(name, getattr(self, name))
-        object.__setattr__(self, "width", 64 * self.depth if self.width is None else self.width)
-        object.__setattr__(self, "heads", self.depth if self.heads is None else self.heads)
-        object.__setattr__(self, "drop_path", 0.1 * self.depth / 24 if self.drop_path is None else self.drop_path)
-        _check_count("width", self.width)
-        _check_count("heads", self.heads)
-        if self.width % self.heads:
-            raise ConfigError(f"width {self.width} is not divisible by heads {self.heads}")
-        if not self.mlp_ratio > 0:
-            raise ConfigError(f"mlp_ratio must be > 0, got {self.mlp_ratio!r}")
-        for name in ("dropout", "drop_path", "label_dropout"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
-
-
-@dataclass(frozen=True)
-class SamplingConfig:
-    """How `sample` draws tokens. Guided logits at scale index i = 0 .. S-1: (1 + t_i) cond - t_i uncond with
-    t_i = guidance_scale * i / (S - 1) when guidance_ramp (official autoregressive_infer_cfg), else guidance_scale;
-    then / temperature, then top-k, then top-p."""
-
-    temperature: float = 1.0  # our choice: VAR's sampler has no temperature (= 1)
-    top_k: int | None = 900  # VAR README, FID setting: top_k=900 (None = off)
-    top_p: float | None = 0.96  # VAR README, FID setting: top_p=0.96 (None = off)
-    guidance_scale: float = 1.5  # VAR README, FID setting: cfg=1.5 (0 = off: the null class is never run)
-    guidance_ramp: bool = True  # official autoregressive_infer_cfg: t = cfg * si / (S - 1)
-
-    def __post_init__(self) -> None:
-        if not self.temperature > 0:
-            raise ConfigError(f"temperature must be > 0, got {self.temperature!r}")
-        if self.top_k is not None:
-            _check_count("top_k", self.top_k)
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise ConfigError(f"top_p must be in (0, 1] or None, got {self.top_p!r}")
-        if not self.guidance_scale >= 0:
-            raise ConfigError(f"guidance_scale must be >= 0, got {self.guidance_scale!r}")
-
-
-def _check_count(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+from replicate.quantize.multiscale import check_scales, downsample, tokens, upsample
 
 
 def block_causal_mask(scales: Sequence[int]) -> Tensor:

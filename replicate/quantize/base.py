@@ -4,6 +4,7 @@ estimator, codebook initialisation, and the common interface with its named resu
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -12,14 +13,19 @@ from torch import Tensor, nn
 
 from replicate.errors import ConfigError
 
-try:
-    import faiss
 
+@functools.cache
+def faiss_module():
+    """faiss, imported on the first CPU search (listing and reporting search nothing); None where not installed."""
+    try:
+        import faiss
+    except ImportError:  # the torch path below serves GPUs and machines without faiss
+        return None
     # faiss's exact flat search takes a slow non-BLAS path below this many queries (default 128,000 in
     # faiss-cpu 1.15); measured on 2 cores: 10,000 queries x 16,384 codes 0.22 s -> 0.006 s at 1.
     faiss.cvar.distance_compute_blas_threshold = 1
-except ImportError:  # the torch path below serves GPUs and machines without faiss
-    faiss = None
+    return faiss
+
 
 DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes: the largest distance block the torch search may hold at once
 SEARCH_BACKENDS = ("auto", "faiss", "torch", "naive")
@@ -56,7 +62,10 @@ def nearest_code(
     check_finite(keys, "codes")
     queries, keys = queries.detach(), keys.detach()
     use_faiss = backend == "faiss" or (
-        backend == "auto" and faiss is not None and queries.device.type == "cpu" and queries.dtype == torch.float32
+        backend == "auto"
+        and faiss_module() is not None
+        and queries.device.type == "cpu"
+        and queries.dtype == torch.float32
     )
     if use_faiss:
         return _faiss_search(queries, keys, farthest)
@@ -67,6 +76,7 @@ def nearest_code(
 
 
 def _faiss_search(queries: Tensor, keys: Tensor, farthest: bool) -> Tensor:
+    faiss = faiss_module()
     if faiss is None:
         raise ConfigError("search backend 'faiss' requested but faiss is not installed (pip install faiss-cpu)")
     q, k = queries.float().cpu(), keys.float().cpu()

@@ -5,13 +5,9 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import matplotlib
 from PIL import Image
 
 from replicate.results import write_atomic
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
 # One name and one colour per quantizer in every figure and claim. The colours of the five paper methods are
 # Wasserstein VQ's Fig. 12 (App. H); MMD and sliced W2 (issue 14, in neither paper) take two unused ones.
@@ -48,8 +44,19 @@ STYLE = {
 DPI = 150
 
 
+def pyplot():
+    """pyplot on the headless backend, imported with the first figure: listing and reporting draw none."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def figure(rows: int, columns: int, *, width: float, height: float, **kwargs):
     """A figure with a grid of axes in the project's style (applied to every figure this process draws)."""
+    plt = pyplot()
     plt.rcParams.update(STYLE)
     return plt.subplots(rows, columns, figsize=(width, height), squeeze=False, **kwargs)
 
@@ -72,7 +79,7 @@ def save(fig, path: Path) -> Path:
     try:
         data = png_bytes(fig)
     finally:
-        plt.close(fig)
+        pyplot().close(fig)
     if not (path.exists() and path.read_bytes() == data):
         write_atomic(path, data)
     return path

@@ -45,17 +45,17 @@ def load_checkpoint(path: Path) -> dict | None:
 
 @dataclasses.dataclass
 class RunState:
-    """Where a training run (tokenizer or generator) stands: the next (epoch, step in epoch), the evaluation rows so
-    far, this epoch's loss sum and step count, the code revisions that trained it (more than one when a run was
-    resumed after a change of the code) and its wall-clock seconds summed over every resumed segment. Saved with
-    the run's parts (model, optimizers, discriminator: anything with state_dict) in one atomic checkpoint, with the
-    configuration's id."""
+    """Where a training run (tokenizer or generator) stands: the next (epoch, step in epoch), the history rows so
+    far, this epoch's sums of the step values (loss, accuracy, ...) and its step count, the code revisions that
+    trained it (more than one when a run was resumed after a change of the code) and its wall-clock seconds summed
+    over every resumed segment. Saved with the run's parts (model, optimizers, discriminator: anything with
+    state_dict) in one atomic checkpoint, with the configuration's id (train/loop.py)."""
 
     epoch: int = 0
     step: int = 0
     history: list = dataclasses.field(default_factory=list)
-    loss_sum: float = 0.0
-    loss_steps: int = 0
+    sums: dict = dataclasses.field(default_factory=dict)
+    steps: int = 0
     revisions: list = dataclasses.field(default_factory=lambda: [git_revision()])
     seconds: float = 0.0  # training and evaluation so far; checkpoints older than this field count from their resume
 
@@ -68,10 +68,16 @@ class RunState:
         self.seconds, self._since = self.seconds + now - self._since, now
         return self.seconds
 
+    def add(self, values: dict[str, float]) -> None:
+        """One step done: its values added to the epoch's sums."""
+        self.step, self.steps = self.step + 1, self.steps + 1
+        for name, value in values.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value
+
     def next_epoch(self) -> RunState:
-        """The state at the start of the next epoch: loss sums reset, history, revisions and seconds kept."""
+        """The state at the start of the next epoch: sums reset, history, revisions and seconds kept."""
         self.tick()
-        return dataclasses.replace(self, epoch=self.epoch + 1, step=0, loss_sum=0.0, loss_steps=0)
+        return dataclasses.replace(self, epoch=self.epoch + 1, step=0, sums={}, steps=0)
 
     def note_revision(self) -> None:
         """Training goes on under the current code: name it if it is not the last that trained the run."""
@@ -91,7 +97,7 @@ class RunState:
         state = load_checkpoint(path)
         if state is None:
             return cls()
-        if "run" not in state or "revisions" not in state["run"]:
+        if "run" not in state or "sums" not in state["run"]:
             raise ReplicateError(f"{path} was written by an older version of this code; delete {path.parent}")
         if state["config_id"] != config_id(config):
             raise ReplicateError(f"{path.parent} holds a run with a different configuration; use another run folder")

@@ -18,7 +18,6 @@ the tokenizer's, g-FID where the Inception weights exist, and a labelled proxy o
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +26,16 @@ import torch
 from replicate.metrics.diversity import pixel_distance, proxy_fidelity
 from replicate.metrics.image import RFIDAccumulator, load_inception
 from replicate.metrics.proxy import ProxyClassifier, features_of, train_proxy
-from replicate.results import ROOT, config_id
 from replicate.train.checkpoint import load_checkpoint, save_checkpoint
-from replicate.train.generator import GeneratorTraining, extract_tokens, generate, token_usage
+from replicate.train.generator import (
+    GeneratorFolders,
+    GeneratorTraining,
+    extract_tokens,
+    generate,
+    proxy_key,
+    token_usage,
+)
 from replicate.train.tokenizer import plain_images
-
-PROXIES = ROOT / "runs" / "proxies"  # one trained proxy per (proxy configuration, dataset, resolution), git-ignored
 
 
 def balanced_labels(samples: int, num_classes: int) -> torch.Tensor:
@@ -47,12 +50,11 @@ def real_images(config: GeneratorTraining, count: int) -> torch.Tensor:
     return torch.stack([data[i][0] for i in chosen])
 
 
-def trained_proxy(config: GeneratorTraining, device: str | torch.device, folder: Path | None = None):
+def trained_proxy(config: GeneratorTraining, device: str | torch.device, folder: Path):
     """(proxy network in eval mode, its test accuracy) for the tokenizer's dataset: trained on its training split
-    (no augmentation) the first time, then read back from folder (default runs/proxies/<hash>/proxy.pt)."""
+    (no augmentation) the first time, then read back from folder/proxy.pt (GeneratorFolders.proxy)."""
     t = config.tokenizer
-    key = f"{config_id(config.proxy_network)};dataset={t.dataset};resolution={t.resolution}"
-    folder = folder or PROXIES / hashlib.sha1(key.encode()).hexdigest()[:16]
+    key = proxy_key(config)
     model = ProxyClassifier(config.proxy_network)
     state = load_checkpoint(folder / "proxy.pt")
     if state is None or state["key"] != key:
@@ -76,11 +78,14 @@ def _mean_and_spread(draws: list[dict]) -> dict:
 
 @torch.no_grad()
 def evaluate_generator(
-    config: GeneratorTraining, run_dir: Path, device: str | torch.device, proxy: ProxyClassifier | None = None
+    config: GeneratorTraining,
+    folders: GeneratorFolders,
+    device: str | torch.device,
+    proxy: ProxyClassifier | None = None,
 ) -> dict:
     """One result row of a trained generator (module docstring); `proxy` overrides the trained proxy (tests)."""
     samples = config.eval_samples
-    tokens = extract_tokens(config, device, run_dir)
+    tokens = extract_tokens(config, folders, device)
     real = real_images(config, samples)
     pairs = torch.Generator().manual_seed(config.seed)
     reference = pixel_distance((real + 1) / 2, max_pairs=config.max_pairs, generator=pairs)
@@ -89,11 +94,11 @@ def evaluate_generator(
     inception, reason = load_inception()
     row["gfid_note"] = "" if inception is not None else reason
     if proxy is None and config.proxy_network is not None:
-        proxy, row["proxy_accuracy"] = trained_proxy(config, device)
+        proxy, row["proxy_accuracy"] = trained_proxy(config, device, folders.proxy)
     real_features = features_of(proxy, real, batch_size=256) if proxy is not None else None
     draws = []
     for seed in config.sample_seeds:
-        generated = generate(config, run_dir, balanced_labels(samples, tokens.num_classes), device, seed)
+        generated = generate(config, folders, balanced_labels(samples, tokens.num_classes), device, seed)
         fake = generated.images.cpu()
         pairs = torch.Generator().manual_seed(seed)
         draw = {"pixel_distance": pixel_distance((fake + 1) / 2, max_pairs=config.max_pairs, generator=pairs).mean}

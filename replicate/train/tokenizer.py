@@ -17,171 +17,35 @@ optimizer, quantizer state and position, so a run killed at any moment resumes t
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
-import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from replicate import distributed
+from replicate.configs import TokenizerTraining, clip_gradients, learning_rate
 from replicate.data.images import DATA_LABELS, SMALL, image_dataset, source_resolution
-from replicate.errors import ConfigError, ReplicateError
+from replicate.errors import ReplicateError
 from replicate.metrics.codebook import perplexity, utilization
-from replicate.metrics.image import PROTOCOLS
-from replicate.models.vqvae import VQVAE, VQVAEConfig, table5_layout
-from replicate.quantize import build_quantizer, quantizer_config
-from replicate.quantize.multiscale import MultiScaleQuantizer, check_scales
-from replicate.results import RUN_OPTION, write_csv
-from replicate.train.checkpoint import RunState, load_checkpoint
+from replicate.models.vqvae import VQVAE
+from replicate.quantize import build_quantizer
+from replicate.quantize.multiscale import MultiScaleQuantizer
+from replicate.results import Workspace, config_id
+from replicate.train.checkpoint import load_checkpoint
 from replicate.train.evaluate import evaluate_tokenizer
-from replicate.train.gan import GANLoss, Objective, build_objective, generator_loss
-from replicate.train.schedule import SCHEDULES, WARMED, QuantizationSchedule
-
-LR_SCHEDULES = ("constant", "cosine")
-PRECISIONS = ("fp32", "bf16")
+from replicate.train.gan import Objective, build_objective, generator_loss
+from replicate.train.loop import Loop, train_epochs
+from replicate.train.schedule import WARMED, QuantizationSchedule
 
 
-def default_workers() -> int:
-    """DataLoader processes: half the CPU cores (at most 8) where a GPU trains, so that decoding keeps it fed; none
-    on a CPU-only machine, where every core already trains."""
-    return min(8, (os.cpu_count() or 2) // 2) if torch.cuda.is_available() else 0
-
-
-@dataclass(frozen=True)
-class TokenizerTraining:
-    """What one tokenizer run is. Fields marked RUN_OPTION are machine settings: they enter neither the result
-    row, nor config_id, nor the check that a checkpoint belongs to this configuration."""
-
-    dataset: str  # a name of replicate.data.images.DATASETS: the data actually read
-    resolution: int
-    method: str
-    K: int
-    d: int = 8
-    channels: int = 64  # Table 5
-    channel_mult: tuple[int, ...] | None = None  # None: Table 5's for the resolution (models.vqvae.table5_layout)
-    attn_resolutions: tuple[int, ...] | None = None  # None: the official code's for the resolution (same rule)
-    epochs: int = 50
-    batch_size: int = 128  # global batch, split evenly over the ranks
-    lr: float = 5e-5
-    adam_betas: tuple[float, float] = (0.9, 0.95)  # official: Adam, not AdamW
-    grad_clip: float = 1.0
-    lr_schedule: str = "constant"  # official: "cosine" for ImageNet only
-    warmup_iters: int = 5000
-    decay_iters: int = 50_000
-    min_lr_ratio: float = 0.2  # the cosine floor: lr / 5
-    schedule: str = "random"  # "random": the Wasserstein VQ setting; "early" / "deferred": Deferred Quantization
-    warmup_epochs: int = 0  # continuous epochs before quantizing ("deferred": within `epochs`; "pretrained": before)
-    kmeans_vectors: int = 100_000  # encoder outputs for the k-means initialisation (not stated by the paper)
-    kmeans_iterations: int = 50  # Lloyd iterations of that initialisation (not stated by the paper)
-    quantizer: tuple[tuple[str, float | int | str | bool | None], ...] = ()  # changes to the official settings
-    scales: tuple[int, ...] = ()  # multi-scale residual quantization over these scales (quantize.multiscale); ()
-    # single-scale. The last must be the latent side: VAR_SCALES (680 tokens) for 16 x 16.
-    # The VQGAN terms (train/gan.py; Wasserstein VQ Table 3). Defaults: the VQ-VAE's (Table 5: perceptual and
-    # adversarial coefficients 0; official code/VQVAE: MSE reconstruction, Adam = AdamW without weight decay).
-    reconstruction_loss: str = "mse"  # official v1 VQGAN: "l1"
-    perceptual_weight: float = 0.0  # VGG16 LPIPS (v1 VQGAN: 1.0); needs the VGG16 ImageNet weights
-    disc_weight: float = 0.0  # w_d of the PatchGAN hinge terms once started (v1 VQGAN: 0.2); 0: no discriminator
-    disc_start_epoch: int = 60  # 1-based epoch from which w_d applies (v1 VQGAN: 60 of 200)
-    disc_lr: float = 5e-4  # discriminator AdamW lr, on the same schedule as the model's (v1 VQGAN)
-    weight_decay: float = 0.0  # AdamW's decoupled decay on every group (v1 VQGAN: 0.01, AdamW's default)
-    max_train_images: int | None = None  # reduced scales: a fixed random subset
-    max_eval_images: int | None = None
-    eval_every: int = 1  # epochs
-    metric_protocol: str = "project"  # LPIPS / rFID: "project" or "official" (replicate.metrics.image.PROTOCOLS)
-    precision: str = "fp32"  # "fp32", or "bf16": encoder and decoder under bfloat16 autocast (VQVAE.forward)
-    seed: int = 123  # official seed
-    checkpoint_every: int = field(default=500, metadata=RUN_OPTION)  # steps
-    num_workers: int = field(default_factory=default_workers, metadata=RUN_OPTION)
-    data_root: str | None = field(default=None, metadata=RUN_OPTION)
-
-    def __post_init__(self) -> None:
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ConfigError(f"unknown lr_schedule {self.lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}")
-        for name in ("resolution", "K", "d", "channels", "epochs", "batch_size", "eval_every", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"unknown precision {self.precision!r}; valid: {', '.join(PRECISIONS)}")
-        if self.metric_protocol not in PROTOCOLS:
-            raise ConfigError(f"unknown metric_protocol {self.metric_protocol!r}; valid: {', '.join(PROTOCOLS)}")
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"unknown schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
-        if self.schedule == "deferred" and not 0 < self.warmup_epochs < self.epochs:
-            raise ConfigError(f"deferred quantization needs 0 < warmup_epochs < epochs, got {self.warmup_epochs}")
-        if self.schedule == "pretrained" and self.warmup_epochs < 1:
-            raise ConfigError(f"the pretrained arm needs warmup_epochs >= 1, got {self.warmup_epochs}")
-        channel_mult, attn_resolutions = table5_layout(self.resolution)  # one rule, in one place
-        if self.channel_mult is None:
-            object.__setattr__(self, "channel_mult", channel_mult)
-        if self.attn_resolutions is None:
-            object.__setattr__(self, "attn_resolutions", attn_resolutions)
-        self.quantizer_config()  # an unknown method or setting fails here, before anything runs
-        self.gan_loss()
-        if self.scales:
-            object.__setattr__(self, "scales", check_scales(self.scales))
-            if self.scales[-1] != self.model_config().latent_resolution:
-                raise ConfigError(
-                    f"the last scale {self.scales[-1]} must be the latent side {self.model_config().latent_resolution}"
-                )
-
-    def quantizer_config(self):
-        return quantizer_config(self.method, self.K, self.d, **dict(self.quantizer))
-
-    def gan_loss(self) -> GANLoss:
-        """The generator's terms beyond the quantizer's (train/gan.py)."""
-        return GANLoss(
-            disc_weight=self.disc_weight,
-            disc_start_epoch=self.disc_start_epoch,
-            perceptual_weight=self.perceptual_weight,
-            reconstruction=self.reconstruction_loss,
-        )
-
-    def build_model(self) -> VQVAE:
-        """The tokenizer: Table 5's encoder and decoder around the method's quantizer, multi-scale where `scales`."""
-        quantizer = build_quantizer(self.quantizer_config())
-        if self.scales:
-            quantizer = MultiScaleQuantizer(quantizer, self.scales)
-        return VQVAE(self.model_config(), quantizer)
-
-    @property
-    def total_epochs(self) -> int:
-        """Epochs in all: `epochs`, plus the autoencoder phase before them for the pretrained arm."""
-        return self.epochs + self.warmup_epochs if self.schedule == "pretrained" else self.epochs
-
-    def model_config(self) -> VQVAEConfig:
-        return VQVAEConfig(
-            self.resolution,
-            channels=self.channels,
-            channel_mult=tuple(self.channel_mult),
-            attn_resolutions=tuple(self.attn_resolutions),
-            codebook_dim=self.d,
-        )
-
-
-def smoke_scale(config: TokenizerTraining, *, epochs: int = 1) -> TokenizerTraining:
-    """The smoke version of any tokenizer run (every code path in seconds, no data needed): generated 32 px
-    images, a two-level narrow model, K <= 64, 64 training and 32 evaluation images."""
-    return dataclasses.replace(
-        config,
-        dataset="shapes",
-        resolution=32,
-        K=min(config.K, 64),
-        channels=32,
-        channel_mult=(1, 2),
-        epochs=epochs,
-        batch_size=16,
-        max_train_images=64,
-        max_eval_images=32,
-        warmup_epochs=min(config.warmup_epochs, epochs - 1),
-        attn_resolutions=(16,),  # the attention path too, at the 16 x 16 level
-        checkpoint_every=2,
-    )
+def build_model(config: TokenizerTraining) -> VQVAE:
+    """The tokenizer: Table 5's encoder and decoder around the method's quantizer, multi-scale where `scales`."""
+    quantizer = build_quantizer(config.quantizer_config())
+    if config.scales:
+        quantizer = MultiScaleQuantizer(quantizer, config.scales)
+    return VQVAE(config.model, quantizer)
 
 
 def describe_data(config: TokenizerTraining) -> str:
@@ -191,34 +55,21 @@ def describe_data(config: TokenizerTraining) -> str:
     name = DATA_LABELS.get(config.dataset, config.dataset)
     source = source_resolution(config.dataset, config.data_root)
     parts = [f"{name} ({source} px source)" if source else name]
-    if config.dataset not in SMALL or config.resolution != 32:
-        parts.append(f"{config.resolution} px")
+    if config.dataset not in SMALL or config.model.resolution != 32:
+        parts.append(f"{config.model.resolution} px")
     if config.schedule == "pretrained":
         parts.append(f"{config.warmup_epochs} autoencoder + {config.epochs} quantized epochs")
     else:
         parts.append(f"{config.epochs} epoch{'s' * (config.epochs > 1)}")
-    if config.channels != 64:
-        parts.append(f"ch {config.channels}")
+    if config.model.channels != 64:
+        parts.append(f"ch {config.model.channels}")
     if config.max_train_images:
         parts.append(f"{config.max_train_images:,} training images")
     if config.max_eval_images:
         parts.append(f"{config.max_eval_images:,} evaluation images")
-    if config.disc_weight > 0 and config.perceptual_weight == 0:
+    if config.gan.disc_weight > 0 and config.gan.perceptual_weight == 0:
         parts.append("no perceptual loss")  # a VQGAN without its VGG16 LPIPS term (weights unavailable here)
     return ", ".join(parts)
-
-
-def learning_rate(config: TokenizerTraining, step: int) -> float:
-    """Official ImageNet schedule: linear warm-up, half-cycle cosine to decay_iters, then the floor."""
-    if config.lr_schedule == "constant":
-        return config.lr
-    floor = config.lr * config.min_lr_ratio
-    if step < config.warmup_iters:
-        return config.lr * (step + 1) / config.warmup_iters
-    if step >= config.decay_iters:
-        return floor
-    progress = (step - config.warmup_iters) / (config.decay_iters - config.warmup_iters)
-    return floor + 0.5 * (config.lr - floor) * (1 + math.cos(math.pi * progress))
 
 
 def subset(dataset, limit: int | None, seed: int):
@@ -228,22 +79,11 @@ def subset(dataset, limit: int | None, seed: int):
     return torch.utils.data.Subset(dataset, sorted(chosen.tolist()))
 
 
-def rank_batches(size: int, config: TokenizerTraining, epoch: int, context: distributed.Context) -> list[list[int]]:
-    """This rank's batches of an epoch: a permutation seeded by (seed, epoch), cut into global batches (the
-    incomplete last one dropped), each split evenly over the ranks."""
-    per_rank = config.batch_size // context.world_size
-    order = torch.randperm(size, generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch)).tolist()
-    starts = range(context.rank * per_rank, (size // config.batch_size) * config.batch_size, config.batch_size)
-    return [order[start : start + per_rank] for start in starts]
-
-
 def train_tokenizer(
     config: TokenizerTraining, run_dir: Path, *, device: str | None = None, progress: bool = True
 ) -> pd.DataFrame:
     """Train (or resume) one tokenizer in `run_dir`; returns its evaluation rows (one per evaluated epoch)."""
     context = distributed.setup(device)
-    if config.batch_size % context.world_size:
-        raise ConfigError(f"batch_size {config.batch_size} is not divisible by {context.world_size} processes")
     torch.manual_seed(config.seed)
     # before the data: a missing VGG16 stops the run at once (the discriminator's init is seeded, as the model's)
     objective = build_objective(config, context)
@@ -252,7 +92,7 @@ def train_tokenizer(
             config.dataset,
             split,
             root=config.data_root,
-            resolution=config.resolution,
+            resolution=config.model.resolution,
             train_augment=split == "train",
             seed=config.seed,
         )
@@ -260,92 +100,65 @@ def train_tokenizer(
     }
     train_data = subset(datasets["train"], config.max_train_images, config.seed)
     eval_data = subset(datasets["test"], config.max_eval_images, config.seed + 1)
-    steps_per_epoch = len(train_data) // config.batch_size
-    if steps_per_epoch == 0:
-        raise ConfigError(f"{len(train_data)} training images give no batch of {config.batch_size}")
+    loop = Loop(
+        folder=run_dir,
+        config=config,
+        examples=len(train_data),
+        epochs=config.total_epochs,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        checkpoint_every=config.checkpoint_every,
+        log="eval.csv",
+        progress=progress,
+    )
     schedule = QuantizationSchedule(
-        config.schedule, config.warmup_epochs * steps_per_epoch, kmeans_iterations=config.kmeans_iterations
+        config.schedule, config.warmup_epochs * loop.steps_per_epoch, kmeans_iterations=config.kmeans_iterations
     )
-    model = config.build_model().to(context.device)
-    optimizer = build_optimizer(model, config)
-    checkpoint_path = run_dir / "checkpoint.pt"
-    parts = {"model": model, "optimizer": optimizer} | (
-        {"adversary": objective.adversary} if objective.adversary else {}
-    )
-    run = RunState.restore(checkpoint_path, config, parts)
+    model = build_model(config).to(context.device)
+    parts = {"model": model, "optimizer": build_optimizer(model, config)}
+    parts |= {"adversary": objective.adversary} if objective.adversary else {}
     wrapped = (
         model
         if context.world_size == 1
         else DistributedDataParallel(model, broadcast_buffers=False, find_unused_parameters=config.schedule in WARMED)
     )
-    if context.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=1))
-    if run.epoch < config.total_epochs:
-        run.note_revision()  # training goes on, maybe under other code: the result row names every revision
-    while run.epoch < config.total_epochs:
-        datasets["train"].set_epoch(run.epoch)
-        batches = rank_batches(len(train_data), config, run.epoch, context)[run.step :]
+
+    def batches(epoch: int, index_lists: list[list[int]]):
+        datasets["train"].set_epoch(epoch)  # the augmentations' seeds
+        cuda = context.device.type == "cuda"
         loader = torch.utils.data.DataLoader(
-            train_data, batch_sampler=batches, num_workers=config.num_workers, pin_memory=context.device.type == "cuda"
+            train_data, batch_sampler=index_lists, num_workers=config.num_workers, pin_memory=cuda
         )
-        bar = tqdm(
-            loader,
-            desc=f"epoch {run.epoch + 1}/{config.total_epochs}",
-            initial=run.step,
-            total=steps_per_epoch,
-            unit="batch",
-            disable=not (progress and context.is_main),
+        return (images.to(context.device, non_blocking=True) for images, _ in loader)
+
+    def step(images, index: int, epoch: int, show: bool):
+        if schedule.initializes(index):
+            initialize_codebook(model, train_data, schedule, config, context)
+            if schedule.fresh_optimizer:  # the paper's arm: train the VQ-VAE anew from the autoencoder
+                parts["optimizer"] = build_optimizer(model, config)  # the one the checkpoints hold from now on
+        quantize = schedule.quantizes(index)
+        loss, out = train_step(
+            wrapped, model, parts["optimizer"], images, config, index, quantize, objective, epoch=epoch
         )
-        for images, _ in bar:
-            step = run.epoch * steps_per_epoch + run.step
-            if schedule.initializes(step):
-                initialize_codebook(model, train_data, schedule, config, context)
-                if schedule.fresh_optimizer:  # the paper's arm: train the VQ-VAE anew from the autoencoder
-                    optimizer = build_optimizer(model, config)
-            loss, out = train_step(
-                wrapped,
-                model,
-                optimizer,
-                images.to(context.device, non_blocking=True),
-                config,
-                step,
-                schedule.quantizes(step),
-                objective,
-                epoch=run.epoch + 1,
-            )
-            run.step, run.loss_sum, run.loss_steps = run.step + 1, run.loss_sum + loss, run.loss_steps + 1
-            if out is not None and run.step % 10 == 1:
-                bar.set_postfix(loss=f"{loss:.4f}", **batch_usage(out.indices, config.K))
-            if run.step % config.checkpoint_every == 0 and run.step < steps_per_epoch:
-                run.save(checkpoint_path, config, parts, context)
-        if (run.epoch + 1) % config.eval_every == 0 or run.epoch + 1 == config.total_epochs:
-            if context.is_main:
-                row = evaluate_tokenizer(
-                    model,
-                    eval_data,
-                    batch_size=2 * config.batch_size,
-                    device=context.device,
-                    num_workers=config.num_workers,
-                    quantized=schedule.quantizes((run.epoch + 1) * steps_per_epoch - 1),
-                    protocol=config.metric_protocol,
-                )
-                run.history.append(
-                    {
-                        "epoch": run.epoch + 1,
-                        "step": (run.epoch + 1) * steps_per_epoch,
-                        "train_loss": run.loss_sum / max(run.loss_steps, 1),
-                        **row,
-                        "train_seconds": round(run.tick(), 1),  # since the start, over every resumed segment
-                    }
-                )
-                write_csv(run_dir / "eval.csv", pd.DataFrame(run.history))
-            distributed.barrier()
-        run = run.next_epoch()
-        run.save(checkpoint_path, config, parts, context)
-    history = pd.DataFrame(run.history)
-    history["train_revisions"] = "+".join(run.revisions)  # the code revisions that trained this tokenizer
-    return history
+        return {"loss": loss}, batch_usage(out.indices, config.K) if show and out is not None else {}
+
+    def epoch_end(run) -> dict | None:
+        finished = run.epoch + 1
+        if finished % config.eval_every and finished != config.total_epochs:
+            return None
+        if not context.is_main:
+            return None
+        return evaluate_tokenizer(
+            model,
+            eval_data,
+            batch_size=2 * config.batch_size,
+            device=context.device,
+            num_workers=config.num_workers,
+            quantized=schedule.quantizes(finished * loop.steps_per_epoch - 1),
+            protocol=config.metric_protocol,
+        )
+
+    return train_epochs(loop, parts, context, batches=batches, step=step, epoch_end=epoch_end)
 
 
 def batch_usage(indices: torch.Tensor, num_codes: int) -> dict[str, str]:
@@ -358,11 +171,12 @@ def build_optimizer(model: VQVAE, config: TokenizerTraining) -> torch.optim.Adam
     """Group 0: everything at the model's lr (incl. codebooks that share it); then any quantizer group with
     its own lr (the Wasserstein codebook). Each group is clipped separately. AdamW with weight_decay 0 is the
     official VQ-VAE's Adam, update for update."""
-    special = [g for g in model.quantizer.param_groups(config.lr) if g["lr"] != config.lr]
+    optim = config.optim
+    special = [g for g in model.quantizer.param_groups(optim.lr) if g["lr"] != optim.lr]
     own = {id(p) for g in special for p in g["params"]}
     shared = [p for p in model.parameters() if p.requires_grad and id(p) not in own]
     return torch.optim.AdamW(
-        [{"params": shared, "lr": config.lr}, *special], betas=config.adam_betas, weight_decay=config.weight_decay
+        [{"params": shared, "lr": optim.lr}, *special], betas=optim.adam_betas, weight_decay=optim.weight_decay
     )
 
 
@@ -379,7 +193,7 @@ def train_step(
     epoch: int,
 ):
     """One generator (tokenizer) update, then one discriminator update where there is one; epoch is 1-based."""
-    lr = learning_rate(config, step)
+    lr = learning_rate(config.optim, step)
     optimizer.param_groups[0]["lr"] = lr
     forward = wrapped(images, quantize=quantize, precision=config.precision)
     out = forward.quantizer
@@ -396,13 +210,12 @@ def train_step(
     )
     optimizer.zero_grad(set_to_none=True)
     losses.total.backward()
-    for group in optimizer.param_groups:
-        torch.nn.utils.clip_grad_norm_(group["params"], config.grad_clip)
+    clip_gradients(optimizer, config.optim.grad_clip)
     optimizer.step()
     if out is not None:
         model.quantizer.update(forward.latents.detach(), out)
     if adversary is not None:  # the discriminator follows the model's schedule (official: both groups)
-        adversary.step(images, forward.reconstructions, epoch, lr * config.disc_lr / config.lr)
+        adversary.step(images, forward.reconstructions, epoch, lr * config.gan.disc_lr / config.optim.lr)
     return float(losses.total.detach()), out
 
 
@@ -421,7 +234,9 @@ def initialize_codebook(
     model.eval()
     latents = torch.cat(
         [
-            model.encode(torch.stack([data[i][0] for i in chosen[s : s + 64]]).to(context.device)).reshape(-1, config.d)
+            model.encode(torch.stack([data[i][0] for i in chosen[s : s + 64]]).to(context.device)).reshape(
+                -1, config.model.d
+            )
             for s in range(0, count, 64)
         ]
     )
@@ -432,12 +247,17 @@ def initialize_codebook(
     model.quantizer.set_codebook(distributed.broadcast_(codes))
 
 
+def tokenizer_folder(config: TokenizerTraining, workspace: Workspace) -> Path:
+    """runs/tokenizers/<hash of config_id>/: the run's checkpoint and per-epoch log (results.run_folder)."""
+    return workspace.folder("tokenizers", config_id(config))
+
+
 def load_trained(config: TokenizerTraining, run_dir: Path) -> VQVAE:
     """The model of a finished (or checkpointed) run, in evaluation mode."""
     state = load_checkpoint(run_dir / "checkpoint.pt")
     if state is None:
         raise ReplicateError(f"no checkpoint in {run_dir}: train first")
-    model = config.build_model()
+    model = build_model(config)
     model.load_state_dict(state["model"])
     return model.eval()
 
@@ -449,7 +269,7 @@ def plain_images(config: TokenizerTraining, split: str):
         config.dataset,
         split,
         root=config.data_root,
-        resolution=config.resolution,
+        resolution=config.model.resolution,
         train_augment=False,
         seed=config.seed,
     )
@@ -462,4 +282,4 @@ def latent_sample(model: VQVAE, config: TokenizerTraining, count: int) -> torch.
     data = plain_images(config, "test")
     per_image = model.config.latent_resolution**2
     images = torch.stack([data[i][0] for i in range(min(len(data), -(-count // per_image)))])
-    return torch.cat([model.encode(batch).reshape(-1, config.d) for batch in images.split(64)])[:count]
+    return torch.cat([model.encode(batch).reshape(-1, config.model.d) for batch in images.split(64)])[:count]

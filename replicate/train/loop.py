@@ -1,0 +1,131 @@
+"""The epoch loop that tokenizer and generator training share (train/tokenizer.py, train/generator.py): resume from
+the run folder's checkpoint, this rank's batches of every epoch, a progress bar, a checkpoint every
+`checkpoint_every` steps and after every epoch, one history row per epoch (also written to the folder's log) and the
+code revisions that trained the run. What a step does, and what an epoch's end adds to its row, is the caller's.
+
+Determinism: the batches of an epoch are a permutation seeded by (seed, epoch), cut into global batches, each split
+evenly over the ranks; a run stopped at any checkpoint resumes at the next batch with the same state, so that it ends
+where an uninterrupted run ends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from replicate import distributed
+from replicate.errors import ConfigError
+from replicate.results import write_csv
+from replicate.train.checkpoint import RunState
+
+SHOW_EVERY = 10  # steps between progress-bar updates of the step's values
+
+
+@dataclass(frozen=True)
+class Loop:
+    """What the scaffold needs to know of a run."""
+
+    folder: Path  # the run folder: checkpoint.pt, config.json and the log
+    config: Any  # the configuration the checkpoint must belong to (its config_id), written to config.json
+    examples: int  # training examples an epoch draws its batches from
+    epochs: int
+    batch_size: int  # global batch, split evenly over the ranks
+    seed: int
+    checkpoint_every: int  # steps within an epoch
+    log: str  # the per-epoch log's file name in the folder ("eval.csv", "train.csv")
+    progress: bool = True
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.examples // self.batch_size
+
+
+# A step: (this rank's batch, global step from 0, 1-based epoch, whether the bar shows this step) -> (the values
+# averaged over the epoch into its row as train_<name>, the bar's extra text).
+Step = Callable[[Any, int, int, bool], tuple[dict[str, float], dict[str, str]]]
+# An epoch's end: the state after its last step -> the row's further columns, or None for no row this epoch.
+EpochEnd = Callable[[RunState], dict | None]
+
+
+def rank_batches(loop: Loop, epoch: int, context: distributed.Context) -> list[list[int]]:
+    """This rank's batches of an epoch: a permutation seeded by (seed, epoch), cut into global batches (the
+    incomplete last one dropped), each split evenly over the ranks."""
+    per_rank = loop.batch_size // context.world_size
+    generator = torch.Generator().manual_seed(loop.seed * 100_003 + epoch)
+    order = torch.randperm(loop.examples, generator=generator).tolist()
+    starts = range(context.rank * per_rank, loop.steps_per_epoch * loop.batch_size, loop.batch_size)
+    return [order[start : start + per_rank] for start in starts]
+
+
+def train_epochs(
+    loop: Loop,
+    parts: dict[str, Any],
+    context: distributed.Context,
+    *,
+    batches: Callable[[int, list[list[int]]], Iterable],
+    step: Step,
+    epoch_end: EpochEnd,
+) -> pd.DataFrame:
+    """Train (or resume) to `loop.epochs`; returns the history (one row per recorded epoch) with the revisions that
+    trained the run. `parts` (model, optimizers, anything with a state_dict) are checkpointed under their names; the
+    caller may replace one in the dict (a fresh optimizer) and the next checkpoint saves the new one.
+    `batches(epoch, index_lists)` turns this rank's index lists into the batches `step` receives."""
+    if loop.batch_size % context.world_size:
+        raise ConfigError(f"batch_size {loop.batch_size} is not divisible by {context.world_size} processes")
+    if loop.steps_per_epoch == 0:
+        raise ConfigError(f"{loop.examples} training examples give no batch of {loop.batch_size}")
+    checkpoint = loop.folder / "checkpoint.pt"
+    run = RunState.restore(checkpoint, loop.config, parts)
+    if context.is_main:
+        loop.folder.mkdir(parents=True, exist_ok=True)
+        config = json.dumps(dataclasses.asdict(loop.config), indent=1, default=str)
+        (loop.folder / "config.json").write_text(config)
+    if run.epoch < loop.epochs:
+        run.note_revision()  # training goes on, maybe under other code: the result row names every revision
+    while run.epoch < loop.epochs:
+        remaining = rank_batches(loop, run.epoch, context)[run.step :]
+        bar = tqdm(
+            batches(run.epoch, remaining),
+            desc=f"epoch {run.epoch + 1}/{loop.epochs}",
+            initial=run.step,
+            total=loop.steps_per_epoch,
+            unit="batch",
+            disable=not (loop.progress and context.is_main),
+        )
+        for batch in bar:
+            show = run.step % SHOW_EVERY == 0
+            values, shown = step(batch, run.epoch * loop.steps_per_epoch + run.step, run.epoch + 1, show)
+            run.add(values)
+            if show:
+                bar.set_postfix({name: f"{value:.4f}" for name, value in values.items()} | shown)
+            if run.step % loop.checkpoint_every == 0 and run.step < loop.steps_per_epoch:
+                run.save(checkpoint, loop.config, parts, context)
+        means = epoch_means(run, context)
+        extra = epoch_end(run)
+        if extra is not None:
+            row = {"epoch": run.epoch + 1, "step": (run.epoch + 1) * loop.steps_per_epoch, **means, **extra}
+            run.history.append(row | {"train_seconds": round(run.tick(), 1)})  # over every resumed segment
+            if context.is_main:
+                write_csv(loop.folder / loop.log, pd.DataFrame(run.history))
+        distributed.barrier()
+        run = run.next_epoch()
+        run.save(checkpoint, loop.config, parts, context)
+    history = pd.DataFrame(run.history)
+    history["train_revisions"] = "+".join(run.revisions)  # the code revisions that trained this run
+    return history
+
+
+def epoch_means(run: RunState, context: distributed.Context) -> dict[str, float]:
+    """The epoch's mean of each step value over every rank's steps, as train_<name> (in the step's order)."""
+    names = list(run.sums)
+    totals = torch.tensor([*(run.sums[n] for n in names), run.steps], dtype=torch.float64, device=context.device)
+    *sums, count = distributed.all_reduce_sum_(totals).tolist()
+    return {f"train_{name}": total / max(count, 1) for name, total in zip(names, sums, strict=True)}
