@@ -7,9 +7,10 @@ from replicate.registry import EXPERIMENTS
 from replicate.results import EXTRA_TABLES, read_csv, result_path
 from replicate.runner import run_experiment
 
-# Over a minute each on 2 CPU cores (70-90 s of one core's time), run by CI with `-m slow`; the default run keeps
-# a generation arm end to end (test_generation_experiments.py) and the schedules' unit tests.
-SLOW = {"dq_cifar_sweep", "dq_generation", "wvq_generation"}
+# Run by CI with `-m slow`. Over a minute each on 2 CPU cores (70-90 s of one core's time): the default run keeps a
+# generation arm end to end (test_generation_experiments.py) and the schedules' unit tests. About 20 s each on an
+# AVX2-only 2-core host (2026-12-03), the same smoke VQ-VAE tables as wvq_table6, which the default run keeps.
+SLOW = {"dq_cifar_sweep", "dq_generation", "wvq_generation"} | {f"wvq_table{n}" for n in (1, 2, 7, 8, 9, 10)}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in EXPERIMENTS])

@@ -148,6 +148,7 @@ def test_vqgan_trains_under_two_process_torchrun_with_identical_ranks(tmp_path):
 def test_paper_scale_without_vgg16_weights_ends_with_one_line_naming_them(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("VQ_VGG16_WEIGHTS", str(tmp_path / "absent.pth"))
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    code = main(["run", "wvq_table3", "--scale", "paper", "--set", "data_root=/nonexistent", "--out", str(tmp_path)])
+    # images that exist (generated shapes at the paper's 256 px), so that the weights are what is missing
+    code = main(["run", "wvq_table3", "--scale", "paper", "--set", "dataset=shapes", "--out", str(tmp_path)])
     out = capsys.readouterr()
     assert code == 2 and "VGG16 ImageNet weights" in out.out and "Traceback" not in out.err

@@ -11,7 +11,7 @@ import torch
 from replicate.configs import atomic_settings
 from replicate.experiments.wvq_fig12 import configs, run
 from replicate.registry import EXPERIMENTS
-from replicate.results import TABLES
+from replicate.results import TABLES, Workspace
 from replicate.train.atomic import atomic_quantizer
 
 FIG12 = EXPERIMENTS["wvq_fig12"]
@@ -28,7 +28,7 @@ def test_three_steps_of_the_exact_paper_configuration_run(method):
         200_000,
         12,
     )
-    result = run(dataclasses.replace(paper, steps=3), torch.device("cpu"))
+    result = run(dataclasses.replace(paper, steps=3), Workspace(torch.device("cpu")))
     assert [row["step"] for row in result.extra_tables["curves"]] == [0, 1, 3]
     assert all(math.isfinite(v) for v in result.metrics.values())
 

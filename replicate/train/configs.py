@@ -14,12 +14,12 @@ from replicate.spec import SCALES
 
 def cifar10(method: str, scale: str) -> TokenizerTraining:
     """Wasserstein VQ Table 6 row: 32 px, K = 8192, d = 8, channels 64, [1, 1, 2], batch 128, lr 5e-5, 50
-    epochs (Table 5). cpu: the CIFAR-10 JPEG copy, one epoch. smoke: tokenizer.smoke_scale."""
+    epochs (Table 5). cpu: CIFAR-10's original pixels (the lossless copy), one epoch. smoke: configs.smoke_scale."""
     paper = TokenizerTraining("cifar10", method, 8192, VQVAEConfig(32), epochs=50)
     if scale == "paper":
         return paper
     if scale == "cpu":
-        return dataclasses.replace(paper, dataset="cifar10-jpeg", epochs=1)
+        return dataclasses.replace(paper, dataset="cifar10-lossless", epochs=1)
     return smoke_scale(paper)
 
 
