@@ -183,16 +183,9 @@ def train_generator(
     )
     wrapped = model if context.world_size == 1 else _Module(model, broadcast_buffers=False)
     model.train()
-    loop = Loop(
-        folder=folders.generator,
-        config=config.trained_part(),
-        examples=len(data.tokens),
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        seed=config.seed,
-        checkpoint_every=config.checkpoint_every,
-        log="train.csv",
-        progress=progress,
+    trained, examples = config.trained_part(), len(data.tokens)
+    loop = Loop.of(
+        trained, folders.generator, examples=examples, epochs=config.epochs, log="train.csv", progress=progress
     )
 
     def batches(epoch: int, index_lists: list[list[int]]):

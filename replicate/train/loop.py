@@ -43,6 +43,13 @@ class Loop:
     log: str  # the per-epoch log's file name in the folder ("eval.csv", "train.csv")
     progress: bool = True
 
+    @classmethod
+    def of(cls, config, folder: Path, *, examples: int, epochs: int, log: str, progress: bool = True) -> Loop:
+        """The loop of a tokenizer or generator configuration: its batch_size, seed and checkpoint_every."""
+        return cls(
+            folder, config, examples, epochs, config.batch_size, config.seed, config.checkpoint_every, log, progress
+        )
+
     @property
     def steps_per_epoch(self) -> int:
         return self.examples // self.batch_size

@@ -100,17 +100,8 @@ def train_tokenizer(
     }
     train_data = subset(datasets["train"], config.max_train_images, config.seed)
     eval_data = subset(datasets["test"], config.max_eval_images, config.seed + 1)
-    loop = Loop(
-        folder=run_dir,
-        config=config,
-        examples=len(train_data),
-        epochs=config.total_epochs,
-        batch_size=config.batch_size,
-        seed=config.seed,
-        checkpoint_every=config.checkpoint_every,
-        log="eval.csv",
-        progress=progress,
-    )
+    examples, epochs = len(train_data), config.total_epochs
+    loop = Loop.of(config, run_dir, examples=examples, epochs=epochs, log="eval.csv", progress=progress)
     schedule = QuantizationSchedule(
         config.schedule, config.warmup_epochs * loop.steps_per_epoch, kmeans_iterations=config.kmeans_iterations
     )
