@@ -60,7 +60,8 @@ def select(names: list[str], only: str | None) -> list[str]:
 
 def command_list(args) -> int:
     for name, experiment in EXPERIMENTS.items():
-        print(f"{name:<18} {experiment.title}  [{experiment.source}]")
+        scales = ",".join(scale for scale in SCALES if not (experiment.missing and experiment.missing(scale)))
+        print(f"{name:<18} [{scales}] {experiment.title}  [{experiment.source}]")
     return 0
 
 

@@ -66,6 +66,8 @@ def test_module_entry_point_runs_and_lists_experiments():
         [sys.executable, "-m", "replicate", "list"], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert listed.returncode == 0 and "wvq_table4" in listed.stdout
+    scales = {line.split()[0]: line.split()[1] for line in listed.stdout.splitlines()}
+    assert scales["wvq_table6"] == "[smoke,cpu,paper]" and scales["wvq_table1"] == "[smoke,paper]"  # no cpu version
     bad = subprocess.run(
         [sys.executable, "-m", "replicate", "run", "nope"], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
