@@ -145,22 +145,22 @@ def command_figures(args) -> int:
 def command_train(args) -> int:
     import pandas as pd
 
-    from replicate.results import config_id, identity, provenance, result_path, run_folder, write_csv
+    from replicate.results import Workspace, identity, provenance, result_path, write_csv
     from replicate.runner import apply_overrides
     from replicate.train.configs import train_config
-    from replicate.train.tokenizer import describe_data, train_tokenizer
+    from replicate.train.tokenizer import describe_data, tokenizer_folder, train_tokenizer
 
     scale = args.scale or default_scale()
     config = apply_overrides(train_config(args.config, scale), parse_overrides(args.set))
     # the folder `run` uses for the same configuration: `train` and the experiments share checkpoints
-    run_dir = args.run_dir or run_folder("tokenizers", config_id(config), args.out / "runs")
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    run_dir = args.run_dir or tokenizer_folder(config, Workspace(device, args.out / "runs"))
     distributed.set_tf32(scale == "paper")  # as the official training
     history = train_tokenizer(config, run_dir, device=args.device)
     if distributed.rank() != 0:
         distributed.teardown()
         return 0
     name = f"train_{args.config}"
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     row = {**identity(name, scale, config, describe_data(config)), **provenance(device)}
     table = pd.DataFrame([{**row, **evaluation} for evaluation in history.to_dict("records")])
     path = result_path(name, scale, args.out / "tables")

@@ -60,10 +60,10 @@ def figure_path(name: str, scale: str, figures: Path = FIGURES, figure: str = ""
 
 
 def run_folder(kind: str, identity: str, runs: Path = RUNS) -> Path:
-    """runs/<kind>/<16 hex digits of sha1(identity)>/: the folder of one trained thing ("tokenizers", "generators",
-    "proxies"), named by the id of what it depends on, so that every experiment and `train` that trains the same
-    configuration shares one folder."""
-    return runs / kind / hashlib.sha1(identity.encode()).hexdigest()[:16]
+    """runs/<kind>/<config_key(identity)>/: the folder of one trained thing ("tokenizers", "generators", "proxies"),
+    named by the id of what it depends on, so that every experiment and `train` that trains the same configuration
+    shares one folder."""
+    return runs / kind / config_key(identity)
 
 
 @dataclass

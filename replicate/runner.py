@@ -190,7 +190,7 @@ def run_experiment(
     started = time.time()
     configs = resolve_configs(experiment, scale, overrides, where)
     reason = experiment.missing(scale) if experiment.missing else None
-    if reason:  # the comparison still lists every published number, as not run
+    if reason:  # REPORT.md lists it as not run; a comparison is rewritten only from rows already there
         outputs = write_report(experiment, scale, tables) if distributed.rank() == 0 else []
         return Outcome(experiment.name, "skipped", reason, outputs=outputs)
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -122,9 +122,8 @@ def train_epochs(
             run.history.append(row | {"train_seconds": round(run.tick(), 1)})  # over every resumed segment
             if context.is_main:
                 write_csv(loop.folder / loop.log, pd.DataFrame(run.history))
-        distributed.barrier()
         run = run.next_epoch()
-        run.save(checkpoint, loop.config, parts, context)
+        run.save(checkpoint, loop.config, parts, context)  # the other ranks wait here for rank 0's evaluation
     history = pd.DataFrame(run.history)
     history["train_revisions"] = "+".join(run.revisions)  # the code revisions that trained this run
     return history
