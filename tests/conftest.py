@@ -1,19 +1,16 @@
-import random
 import tarfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image, ImageDraw
 
+from replicate.data.images import SHAPES_SIZES, Shapes
 from replicate.results import ROOT, TABLES
 
 pytest_plugins = ["checkout_guard"]  # the session fails if a test wrote into the checkout
 
-SHAPES = ("disc", "square", "stripes", "gradient")  # the classes of the generated image folder
-SHAPE_IMAGES = {"train": 256, "test": 32}  # per class: 32 smoke steps of batch 32, 128 evaluation images
+SHAPE_JPEG_IMAGES = {"train": 32, "test": 8}  # a small archive in the CIFAR-10 JPEG copy's layout
 
 
 @pytest.fixture(autouse=True)
@@ -21,56 +18,34 @@ def _seed():
     torch.manual_seed(0)
 
 
-def shape_image(shape: str, key: str) -> Image.Image:
-    """A 32 px RGB image of one shape class, its colours, position and size drawn from a generator seeded by key:
-    flat regions and sharp edges, so that a small VQ-VAE's reconstruction loss falls within a few steps."""
-    rng = random.Random(f"{shape}/{key}")
-    background = tuple(rng.randrange(0, 96) for _ in range(3))
-    colour = tuple(rng.randrange(128, 256) for _ in range(3))
-    image = Image.new("RGB", (32, 32), background)
-    pen = ImageDraw.Draw(image)
-    x, y, r = rng.randint(8, 24), rng.randint(8, 24), rng.randint(4, 8)
-    if shape == "disc":
-        pen.ellipse((x - r, y - r, x + r, y + r), fill=colour)
-    elif shape == "square":
-        pen.rectangle((x - r, y - r, x + r, y + r), fill=colour)
-    elif shape == "stripes":
-        period = rng.randint(4, 8)
-        for left in range(rng.randrange(period), 32, period):
-            pen.rectangle((left, 0, left + period // 2 - 1, 31), fill=colour)
-    else:  # a vertical ramp from the background colour to the shape colour
-        ramp = np.linspace(0, 1, 32)[:, None, None]
-        pixels = np.asarray(background) * (1 - ramp) + np.asarray(colour) * ramp
-        image = Image.fromarray(np.broadcast_to(pixels, (32, 32, 3)).round().astype(np.uint8))
-    return image
-
-
-def write_shape_images(root: Path, extension: str, counts: dict[str, int]) -> Path:
-    """root/<split>/<shape>/<index>.<extension>: the layout of the CIFAR-10 JPEG copy and of the "folder" dataset."""
-    for split, count in counts.items():
-        for shape in SHAPES:
-            folder = root / split / shape
-            folder.mkdir(parents=True)
-            for index in range(count):
-                shape_image(shape, f"{split}/{index}").save(folder / f"{index:04d}.{extension}")
+def write_shape_images(root: Path, extension: str, sizes: dict[str, int]) -> Path:
+    """The first sizes[split] images of the package's generated Shapes dataset (replicate/data/images.py), written as
+    root/<split>/<shape>/<index>.<extension>: the layout of the "folder" dataset and of the CIFAR-10 JPEG copy."""
+    for split, count in sizes.items():
+        shapes = Shapes(split)
+        for index in range(count):
+            image, label = shapes[index]
+            folder = root / split / Shapes.KINDS[label]
+            folder.mkdir(parents=True, exist_ok=True)
+            image.save(folder / f"{index:04d}.{extension}")
     return root
 
 
 @pytest.fixture(scope="session")
 def shape_folder(tmp_path_factory) -> Path:
-    """A generated image folder for the "folder" dataset (data_root): 4 shape classes of 32 px PNG images,
-    256 per class in train/ and 32 in test/, the same in every checkout (no download, no shared archive)."""
-    return write_shape_images(tmp_path_factory.mktemp("shapes"), "png", SHAPE_IMAGES)
+    """The Shapes dataset as an image folder for the "folder" dataset (data_root): 3 shape classes of 32 px PNG
+    images, all of train/ and test/, the same in every checkout (no download, no shared archive)."""
+    return write_shape_images(tmp_path_factory.mktemp("shapes"), "png", SHAPES_SIZES)
 
 
 @pytest.fixture(scope="session")
 def shape_jpeg_archive(tmp_path_factory) -> Path:
     """A small .tar.gz in the layout of the CIFAR-10 JPEG copy (train/<class>/*.jpg, test/<class>/*.jpg at the top
-    level): 4 shape classes, 8 training and 2 test images each."""
-    source = write_shape_images(tmp_path_factory.mktemp("shapes-jpeg"), "jpg", {"train": 8, "test": 2})
+    level): the first 32 training and 8 test images of the Shapes dataset."""
+    source = write_shape_images(tmp_path_factory.mktemp("shapes-jpeg"), "jpg", SHAPE_JPEG_IMAGES)
     archive = tmp_path_factory.mktemp("archive") / "shapes-jpeg.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
-        for split in SHAPE_IMAGES:
+        for split in SHAPE_JPEG_IMAGES:
             tar.add(source / split, arcname=split)
     return archive
 
