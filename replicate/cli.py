@@ -14,6 +14,7 @@ Bad input ends with one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import shutil
 import signal
 import sys
 import threading
@@ -30,6 +31,7 @@ from replicate.results import ROOT
 from replicate.runner import (
     Outcome,
     check_data,
+    check_memory,
     parse_overrides,
     resolve_configs,
     run_experiment,
@@ -70,8 +72,10 @@ def command_run(args) -> int:
     names = select(args.experiments, args.only)
     overrides, where = parse_overrides(args.set), parse_overrides(args.where, "--where")
     named = bool(args.experiments or args.only)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     for name in names:  # validate everything before anything runs or writes
         configs = resolve_configs(EXPERIMENTS[name], scale, overrides, where)
+        check_memory(name, configs, device)
         missing = EXPERIMENTS[name].missing(scale) if EXPERIMENTS[name].missing else None
         if named and not missing:  # a named experiment whose images are absent stops the command at once
             check_data(configs)
@@ -120,6 +124,10 @@ def print_summary(outcomes: list[Outcome], scale: str) -> None:
             detail = f" ({claim.detail})" if claim.detail else ""
             print(f"           {claim_mark(EXPERIMENTS[outcome.experiment], claim)}: {claim.text}{detail}")
     print("Comparisons with the papers: tables/*_" + scale + ".md; figures: figures/*_" + scale + ".png")
+    counts = {status: sum(o.status == status for o in outcomes) for status in ("ran", "skipped", "failed")}
+    checked = [claim.holds for o in outcomes for claim in o.claims if claim.holds is not None]
+    tally = ", ".join(f"{n} {status}" for status, n in counts.items())
+    print(f"Total: {tally}; claims holding: {sum(checked)} of {len(checked)} checked")
 
 
 def command_report(args) -> int:
@@ -146,7 +154,7 @@ def command_train(args) -> int:
     import pandas as pd
 
     from replicate.results import Workspace, identity, provenance, result_path, write_csv
-    from replicate.runner import apply_overrides
+    from replicate.runner import apply_overrides, check_memory
     from replicate.train.configs import train_config
     from replicate.train.tokenizer import describe_data, tokenizer_folder, train_tokenizer
 
@@ -154,7 +162,10 @@ def command_train(args) -> int:
     config = apply_overrides(train_config(args.config, scale), parse_overrides(args.set))
     # the folder `run` uses for the same configuration: `train` and the experiments share checkpoints
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    run_dir = args.run_dir or tokenizer_folder(config, Workspace(device, args.out / "runs"))
+    check_memory(f"train {args.config}", [config], device)
+    if args.run_dir and args.force and distributed.rank() == 0:
+        shutil.rmtree(args.run_dir, ignore_errors=True)
+    run_dir = args.run_dir or tokenizer_folder(config, Workspace(device, args.out / "runs", args.force))
     distributed.set_tf32(scale == "paper")  # as the official training
     history = train_tokenizer(config, run_dir, device=args.device)
     if distributed.rank() != 0:
@@ -240,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field")
     train.add_argument("--run-dir", type=Path, help="checkpoint folder (default: runs/tokenizers/<hash of the config>)")
     train.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    train.add_argument("--force", action="store_true", help="empty the run folder first: train from scratch")
     train.add_argument("--out", type=Path, default=ROOT, help="folder for tables/ and runs/ (default: the repo)")
     train.set_defaults(handler=command_train)
 
@@ -259,6 +271,10 @@ def _terminate(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    out = getattr(args, "out", None)
+    if out is not None and out.exists() and not out.is_dir():
+        print(f"error: --out {out} is a file, not a folder: name a folder (it may not exist yet)", file=sys.stderr)
+        return 2
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
     try:

@@ -10,6 +10,7 @@ import functools
 import gzip
 import hashlib
 import io
+import json
 import os
 import shutil
 import socket
@@ -24,9 +25,12 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from replicate.errors import ReplicateError
+from replicate.spec import ROW_COLUMNS
 
 if TYPE_CHECKING:
     import torch
+
+    from replicate.spec import Experiment
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = ROOT / "tables"
@@ -47,8 +51,9 @@ class ResultFileError(ReplicateError):
 def result_path(name: str, scale: str, tables: Path = TABLES, table: str = "") -> Path:
     """tables/E_S.csv, or tables/E_S_<table>.csv for an extra table ("curves", "comparison"); scatter points and
     PNG-encoded images, megabytes of figure data, go to tables/E_S_points.csv.gz and tables/E_S_images.csv.gz; the
-    Markdown comparison is tables/E_S.md (table "md") and the lock of a run writing them tables/E_S.lock ("lock")."""
-    if table in ("md", "lock"):
+    Markdown comparison is tables/E_S.md (table "md"), the lock of a run writing them tables/E_S.lock ("lock") and
+    the journal of a forced run tables/E_S.force ("force")."""
+    if table in ("md", "lock", "force"):
         return tables / f"{name}_{scale}.{table}"
     suffix = ".csv.gz" if table in ("points", "images") else ".csv"
     return tables / f"{name}_{scale}{'_' + table if table else ''}{suffix}"
@@ -69,14 +74,28 @@ def run_folder(kind: str, identity: str, runs: Path = RUNS) -> Path:
 @dataclass
 class Workspace:
     """Where one invocation runs: its device and its run folders under `runs` (out/runs with --out). With `force`,
-    a folder is emptied the first time it is asked for in this invocation, so that everything a recomputed
-    configuration depends on (its tokenizer, its proxy classifier) is recomputed. Under torchrun every rank asks for
-    a folder at the same point (rank 0 empties it, the others wait)."""
+    a folder is emptied the first time it is asked for, so that everything a recomputed configuration depends on
+    (its tokenizer, its proxy classifier) is recomputed. Under torchrun every rank asks for a folder at the same
+    point (rank 0 empties it, the others wait).
+
+    A forced run keeps a journal (tables/E_S.force) of the folders it has emptied and the configurations it has
+    recomputed at this code revision: rerunning an interrupted --force resumes it (an emptied folder is not emptied
+    again, so its training resumes from its checkpoint) instead of starting over. The journal goes when the
+    forced run completes."""
 
     device: torch.device
     runs: Path = RUNS
     force: bool = False
+    journal: Path | None = None
     cleared: set[Path] = field(default_factory=set)
+    recomputed: set[str] = field(default_factory=set)  # config_keys
+
+    def __post_init__(self) -> None:
+        if self.force and self.journal is not None:
+            state = read_journal(self.journal)
+            if state and state["revision"] == git_revision():
+                self.cleared = {self.runs / folder for folder in state["cleared"]}
+                self.recomputed = set(state["recomputed"])
 
     def folder(self, kind: str, identity: str) -> Path:
         path = run_folder(kind, identity, self.runs)
@@ -87,7 +106,40 @@ class Workspace:
                 shutil.rmtree(path, ignore_errors=True)
             distributed.barrier()
             self.cleared.add(path)
+            self._write_journal()
         return path
+
+    def done(self, keys: list[str]) -> None:
+        """Configurations (config_keys) this forced run has recomputed and saved."""
+        if self.force and not self.recomputed.issuperset(keys):
+            self.recomputed.update(keys)
+            self._write_journal()
+
+    def finish(self) -> None:
+        """The forced run completed: nothing left to resume."""
+        if self.force and self.journal is not None:
+            self.journal.unlink(missing_ok=True)
+
+    def _write_journal(self) -> None:
+        from replicate import distributed
+
+        if self.journal is not None and distributed.rank() == 0:
+            folders = sorted(str(path.relative_to(self.runs)) for path in self.cleared)
+            state = {"revision": git_revision(), "cleared": folders, "recomputed": sorted(self.recomputed)}
+            write_atomic(self.journal, json.dumps(state, indent=1) + "\n")
+
+
+def read_journal(path: Path) -> dict | None:
+    """The journal of a forced run that has not completed (Workspace), None where there is none."""
+    if not path.exists():
+        return None
+    try:
+        state = json.loads(path.read_text())
+        if not {"revision", "cleared", "recomputed"} <= set(state):
+            raise ValueError("a key is missing")
+    except (OSError, ValueError) as error:
+        raise damaged("journal of a forced run", path, f"{type(error).__name__}") from None
+    return state
 
 
 # ---- what a configuration is -----------------------------------------------------------------------------------
@@ -243,44 +295,99 @@ def write_csv(path: Path, frame: pd.DataFrame) -> None:
     write_atomic(path, frame.to_csv(index=False, float_format="%.10g"))
 
 
-def read_csv(path: Path) -> pd.DataFrame | None:
-    """A result table (None when absent); the revision and config_key columns stay text (a hash such as 14e8245
-    would parse as a float). A damaged file is a one-line error naming it and the way out; the file is left in place."""
+def recovery(path: Path, recomputed: bool = True) -> str:
+    """The one-step way back from a damaged file: a tracked file is restored from version control; any other is
+    moved aside, so that the run recomputes it, or, where nothing recomputes it (`recomputed` False: the papers'
+    numbers), restored from the repository."""
+    try:
+        tracked = (
+            subprocess.run(["git", "ls-files", "--error-unmatch", str(path)], cwd=ROOT, capture_output=True).returncode
+            == 0
+        )
+    except OSError:
+        tracked = False
+    if tracked:
+        return f"restore it from version control (git checkout -- {path}) and rerun"
+    if not recomputed:
+        return "restore it from a copy of the repository (it is not computed here) and rerun"
+    return f"it is left in place for inspection: move it aside (mv {path} {path}.damaged) and rerun to recompute it"
+
+
+def damaged(what: str, path: Path, reason: str, recomputed: bool = True) -> ResultFileError:
+    return ResultFileError(f"{what} {path} is damaged ({reason}); {recovery(path, recomputed)}")
+
+
+def read_table(path: Path, what: str, required=(), numeric=(), recomputed: bool = True) -> pd.DataFrame | None:
+    """A CSV file this project reads back (None when absent), checked against its contract: the `required` columns
+    are there and the `numeric` ones hold numbers (empty = NaN, "not computed"). Anything else is a one-line error
+    naming the file, what is wrong and the way back; the file is never touched. The revision and config_key columns
+    stay text (a hash such as 14e8245 would parse as a float). Every committed table and published file reads the
+    same with only empty cells as missing as with pandas' default missing-value strings (checked 2026-12-03)."""
     if not path.exists():
         return None
 
-    def damaged(what: str) -> ResultFileError:
-        return ResultFileError(
-            f"result table {path} is damaged ({what}); it is left in place for inspection: move it aside "
-            f"(e.g. mv {path} {path}.damaged) and rerun, which starts that table afresh"
-        )
+    def fail(reason: str) -> ResultFileError:
+        return damaged(what, path, reason, recomputed)
 
     try:
         raw = path.read_bytes()
         if path.suffix == ".gz":
             raw = gzip.decompress(raw)
     except (OSError, EOFError, gzip.BadGzipFile) as error:
-        raise damaged(f"unreadable: {type(error).__name__}") from None
-    if raw and not raw.endswith(b"\n"):  # every table this project writes ends with a newline
-        raise damaged("cut off: its last line is incomplete")
+        raise fail(f"unreadable: {type(error).__name__}") from None
+    if not raw.strip():
+        raise fail("empty")
+    if not raw.endswith(b"\n"):  # every table this project writes (and every published file) ends with a newline
+        raise fail("cut off: its last line is incomplete")
     try:
-        frame = pd.read_csv(io.BytesIO(raw), dtype={"git_rev": str, "config_key": str}, low_memory=False)
+        # Only an empty cell is missing ("not computed"): "n/a" or "NA" in a number column is damage, not NaN
+        text_columns = {"git_rev": str, "config_key": str}
+        frame = pd.read_csv(
+            io.BytesIO(raw), dtype=text_columns, low_memory=False, keep_default_na=False, na_values=[""]
+        )
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise damaged(f"not a CSV table: {str(error).splitlines()[0]}") from None
-    key = "config_id" if "config_id" in frame.columns else "config_key"  # a result table, or an extra table
+        raise fail(f"not a CSV table: {str(error).splitlines()[0]}") from None
+    absent = [repr(column) for column in required if column not in frame.columns]
+    if absent:
+        more = f" and {len(absent) - 3} more columns" if len(absent) > 3 else " column" + "s" * (len(absent) > 1)
+        raise fail(f"no {', '.join(absent[:3])}{more}")
+    for column in (c for c in numeric if c in frame.columns):
+        values = pd.to_numeric(frame[column], errors="coerce")
+        text = values.isna() & frame[column].notna()
+        if text.any():
+            row = int(text.to_numpy().nonzero()[0][0])
+            raise fail(f"column {column!r} holds text, {frame[column].iloc[row]!r} on line {row + 2}")
+        frame[column] = values
+    return frame
+
+
+def read_csv(path: Path, required=(), numeric=()) -> pd.DataFrame | None:
+    """A result table (keyed by config_id) or an extra table (keyed by config_key), read by read_table."""
+    frame = read_table(path, "result table", required, numeric)
+    if frame is None:
+        return None
+    key = "config_id" if "config_id" in frame.columns else "config_key"
     if key not in frame.columns:
-        raise damaged("no config_id or config_key column")
+        raise damaged("result table", path, "no config_id or config_key column")
     if frame[key].isna().any():
-        raise damaged(f"{int(frame[key].isna().sum())} row(s) without a {key}")
+        raise damaged("result table", path, f"{int(frame[key].isna().sum())} row(s) without a {key}")
     if "config_key" not in frame.columns:  # a result table written before config keys: the key follows from the id
         frame.insert(frame.columns.get_loc("config_id") + 1, "config_key", frame["config_id"].map(config_key))
     return frame
 
 
+def read_results(experiment: Experiment, path: Path) -> pd.DataFrame | None:
+    """An experiment's result table, checked against its contract: the columns of every row (ROW_COLUMNS), the
+    experiment's keys and its metrics, the metrics numbers. A table missing a metric column is damaged, never "not
+    run"."""
+    return read_csv(path, (*ROW_COLUMNS, *experiment.keys, *experiment.metrics), experiment.metrics)
+
+
 @contextmanager
-def table_lock(path: Path) -> Iterator[None]:
-    """Hold tables/E_S.lock while a run writes E_S's tables: a second run of the same experiment and scale is
-    refused with a clear message; a lock left by a process that no longer exists (a killed run) is taken over."""
+def file_lock(path: Path, what: str) -> Iterator[None]:
+    """Hold the lock file `path` while a run writes `what` (tables/E_S.lock for E_S's tables, <run folder>/lock for
+    a training run): a second run is refused with a clear message; a lock left by a process that no longer exists
+    (a killed run) is taken over."""
     path.parent.mkdir(parents=True, exist_ok=True)
     me = f"{os.getpid()}@{socket.gethostname()}"
     for _ in range(2):
@@ -290,7 +397,7 @@ def table_lock(path: Path) -> Iterator[None]:
             holder = path.read_text().strip() if path.exists() else ""
             if holder and _alive(holder):
                 raise ReplicateError(
-                    f"another run is writing these tables (process {holder}, lock file {path}): wait for it to "
+                    f"another run is writing {what} (process {holder}, lock file {path}): wait for it to "
                     "finish, or delete the lock file if that process is gone"
                 ) from None
             path.unlink(missing_ok=True)  # stale: its process has ended

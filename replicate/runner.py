@@ -6,6 +6,7 @@ comparison with the published numbers and the figures."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 import typing
 from contextlib import nullcontext
@@ -28,12 +29,14 @@ from replicate.results import (
     TABLES,
     Workspace,
     config_id,
+    config_key,
     figure_path,
+    file_lock,
     identity,
     provenance,
     read_csv,
+    read_results,
     result_path,
-    table_lock,
     write_atomic,
     write_csv,
 )
@@ -90,6 +93,51 @@ def check_data(configs: list) -> None:
 
     for name, root in dict.fromkeys(source for config in configs for source in data_sources(config)):
         image_dataset(name, "train", root=root, resolution=32, train_augment=False, seed=0)
+
+
+ROW_COUNTS = ("N", "K", "train_samples", "val_samples", "batch", "kmeans_vectors")  # rows a run holds at once
+ROW_WIDTHS = ("d", "dim", "code_dim")  # the width of those rows
+
+
+def largest_tensor_bytes(config) -> int:
+    """A lower bound on the largest tensor a configuration allocates, in bytes: float32 rows of its width (d) for
+    each count of features or codes (N, K, samples per step, a batch), and for an image model its first activation
+    (a batch of `channels` maps at full resolution); nested configurations (a generator's tokenizer) count too."""
+    width = next((getattr(config, name) for name in ROW_WIDTHS if isinstance(getattr(config, name, None), int)), 1)
+    sizes = [4 * width * getattr(config, n) for n in ROW_COUNTS if isinstance(getattr(config, n, None), int)]
+    model = getattr(config, "model", None)
+    if hasattr(config, "batch_size") and hasattr(model, "channels") and hasattr(model, "resolution"):
+        sizes.append(4 * config.batch_size * model.channels * model.resolution**2)
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            sizes.append(largest_tensor_bytes(value))
+    return max(sizes, default=0)
+
+
+def free_memory_bytes(device: torch.device) -> int:
+    """What the device can still hold: free GPU memory, or the host's available memory (Linux's MemAvailable)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_memory(name: str, configs: list, device: torch.device) -> None:
+    """Refuse, in one line and before anything is allocated, a configuration whose largest tensor alone exceeds
+    what the device can hold (e.g. --set N=1000000000000)."""
+    free = free_memory_bytes(device)
+    for config in configs:
+        needed = largest_tensor_bytes(config)
+        if needed > free:
+            raise ConfigError(
+                f"{name}: a configuration needs at least {needed / 2**30:,.1f} GiB for its largest tensor alone, more "
+                f"than the {free / 2**30:,.1f} GiB free on {device}: lower the sizes set with --set"
+            )
 
 
 def data_sources(config) -> list[tuple[str, str | None]]:
@@ -194,13 +242,22 @@ def run_experiment(
         outputs = write_report(experiment, scale, tables) if distributed.rank() == 0 else []
         return Outcome(experiment.name, "skipped", reason, outputs=outputs)
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    workspace = Workspace(device, runs, force)
+    journal = result_path(experiment.name, scale, tables, "force")
+    if not force and journal.exists():
+        raise ConfigError(
+            f"{result_path(experiment.name, scale, tables)} is part-way through a --force recompute ({journal}): "
+            "rerun with --force to finish it, or delete the journal to keep the table as it stands"
+        )
+    workspace = Workspace(device, runs, force, journal)
     distributed.set_tf32(scale == "paper" if tf32 is None else tf32)
-    lock = table_lock(result_path(experiment.name, scale, tables, "lock")) if distributed.rank() == 0 else nullcontext()
+    lock_path = result_path(experiment.name, scale, tables, "lock")
+    lock = file_lock(lock_path, "these tables") if distributed.rank() == 0 else nullcontext()
     with lock:
         store = ResultStore(experiment, scale, tables)
-        done = set() if force or store.results is None else set(store.results["config_id"])
-        todo = [c for c in configs if config_id(c) not in done]
+        done = set() if store.results is None else set(store.results["config_key"])
+        done = done & workspace.recomputed if force else done  # a forced run resumes after what it has redone
+        todo = [c for c in configs if config_key(config_id(c)) not in done]
+        finished = []
         new_rows = 0
         try:
             for config in tqdm(
@@ -213,12 +270,19 @@ def run_experiment(
                     store.save()
                     outputs = write_report(experiment, scale, tables) if distributed.rank() == 0 else []
                     return Outcome(experiment.name, "skipped", str(error), new_rows, outputs, time.time() - started)
+                absent = [m for m in experiment.metrics if m not in result.metrics]
+                if absent:  # a defect of the experiment's code, not of any input: its rows would not read back
+                    raise RuntimeError(f"{experiment.name}'s run gave no {absent}, which its Experiment.metrics lists")
                 row = identity(experiment.name, scale, config, experiment.data(config))
                 seconds = round(time.time() - config_started, 3)
-                store.add(row, {**result.metrics, **provenance(device), "seconds": seconds}, result.extra_tables)
+                finished.append(row["config_key"])
+                if store.add(row, {**result.metrics, **provenance(device), "seconds": seconds}, result.extra_tables):
+                    workspace.done(finished)  # saved: a forced run's journal may say so
                 new_rows += 1
         finally:
             store.save()
+            workspace.done(finished)
+        workspace.finish()
         outputs, claims = store.paths(), []
         if distributed.rank() == 0:
             outputs += write_outputs(experiment, scale, tables=tables, figures=figures)
@@ -235,7 +299,7 @@ class ResultStore:
 
     def __init__(self, experiment: Experiment, scale: str, tables: Path) -> None:
         self.experiment, self.scale, self.tables = experiment, scale, tables
-        self.results = read_csv(self.path())
+        self.results = read_results(experiment, self.path())
         self.extra: dict[str, pd.DataFrame | None] = {}
         self.saved_at, self.dirty = time.time(), set()
 
@@ -245,7 +309,8 @@ class ResultStore:
     def paths(self) -> list[Path]:
         return [p for p in [self.path(), *(self.path(t) for t in self.extra)] if p.exists()]
 
-    def add(self, identity: dict, metrics: dict, extra_tables: dict[str, list[dict]]) -> None:
+    def add(self, identity: dict, metrics: dict, extra_tables: dict[str, list[dict]]) -> bool:
+        """Add a configuration's rows; whether the tables were written now."""
         key = identity["config_key"]
         self.results = _replace_rows(self.results, pd.DataFrame([{**identity, **metrics}]), key)
         self.dirty.add("")
@@ -258,6 +323,8 @@ class ResultStore:
             self.dirty.add(table)
         if time.time() - self.saved_at >= self.SAVE_EVERY:
             self.save()
+            return True
+        return False
 
     def save(self) -> None:
         if distributed.rank() != 0:  # under torchrun every rank trains; rank 0 writes
@@ -279,7 +346,8 @@ def _replace_rows(table: pd.DataFrame | None, rows: pd.DataFrame, key: str) -> p
 def read_tables(experiment: Experiment, scale: str, tables: Path = TABLES) -> Tables:
     """The experiment's result tables that exist, by kind ("" the results, "curves", "points"), and its published
     numbers ("published")."""
-    found = {kind: read_csv(result_path(experiment.name, scale, tables, kind)) for kind in ("", *EXTRA_TABLES)}
+    found = {kind: read_csv(result_path(experiment.name, scale, tables, kind)) for kind in EXTRA_TABLES}
+    found[""] = read_results(experiment, result_path(experiment.name, scale, tables))
     found["published"] = load_published(experiment)
     return {kind: frame for kind, frame in found.items() if frame is not None}
 
@@ -297,7 +365,7 @@ def check_claims(experiment: Experiment, results: pd.DataFrame | None) -> list[C
 def write_report(experiment: Experiment, scale: str, tables: Path = TABLES) -> list[Path]:
     """tables/E_S.md and tables/E_S_comparison.csv from the result CSV; never trains. Nothing for a scale without
     result rows: REPORT.md lists such an artifact as not run."""
-    results = read_csv(result_path(experiment.name, scale, tables))
+    results = read_results(experiment, result_path(experiment.name, scale, tables))
     if results is None or not len(results):
         return []
     comparison = compare(experiment, results, scale)

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from replicate.results import Workspace
 
 SCALES = ("smoke", "cpu", "paper")
+ROW_COLUMNS = ("experiment", "scale", "config_id", "data", "git_rev", "device", "seconds")  # in every result row
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,8 @@ class Experiment:
     data: Callable[[Any], str]  # provenance label of the data a configuration uses
     published: str | None = None  # file under data/published/
     keys: tuple[str, ...] = ()  # configuration columns that identify a published row
+    # The numeric metric columns of every result row: with ROW_COLUMNS and keys, the contract its readers check
+    metrics: tuple[str, ...] = ()
     tolerances: dict[str, Tolerance] = field(default_factory=dict)
     comparable_scales: tuple[str, ...] = ("paper",)  # scales whose configuration is the published one
     notes: str = ""  # caveats printed beside the comparison

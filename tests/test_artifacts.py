@@ -120,7 +120,8 @@ def test_beyond_copies_wvq_fig12s_row_and_curve_of_the_same_configuration_and_ru
     workspace = Workspace(torch.device("cpu"), tmp_path / "runs")
     ran = wvq_fig12.run(shared, workspace)
     store = ResultStore(wvq_fig12.EXPERIMENT, "smoke", tmp_path)
-    store.add(identity("wvq_fig12", "smoke", shared, "data"), {**ran.metrics, "git_rev": "abc1234"}, ran.extra_tables)
+    provenance = {"git_rev": "abc1234", "device": "cpu", "seconds": 1.0}
+    store.add(identity("wvq_fig12", "smoke", shared, "data"), {**ran.metrics, **provenance}, ran.extra_tables)
     store.save()
     reused = beyond.fig12_result(shared, tmp_path)
     assert reused.metrics.pop("reused_from") == "wvq_fig12_smoke.csv (git_rev abc1234)"

@@ -40,7 +40,8 @@ def test_the_report_counts_the_committed_rows_of_the_scale_configurations(tmp_pa
     experiment = EXPERIMENTS["wvq_table6"]
     planned = experiment.configs("cpu")
     retired = dataclasses.replace(planned[0], epochs=1)
-    metrics = {"utilization": 0.9, "perplexity": 900.0, "psnr": 25.0, "ssim": 0.8, "rec_mse": 0.03}
+    metrics = dict.fromkeys(experiment.metrics, float("nan")) | {"git_rev": "abc1234", "device": "cpu", "seconds": 1.0}
+    metrics |= {"utilization": 0.9, "perplexity": 900.0, "psnr": 25.0, "ssim": 0.8, "rec_mse": 0.03}
     rows = pd.DataFrame([{**identity("wvq_table6", "cpu", c, "d"), **metrics} for c in (planned[0], retired)])
     (tmp_path / "tables").mkdir()
     write_csv(result_path("wvq_table6", "cpu", tmp_path / "tables"), rows)

@@ -141,7 +141,7 @@ def test_a_missing_dataset_named_by_data_root_ends_with_one_line_naming_it(capsy
     "damage, what",
     [
         (lambda text: text[: len(text) - 7], "cut off"),
-        (lambda text: "garbage\n\x01\x02 ;;\n", "no config_id or config_key column"),
+        (lambda text: "garbage\n\x01\x02 ;;\n", "no 'experiment', 'scale', 'config_id' and 9 more columns"),
     ],
 )
 def test_a_damaged_result_table_stops_the_run_with_one_line_and_is_left_in_place(tmp_path, capsys, damage, what):

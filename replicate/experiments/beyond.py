@@ -28,7 +28,16 @@ import pandas as pd
 
 from replicate.experiments import wvq_fig12
 from replicate.report.plotting import METHOD_COLOURS, METHOD_NAMES, figure
-from replicate.results import TABLES, Workspace, config_id, config_key, read_csv, result_path, with_configuration
+from replicate.results import (
+    TABLES,
+    Workspace,
+    config_id,
+    config_key,
+    read_csv,
+    read_results,
+    result_path,
+    with_configuration,
+)
 from replicate.spec import SCALES, Claim, Experiment, Figures, RunResult, Tables
 
 LAWS = ("bimodal", "uniform", "student_t")
@@ -73,7 +82,7 @@ def fig12_result(config: wvq_fig12.Config, tables: Path = TABLES) -> RunResult |
     with `reused_from` naming the table and the revision that computed them; None where either is missing."""
     identifier = config_id(config)
     for scale in SCALES:
-        results = read_csv(result_path(wvq_fig12.EXPERIMENT.name, scale, tables))
+        results = read_results(wvq_fig12.EXPERIMENT, result_path(wvq_fig12.EXPERIMENT.name, scale, tables))
         curves = read_csv(result_path(wvq_fig12.EXPERIMENT.name, scale, tables, "curves"))
         if results is None or curves is None or identifier not in set(results["config_id"]):
             continue
@@ -206,6 +215,7 @@ def curves_figure(curves: pd.DataFrame, results: pd.DataFrame, panel: str, line:
 
 NONGAUSSIAN = Experiment(
     name="beyond_nongaussian",
+    metrics=wvq_fig12.METRICS,
     title="Atomic setting with non-Gaussian features: MMD and sliced W2 vs the Gaussian closed form",
     source="Beyond Wasserstein VQ (arXiv 2506.15078): its open question 1; in neither paper",
     configs=nongaussian_configs,
@@ -221,6 +231,7 @@ NONGAUSSIAN = Experiment(
 
 DENSITY = Experiment(
     name="beyond_density",
+    metrics=wvq_fig12.METRICS,
     title="Wasserstein VQ matching Zador's MSE-optimal code density instead of the features",
     source="Beyond Wasserstein VQ (arXiv 2506.15078): its open question 2; in neither paper",
     configs=density_configs,

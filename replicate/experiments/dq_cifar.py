@@ -21,7 +21,7 @@ from __future__ import annotations
 import pandas as pd
 
 from replicate.configs import TokenizerTraining, smoke_scale, with_changes
-from replicate.experiments.wvq_vqvae import SETTING, data, paper_config, run, scatter_figure
+from replicate.experiments.wvq_vqvae import SETTING, TOKENIZER_METRICS, data, paper_config, run, scatter_figure
 from replicate.report.plotting import figure
 from replicate.results import with_configuration
 from replicate.spec import Claim, Experiment, Figures, Tables
@@ -138,6 +138,7 @@ def figures(tables: Tables, scale: str) -> Figures:
 
 EXPERIMENT = Experiment(
     name="dq_cifar_sweep",
+    metrics=TOKENIZER_METRICS,
     title="CIFAR-10 VQ-VAE: early vs deferred quantization across codebook sizes",
     source="Deferred Quantization, arXiv 2603.17052, V2 Sec. 5.2 and Fig. 4",
     configs=configs,

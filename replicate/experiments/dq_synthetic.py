@@ -321,6 +321,21 @@ def diagnostics_plot(results: pd.DataFrame) -> Figure:
 
 EXPERIMENT = Experiment(
     name="dq_synthetic",
+    metrics=(
+        "effective_rank",
+        "latent_dist_euclid",
+        "quant_error",
+        "utilization",
+        "perplexity",
+        "code_dist_euclid",
+        "code_dist_cosine",
+        "mode_entropy",
+        "code_to_latent_spread",
+        "rec_mse",
+        "modes_covered",
+        "mode_error_mean",
+        "mode_error_max",
+    ),
     title="Early vs deferred quantization on Gaussian mixtures: codebook shrinkage diagnostics",
     source="Deferred Quantization, arXiv 2603.17052 (V2 Sec. 4.1, 5.1, Figs. 2-3; V1 sweeps)",
     configs=configs,

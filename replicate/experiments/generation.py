@@ -473,8 +473,26 @@ def latents_figure(points: pd.DataFrame, results: pd.DataFrame):
     return fig
 
 
+# The metric columns of a generation row: the tokenizer's (its row), the generator's training, the sampled sets'
+# mean and spread over sampling seeds (the proxy_* ones from the in-project classifier)
+SAMPLED = ("pixel_distance", "gen_utilization", "gen_perplexity", "gfid", "proxy_frechet", "proxy_precision")
+SAMPLED += ("proxy_recall", "proxy_density", "proxy_coverage", "proxy_vendi")
+METRICS = (
+    *wvq_vqvae.TOKENIZER_METRICS,
+    "generator_train_loss",
+    "generator_train_accuracy",
+    "pixel_pairs",
+    "pixel_distance_real",
+    "tok_utilization",
+    "tok_perplexity",
+    "proxy_accuracy",
+    *(f"{name}{suffix}" for name in SAMPLED for suffix in ("", "_std")),
+)
+
+
 DQ_GENERATION = Experiment(
     name="dq_generation",
+    metrics=METRICS,
     title="Tokenizers with early vs deferred quantization and MaskGIT / VAR generators on their tokens",
     source="Deferred Quantization, arXiv 2603.17052, V2 Tables 1-4, Sec. 5.3 and Fig. 5",
     configs=configs,
@@ -494,6 +512,7 @@ DQ_GENERATION = Experiment(
 
 WVQ_GENERATION = Experiment(
     name="wvq_generation",
+    metrics=METRICS,
     title="MaskGIT on the tokens of Wasserstein, Vanilla, EMA and Online VQ tokenizers",
     source="Wasserstein VQ, arXiv 2506.15078, open question 3 (does full codebook utilization help generation?)",
     configs=wvq_configs,

@@ -31,6 +31,8 @@ from replicate.report.plotting import METHOD_COLOURS, METHOD_NAMES, figure
 from replicate.results import Workspace
 from replicate.spec import Claim, Experiment, Figures, RunResult, Tables, absolute, relative
 
+METRICS = ("quant_error", "utilization", "perplexity", "w2_distance")  # the metric columns of a row (and a curve)
+
 MUS = tuple(float(m) for m in range(9))
 OFFICIAL_SEED = 12
 # the paper's styles: colour (report/plotting.METHOD_COLOURS), marker, line
@@ -245,6 +247,7 @@ def figures(tables: Tables, scale: str) -> Figures:
 
 EXPERIMENT = Experiment(
     name="wvq_fig12",
+    metrics=METRICS,
     title="Atomic setting: five quantizers learning a codebook for a shifted feature distribution",
     source="Wasserstein VQ, arXiv 2506.15078 v1, Fig. 12 (App. H); values: official per-step CSVs, step 2000",
     configs=configs,

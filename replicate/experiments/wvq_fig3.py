@@ -207,6 +207,7 @@ def figures(tables: Tables, scale: str) -> Figures:
 
 EXPERIMENT = Experiment(
     name="wvq_fig3",
+    metrics=("quant_error", "utilization", "perplexity", "rms_error"),
     title="Prototypical study: shifted and scaled code disks (E as RMS, U, C)",
     source="Wasserstein VQ, arXiv 2506.15078 v1, Fig. 3 (Sec. 2.3)",
     configs=configs,

@@ -227,6 +227,7 @@ def experiment(distribution: str) -> Experiment:
     name = f"wvq_fig{figure_number}"
     return Experiment(
         name=name,
+        metrics=("quant_error", "utilization", "perplexity", "w2_distance"),
         title=f"Quantitative analysis, {distribution} features and codes: (E, U, C) vs distance of the distributions",
         source=f"Wasserstein VQ, arXiv 2506.15078 v1, Fig. {figure_number} (App. F.{figure_number - 9})",
         configs=configs_for(distribution),

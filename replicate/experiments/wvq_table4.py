@@ -104,6 +104,7 @@ def claims(results: pd.DataFrame) -> list[Claim]:
 
 EXPERIMENT = Experiment(
     name="wvq_table4",
+    metrics=("quant_error", "utilization", "perplexity"),
     title="Criterion triple (E, U, C) when features and codes share one distribution",
     source="Wasserstein VQ, arXiv 2506.15078 v1, Table 4 (App. G)",
     configs=configs,

@@ -219,6 +219,7 @@ def claims(results: pd.DataFrame) -> list[Claim]:
 
 EXPERIMENT = Experiment(
     name="wvq_theory",
+    metrics=("quant_error", "utilization", "perplexity"),
     title="Theory checks: Theorem 1 (optimal support) and Theorem 2 (optimal density exponent)",
     source="Wasserstein VQ, arXiv 2506.15078 v1, Sec. 2.4, App. A-B (Theorems 1 and 2)",
     configs=configs,

@@ -23,10 +23,15 @@ import pandas as pd
 import torch
 
 from replicate.configs import VQVAE_OPTIMISATION, TokenizerTraining, VQVAEConfig, smoke_scale, with_changes
+from replicate.metrics.codebook import CODEBOOK_COLUMNS
 from replicate.metrics.projection import pca_2d
 from replicate.report.plotting import METHOD_COLOURS, METHOD_NAMES, figure
 from replicate.results import Workspace, with_configuration
 from replicate.spec import Claim, Experiment, Figures, RunResult, Tables, absolute, relative
+
+# The metric columns of a tokenizer row: its training loss, its last evaluation (train/evaluate.py), its training time
+TOKENIZER_METRICS = ("train_loss", "psnr", "ssim", "rec_mse", "lpips", "rfid", *CODEBOOK_COLUMNS, "w2_distance")
+TOKENIZER_METRICS += ("train_seconds",)
 
 METHODS = ("vanilla", "ema", "online", "wasserstein")  # the four of Tables 1-10
 BEYOND_METHODS = ("mmd", "sliced_wasserstein")  # quantize/mmd.py, quantize/sliced.py: cpu Table 6 rows only
@@ -221,6 +226,7 @@ def table_experiment(
 
     return Experiment(
         name=f"wvq_table{number}",
+        metrics=TOKENIZER_METRICS,
         title=title,
         source=f"Wasserstein VQ, arXiv 2506.15078 v1, Table {number}",
         configs=configs,

@@ -18,6 +18,7 @@ import pandas as pd
 
 from replicate.configs import Optimisation, SyntheticTraining
 from replicate.experiments.dq_synthetic import DIMS, SEEDS, data, run_keeping_points
+from replicate.experiments.dq_synthetic import EXPERIMENT as DQ_SYNTHETIC
 from replicate.experiments.dq_synthetic import make as dq_make
 from replicate.quantize import PAPER_METHODS
 from replicate.report.plotting import METHOD_NAMES, figure
@@ -112,6 +113,7 @@ def figures(tables: Tables, scale: str) -> Figures:
 
 EXPERIMENT = Experiment(
     name="xp_synthetic",
+    metrics=(*DQ_SYNTHETIC.metrics, "code_dist_euclid_used", "code_dist_cosine_used"),
     title="Cross-paper: five quantizers x early / deferred quantization on Gaussian mixtures",
     source="Wasserstein VQ (arXiv 2506.15078) quantizers x Deferred Quantization (arXiv 2603.17052) schedules; "
     "in neither paper",

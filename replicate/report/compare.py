@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from replicate.results import PUBLISHED
+from replicate.results import PUBLISHED, ResultFileError, read_table, recovery
 from replicate.spec import Claim, Experiment
 
 PASS, FAIL, NOT_RUN, NOT_COMPARABLE, LISTED, CITED = (
@@ -19,8 +19,20 @@ PASS, FAIL, NOT_RUN, NOT_COMPARABLE, LISTED, CITED = (
 CITED_SUFFIX = "_cited"  # data/published: a method whose numbers the paper copies from another paper
 
 
+PUBLISHED_COLUMNS = ("paper", "artifact", "metric", "value", "unit", "source")  # data/published/README.md
+
+
 def load_published(experiment: Experiment) -> pd.DataFrame | None:
-    return pd.read_csv(PUBLISHED / experiment.published) if experiment.published else None
+    """The paper's numbers that the experiment compares with, checked: its keys, every PUBLISHED_COLUMNS column, a
+    number in `value`."""
+    if not experiment.published:
+        return None
+    path = PUBLISHED / experiment.published
+    required = (*PUBLISHED_COLUMNS, *experiment.keys)
+    published = read_table(path, "published data file", required, numeric=("value",), recomputed=False)
+    if published is None:
+        raise ResultFileError(f"published data file {path} is missing; {recovery(path, recomputed=False)}")
+    return published
 
 
 def summarize(results: pd.DataFrame, keys: tuple[str, ...], metrics: list[str]) -> pd.DataFrame:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from replicate.registry import EXPERIMENTS
 from replicate.report.compare import compare
-from replicate.results import FIGURES, ROOT, TABLES, config_id, read_csv, result_path, write_atomic
+from replicate.results import FIGURES, ROOT, TABLES, config_id, read_results, result_path, write_atomic
 from replicate.spec import Claim, Experiment
 
 WITHIN, QUALITATIVE, DISAGREEMENT, ANSWERED, PARTIAL, NOT_RUN, NOT_YET = (
@@ -81,7 +81,7 @@ def assess(experiment: Experiment, tables: Path = TABLES, figures: Path = FIGURE
         reason = next((r for r in reasons if r), "no committed result at cpu or paper scale")
         return Artifact(experiment, reason=reason)
     scale = found[0]
-    results = read_csv(result_path(experiment.name, scale, tables))
+    results = read_results(experiment, result_path(experiment.name, scale, tables))
     comparison = compare(experiment, results, scale)
     claims = experiment.claims(results) if experiment.claims else []
     judged = [

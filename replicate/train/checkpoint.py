@@ -43,6 +43,36 @@ def load_checkpoint(path: Path) -> dict | None:
         ) from None
 
 
+def load_part(part: Any, state: dict, name: str, folder: Path) -> None:
+    """Load the checkpoint's entry `name` into `part` (a model, an optimizer, a discriminator: anything with
+    load_state_dict). A checkpoint that does not fit, because the code changed under the same configuration, is
+    a one-line error naming the run folder and the first difference; the checkpoint is left as it is."""
+
+    def refuse(difference: str) -> ReplicateError:
+        return ReplicateError(
+            f"the checkpoint in {folder} does not fit this code ({difference}): rerun with --force, or delete the "
+            "folder, to train it afresh"
+        )
+
+    if name not in state:
+        raise refuse(f"it has no {name!r} entry")
+    saved = state[name]
+    if isinstance(part, torch.nn.Module):
+        current = part.state_dict()
+        for key in sorted(current.keys() | saved.keys()):
+            if key not in saved:
+                raise refuse(f"{name}: {key} is not in the checkpoint")
+            if key not in current:
+                raise refuse(f"{name}: the checkpoint has {key}, the model does not")
+            if current[key].shape != saved[key].shape:
+                shapes = f"{tuple(saved[key].shape)} saved, {tuple(current[key].shape)} now"
+                raise refuse(f"{name}: {key} is {shapes}")
+    try:
+        part.load_state_dict(saved)
+    except (RuntimeError, ValueError, KeyError, TypeError) as error:
+        raise refuse(f"{name}: {str(error).strip().splitlines()[0]}") from None
+
+
 @dataclasses.dataclass
 class RunState:
     """Where a training run (tokenizer or generator) stands: the next (epoch, step in epoch), the history rows so
@@ -102,5 +132,5 @@ class RunState:
         if state["config_id"] != config_id(config):
             raise ReplicateError(f"{path.parent} holds a run with a different configuration; use another run folder")
         for name, part in parts.items():
-            part.load_state_dict(state[name])
+            load_part(part, state, name, path.parent)
         return cls(**state["run"])

@@ -26,7 +26,7 @@ import torch
 from replicate.metrics.diversity import pixel_distance, proxy_fidelity
 from replicate.metrics.image import RFIDAccumulator, load_inception
 from replicate.metrics.proxy import ProxyClassifier, features_of, train_proxy
-from replicate.train.checkpoint import load_checkpoint, save_checkpoint
+from replicate.train.checkpoint import load_checkpoint, load_part, save_checkpoint
 from replicate.train.generator import (
     GeneratorFolders,
     GeneratorTraining,
@@ -62,7 +62,7 @@ def trained_proxy(config: GeneratorTraining, device: str | torch.device, folder:
             trained = train_proxy(config.proxy_network, plain_images(t, "train"), plain_images(t, "test"), device)
         state = {"key": key, "model": trained.model.cpu().state_dict(), "accuracy": trained.test_accuracy}
         save_checkpoint(folder / "proxy.pt", state)
-    model.load_state_dict(state["model"])
+    load_part(model, state, "model", folder)
     return model.to(device).eval(), state["accuracy"]
 
 

@@ -31,7 +31,7 @@ from replicate.metrics.codebook import perplexity, utilization
 from replicate.models import maskgit, var
 from replicate.models.vqvae import VQVAE
 from replicate.results import Workspace, config_id
-from replicate.train.checkpoint import load_checkpoint, save_checkpoint
+from replicate.train.checkpoint import load_checkpoint, load_part, save_checkpoint
 from replicate.train.loop import Loop, train_epochs
 from replicate.train.tokenizer import (
     load_trained,
@@ -214,7 +214,7 @@ def generate(
         raise ReplicateError(f"no checkpoint in {folders.generator}: train the generator first")
     data = extract_tokens(config, folders, device)  # the cached classes (read from tokens.pt)
     model = build_generator(config, data.num_classes)
-    model.load_state_dict(state["model"])
+    load_part(model, state, "model", folders.generator)
     model = model.to(device).eval()
     tokenizer = load_trained(config.tokenizer, folders.tokenizer).to(device)
     codebook = tokenizer.quantizer.codebook().detach()

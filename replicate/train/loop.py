@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from tqdm import tqdm
 
 from replicate import distributed
 from replicate.errors import ConfigError
-from replicate.results import write_csv
+from replicate.results import file_lock, write_csv
 from replicate.train.checkpoint import RunState
 
 SHOW_EVERY = 10  # steps between progress-bar updates of the step's values
@@ -84,7 +85,21 @@ def train_epochs(
     """Train (or resume) to `loop.epochs`; returns the history (one row per recorded epoch) with the revisions that
     trained the run. `parts` (model, optimizers, anything with a state_dict) are checkpointed under their names; the
     caller may replace one in the dict (a fresh optimizer) and the next checkpoint saves the new one.
-    `batches(epoch, index_lists)` turns this rank's index lists into the batches `step` receives."""
+    `batches(epoch, index_lists)` turns this rank's index lists into the batches `step` receives. Rank 0 holds the
+    run folder's lock throughout: a second run of the same folder is refused."""
+    lock = file_lock(loop.folder / "lock", f"run folder {loop.folder}") if context.is_main else nullcontext()
+    with lock:
+        return _train_epochs(loop, parts, context, batches, step, epoch_end)
+
+
+def _train_epochs(
+    loop: Loop,
+    parts: dict[str, Any],
+    context: distributed.Context,
+    batches: Callable[[int, list[list[int]]], Iterable],
+    step: Step,
+    epoch_end: EpochEnd,
+) -> pd.DataFrame:
     if loop.batch_size % context.world_size:
         raise ConfigError(f"batch_size {loop.batch_size} is not divisible by {context.world_size} processes")
     if loop.steps_per_epoch == 0:

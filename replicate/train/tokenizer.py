@@ -33,7 +33,7 @@ from replicate.models.vqvae import VQVAE
 from replicate.quantize import build_quantizer
 from replicate.quantize.multiscale import MultiScaleQuantizer
 from replicate.results import Workspace, config_id
-from replicate.train.checkpoint import load_checkpoint
+from replicate.train.checkpoint import load_checkpoint, load_part
 from replicate.train.evaluate import evaluate_tokenizer
 from replicate.train.gan import Objective, build_objective, generator_loss
 from replicate.train.loop import Loop, train_epochs
@@ -249,7 +249,7 @@ def load_trained(config: TokenizerTraining, run_dir: Path) -> VQVAE:
     if state is None:
         raise ReplicateError(f"no checkpoint in {run_dir}: train first")
     model = build_model(config)
-    model.load_state_dict(state["model"])
+    load_part(model, state, "model", run_dir)
     return model.eval()
 
 
