@@ -215,11 +215,12 @@ def test_an_interrupted_forced_run_resumes_and_a_plain_rerun_is_refused_until_it
     out = tmp_path / "out"
     shutil.copytree(smoke_table4, out)
     folders = dict(tables=out / "tables", figures=out / "figures", runs=out / "runs")
-    calls = []
+    calls, interrupted = [], []
 
     def run(config, workspace):
         calls.append(config)
-        if len(calls) == 3:
+        if len(calls) == 3 and not interrupted:  # Ctrl-C during the third configuration of the first forced run
+            interrupted.append(True)
             raise KeyboardInterrupt
         return TABLE4.run(config, workspace)
 
@@ -251,3 +252,23 @@ def test_the_run_summary_ends_with_one_closing_tally(capsys):
     print_summary(outcomes, "smoke")
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last == "Total: 1 ran, 1 skipped, 1 failed; claims holding: 1 of 2 checked"
+
+
+def test_train_refuses_a_checkpoint_whose_model_changed_under_the_same_configuration(tmp_path, capsys):
+    from replicate.runner import apply_overrides
+    from replicate.train.configs import train_config
+    from replicate.train.tokenizer import build_model
+
+    settings = {"dataset": "shapes", "max_train_images": "64", "batch_size": "16"}
+    config = apply_overrides(train_config("cifar10-wasserstein", "smoke"), settings)
+    other = build_model(dataclasses.replace(config, K=config.K * 2))  # the codebook of other code, same config_id
+    run_dir = tmp_path / "run"
+    state = {"config_id": results.config_id(config), "model": other.state_dict(), "run": dataclasses.asdict(RunState())}
+    save_checkpoint(run_dir / "checkpoint.pt", state)
+    before = snapshot(run_dir)
+    argv = ["train", "--config", "cifar10-wasserstein", "--scale", "smoke", "--run-dir", str(run_dir)]
+    overrides = [part for name, value in settings.items() for part in ("--set", f"{name}={value}")]
+    assert main([*argv, *overrides, "--out", str(tmp_path / "out")]) == 2
+    err = one_error_line(capsys)
+    assert f"the checkpoint in {run_dir} does not fit this code" in err and "saved" in err and "--force" in err
+    assert snapshot(run_dir) == before

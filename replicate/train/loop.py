@@ -89,59 +89,48 @@ def train_epochs(
     run folder's lock throughout: a second run of the same folder is refused."""
     lock = file_lock(loop.folder / "lock", f"run folder {loop.folder}") if context.is_main else nullcontext()
     with lock:
-        return _train_epochs(loop, parts, context, batches, step, epoch_end)
-
-
-def _train_epochs(
-    loop: Loop,
-    parts: dict[str, Any],
-    context: distributed.Context,
-    batches: Callable[[int, list[list[int]]], Iterable],
-    step: Step,
-    epoch_end: EpochEnd,
-) -> pd.DataFrame:
-    if loop.batch_size % context.world_size:
-        raise ConfigError(f"batch_size {loop.batch_size} is not divisible by {context.world_size} processes")
-    if loop.steps_per_epoch == 0:
-        raise ConfigError(f"{loop.examples} training examples give no batch of {loop.batch_size}")
-    checkpoint = loop.folder / "checkpoint.pt"
-    run = RunState.restore(checkpoint, loop.config, parts)
-    if context.is_main:
-        loop.folder.mkdir(parents=True, exist_ok=True)
-        config = json.dumps(dataclasses.asdict(loop.config), indent=1, default=str)
-        (loop.folder / "config.json").write_text(config)
-    if run.epoch < loop.epochs:
-        run.note_revision()  # training goes on, maybe under other code: the result row names every revision
-    while run.epoch < loop.epochs:
-        remaining = rank_batches(loop, run.epoch, context)[run.step :]
-        bar = tqdm(
-            batches(run.epoch, remaining),
-            desc=f"epoch {run.epoch + 1}/{loop.epochs}",
-            initial=run.step,
-            total=loop.steps_per_epoch,
-            unit="batch",
-            disable=not (loop.progress and context.is_main),
-        )
-        for batch in bar:
-            show = run.step % SHOW_EVERY == 0
-            values, shown = step(batch, run.epoch * loop.steps_per_epoch + run.step, run.epoch + 1, show)
-            run.add(values)
-            if show:
-                bar.set_postfix({name: f"{value:.4f}" for name, value in values.items()} | shown)
-            if run.step % loop.checkpoint_every == 0 and run.step < loop.steps_per_epoch:
-                run.save(checkpoint, loop.config, parts, context)
-        means = epoch_means(run, context)
-        extra = epoch_end(run)
-        if extra is not None:
-            row = {"epoch": run.epoch + 1, "step": (run.epoch + 1) * loop.steps_per_epoch, **means, **extra}
-            run.history.append(row | {"train_seconds": round(run.tick(), 1)})  # over every resumed segment
-            if context.is_main:
-                write_csv(loop.folder / loop.log, pd.DataFrame(run.history))
-        run = run.next_epoch()
-        run.save(checkpoint, loop.config, parts, context)  # the other ranks wait here for rank 0's evaluation
-    history = pd.DataFrame(run.history)
-    history["train_revisions"] = "+".join(run.revisions)  # the code revisions that trained this run
-    return history
+        if loop.batch_size % context.world_size:
+            raise ConfigError(f"batch_size {loop.batch_size} is not divisible by {context.world_size} processes")
+        if loop.steps_per_epoch == 0:
+            raise ConfigError(f"{loop.examples} training examples give no batch of {loop.batch_size}")
+        checkpoint = loop.folder / "checkpoint.pt"
+        run = RunState.restore(checkpoint, loop.config, parts)
+        if context.is_main:
+            loop.folder.mkdir(parents=True, exist_ok=True)
+            config = json.dumps(dataclasses.asdict(loop.config), indent=1, default=str)
+            (loop.folder / "config.json").write_text(config)
+        if run.epoch < loop.epochs:
+            run.note_revision()  # training goes on, maybe under other code: the result row names every revision
+        while run.epoch < loop.epochs:
+            remaining = rank_batches(loop, run.epoch, context)[run.step :]
+            bar = tqdm(
+                batches(run.epoch, remaining),
+                desc=f"epoch {run.epoch + 1}/{loop.epochs}",
+                initial=run.step,
+                total=loop.steps_per_epoch,
+                unit="batch",
+                disable=not (loop.progress and context.is_main),
+            )
+            for batch in bar:
+                show = run.step % SHOW_EVERY == 0
+                values, shown = step(batch, run.epoch * loop.steps_per_epoch + run.step, run.epoch + 1, show)
+                run.add(values)
+                if show:
+                    bar.set_postfix({name: f"{value:.4f}" for name, value in values.items()} | shown)
+                if run.step % loop.checkpoint_every == 0 and run.step < loop.steps_per_epoch:
+                    run.save(checkpoint, loop.config, parts, context)
+            means = epoch_means(run, context)
+            extra = epoch_end(run)
+            if extra is not None:
+                row = {"epoch": run.epoch + 1, "step": (run.epoch + 1) * loop.steps_per_epoch, **means, **extra}
+                run.history.append(row | {"train_seconds": round(run.tick(), 1)})  # over every resumed segment
+                if context.is_main:
+                    write_csv(loop.folder / loop.log, pd.DataFrame(run.history))
+            run = run.next_epoch()
+            run.save(checkpoint, loop.config, parts, context)  # the other ranks wait here for rank 0's evaluation
+        history = pd.DataFrame(run.history)
+        history["train_revisions"] = "+".join(run.revisions)  # the code revisions that trained this run
+        return history
 
 
 def epoch_means(run: RunState, context: distributed.Context) -> dict[str, float]:
