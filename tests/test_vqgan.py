@@ -144,3 +144,16 @@ def test_gan_wasserstein_estimator_scales_by_the_codebook_std_and_adds_jitter():
     assert vqvae.wasserstein_distance(features).item() != pytest.approx(expected.item(), rel=1e-3)
     with pytest.raises(ConfigError):
         quantizer_config("wasserstein", 64, 3, scale_reference="queue")
+
+
+@pytest.mark.parametrize("multiscale, parameters", [(False, 31_749_003), (True, 71_752_331)])
+def test_table3_paper_models_have_the_official_codes_parameter_counts(multiscale, parameters):
+    """Encoder, decoder and their 1 x 1 convolutions of the official v1 code behind the published rows: the VQGAN
+    script's [1, 1, 2, 2, 2] (single-scale) and the VAR script's [1, 1, 2, 2, 4] (multi-scale), ch 128 at 256 px."""
+    from replicate.configs import with_changes
+    from replicate.experiments.wvq_table3 import paper_config
+    from replicate.train.tokenizer import build_model
+
+    model = build_model(with_changes(paper_config(16384, multiscale), {"K": 16}))  # K: the codebook is not counted
+    counted = (model.encoder, model.decoder, model.quant_conv, model.post_quant_conv)
+    assert sum(p.numel() for part in counted for p in part.parameters()) == parameters

@@ -8,8 +8,10 @@ the official v1 code (code/VQGAN/FFHQ and code/VAR/FFHQ at eec8230; digest Secs.
 reconstruction, VGG16 LPIPS (weight 1), PatchGAN hinge terms (weight 0.2 from epoch 60 of 200); AdamW (0.9, 0.95),
 weight decay 0.01, lr 5e-4 (model and discriminator), 20,000 warm-up iterations, half cosine to 100,000 down to
 lr / 50, then constant; the codebook in its own unscheduled group at 0.02 (single-scale) or 0.01 (multi-scale);
-clipping 1.0 per group; batch 64; seed 3407; ch 128, [1, 1, 2, 2, 4] (Table 5; the official VQGAN script has
-[1, 1, 2, 2, 2]: OFFICIAL_SCRIPT_CHANNEL_MULT, for --set model.channel_mult=1,1,2,2,2), attention at 16 x 16, d = 8;
+clipping 1.0 per group; batch 64; seed 3407; ch 128 with the channel multipliers of the official code behind the
+published rows: [1, 1, 2, 2, 2] for single-scale (code/VQGAN/FFHQ; encoder and decoder with their 1 x 1
+convolutions 31,749,003 parameters), [1, 1, 2, 2, 4] for multi-scale (code/VAR/FFHQ and Table 5; 71,752,331);
+attention at 16 x 16, d = 8;
 the Wasserstein estimator of the v1 GAN code (codebook-std scaling, 1e-6 I; GAN_WASSERSTEIN_SETTINGS). The official
 multi-GPU scripts call the model through `model.module`, which skips DDP's gradient all-reduce, so their ranks
 most likely trained independent replicas; here DDP averages the gradients (see the comparison's notes).
@@ -39,7 +41,8 @@ from replicate.results import Workspace
 from replicate.spec import Claim, Experiment, Figures, RunResult, Tables, absolute, relative
 
 PAPER_K = (16384, 50000, 100000)
-OFFICIAL_SCRIPT_CHANNEL_MULT = (1, 1, 2, 2, 2)  # code/VQGAN/FFHQ; Table 5 and code/VAR/FFHQ: (1, 1, 2, 2, 4)
+SINGLE_SCALE_CHANNEL_MULT = (1, 1, 2, 2, 2)  # code/VQGAN/FFHQ, which produced the published single-scale rows
+MULTISCALE_CHANNEL_MULT = (1, 1, 2, 2, 4)  # code/VAR/FFHQ and Table 5
 GRID_IMAGES = 8  # reconstructions figure: the first 8 evaluation images, the same for every configuration
 # Official v1 schedule: 200 epochs x 1,093 iterations (70,000 images, batch 64); warm-up 20,000, cosine to 100,000.
 OFFICIAL_STEPS = 200 * (70_000 // 64)
@@ -66,7 +69,13 @@ def paper_config(K: int, multiscale: bool, **changes) -> TokenizerTraining:
         "ffhq",
         "wasserstein",
         K,
-        VQVAEConfig(256, d=8, channels=128, channel_mult=(1, 1, 2, 2, 4), attn_resolutions=(16,)),
+        VQVAEConfig(
+            256,
+            d=8,
+            channels=128,
+            channel_mult=MULTISCALE_CHANNEL_MULT if multiscale else SINGLE_SCALE_CHANNEL_MULT,
+            attn_resolutions=(16,),
+        ),
         epochs=200,
         batch_size=64,
         optim=dataclasses.replace(
