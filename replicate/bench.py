@@ -164,6 +164,7 @@ def _sampling_runner(generator: str, images: int, device: torch.device) -> Calla
     from replicate.experiments.generation import cpu_arm
     from replicate.models import maskgit, var
     from replicate.train.generator import build_generator
+    from replicate.train.tokenizer import build_model
 
     torch.manual_seed(0)
     config = cpu_arm("cifar10-lossless", generator, "early")  # the model sizes of the run, one definition
@@ -172,8 +173,8 @@ def _sampling_runner(generator: str, images: int, device: torch.device) -> Calla
     seed = torch.Generator(device=device).manual_seed(0)
     if generator == "maskgit":
         return lambda: maskgit.sample(model, labels, config.sampling_config(), seed)
-    codebook = torch.randn(config.tokenizer.K, config.tokenizer.model.d, device=device)
-    return lambda: var.sample(model, codebook, labels, config.sampling_config(), seed)
+    quantizer = build_model(config.tokenizer).quantizer.to(device).eval()  # untrained, as the generator
+    return lambda: var.sample(model, quantizer, labels, config.sampling_config(), seed)
 
 
 CPU_SCALE_VARIANTS = {  # the cpu-scale Table 6 model (32 px, ch 32, K = 8192, batch 128) under each speed option

@@ -66,23 +66,25 @@ def test_accumulate_equals_the_multiscale_quantizers_decoded_latent():
     z = torch.randn(2, 16, 16, 3)
     with torch.no_grad():
         out = quantizer(z)
-    decoded = accumulate(out.scale_indices, quantizer.codebook(), VAR_SCALES)
+    decoded = accumulate(out.scale_indices, quantizer)
     assert decoded.shape == (2, 16, 16, 3)
     torch.testing.assert_close(decoded, out.codes, rtol=1e-5, atol=1e-5)
 
 
 def test_scale_inputs_are_the_area_means_of_the_accumulated_coarser_scales():
     codebook = torch.randn(8, 2)
+    quantizer = multiscale_quantizer(codebook, VAR_SCALES)
     maps = random_maps(2, VAR_SCALES)
-    inputs = scale_inputs(maps, codebook, VAR_SCALES)
+    inputs = scale_inputs(maps, quantizer)
     assert inputs.shape == (2, tokens(VAR_SCALES) - 1, 2)
-    first = accumulate(maps[:1], codebook, VAR_SCALES)  # up(scale-1 code): a constant 16 x 16 map
+    first = quantizer.partial_sums(maps[:1])[-1].permute(0, 2, 3, 1)  # up(scale-1 code): a constant 16 x 16 map
     torch.testing.assert_close(inputs[:, 0], first[:, :8, :8].mean(dim=(1, 2)))  # top-left cell of the 2 x 2 map
     torch.testing.assert_close(inputs[:, :4], codebook[maps[0].flatten(1)].expand(-1, 4, -1))
     # the last scale (p = h) reads f_{S-1} itself, row-major
-    torch.testing.assert_close(inputs[:, -256:], accumulate(maps[:-1], codebook, VAR_SCALES).flatten(1, 2))
+    before_last = quantizer.partial_sums(maps[:-1])[-1].permute(0, 2, 3, 1)
+    torch.testing.assert_close(inputs[:, -256:], before_last.flatten(1, 2))
     # a prefix of the maps gives the inputs of a prefix of the positions
-    torch.testing.assert_close(scale_inputs(maps[:3], codebook, VAR_SCALES), inputs[:, : 4 + 9 + 16])
+    torch.testing.assert_close(scale_inputs(maps[:3], quantizer), inputs[:, : 4 + 9 + 16])
 
 
 def test_tokens_of_a_scale_do_not_change_the_logits_of_that_scale_or_earlier():
@@ -94,8 +96,8 @@ def test_tokens_of_a_scale_do_not_change_the_logits_of_that_scale_or_earlier():
         changed = [index.clone() for index in maps]
         changed[s] = (changed[s] + 1) % 8
         with torch.no_grad():
-            before = model(scale_inputs(maps, codebook, SMALL), labels)
-            after = model(scale_inputs(changed, codebook, SMALL), labels)
+            before = model(scale_inputs(maps, multiscale_quantizer(codebook, SMALL)), labels)
+            after = model(scale_inputs(changed, multiscale_quantizer(codebook, SMALL)), labels)
         torch.testing.assert_close(after[:, : ends[s]], before[:, : ends[s]], rtol=0, atol=0)
         assert s == len(SMALL) - 1 or not torch.allclose(after[:, ends[s] :], before[:, ends[s] :])
 
@@ -103,11 +105,11 @@ def test_tokens_of_a_scale_do_not_change_the_logits_of_that_scale_or_earlier():
 def test_greedy_samples_are_the_argmax_of_their_own_teacher_forced_logits():
     model = randomise(tiny())
     codebook, labels = torch.randn(8, 2), torch.tensor([0, 1, 2])
-    maps = sample(model, codebook, labels, GREEDY, torch.Generator().manual_seed(0))
+    maps = sample(model, multiscale_quantizer(codebook, SMALL), labels, GREEDY, torch.Generator().manual_seed(0))
     assert [tuple(index.shape) for index in maps] == [(3, 1, 1), (3, 2, 2), (3, 4, 4)]
     assert model.training  # sample restores the mode
     with torch.no_grad():
-        logits = model.eval()(scale_inputs(maps, codebook, SMALL), labels)
+        logits = model.eval()(scale_inputs(maps, multiscale_quantizer(codebook, SMALL)), labels)
     assert torch.equal(logits.argmax(-1), torch.cat([index.flatten(1) for index in maps], dim=1))
 
 
@@ -119,12 +121,12 @@ def test_tiny_model_memorises_one_token_pyramid_of_one_class():
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     generator = torch.Generator().manual_seed(0)
     for _ in range(200):
-        result = training_loss(model, maps, codebook, labels, generator)
+        result = training_loss(model, maps, multiscale_quantizer(codebook, SMALL), labels, generator)
         optimizer.zero_grad()
         result.loss.backward()
         optimizer.step()
     assert result.accuracy == 1 and result.scale_losses.shape == (3,)
-    drawn = sample(model, codebook, labels, GREEDY, torch.Generator().manual_seed(1))
+    drawn = sample(model, multiscale_quantizer(codebook, SMALL), labels, GREEDY, torch.Generator().manual_seed(1))
     assert all(torch.equal(a, b) for a, b in zip(drawn, maps, strict=True))
 
 
@@ -133,7 +135,7 @@ def test_guidance_scale_zero_ignores_the_null_class():
     codebook, labels = torch.randn(8, 2), torch.tensor([0, 1, 2, 0])
 
     def draw(config):
-        maps = sample(model, codebook, labels, config, torch.Generator().manual_seed(5))
+        maps = sample(model, multiscale_quantizer(codebook, SMALL), labels, config, torch.Generator().manual_seed(5))
         return torch.cat([index.flatten(1) for index in maps], dim=1)
 
     plain, guided = SamplingConfig(guidance_scale=0.0), SamplingConfig(guidance_scale=3.0, guidance_ramp=False)
@@ -149,7 +151,13 @@ def test_label_dropout_replaces_labels_by_the_null_class():
     codebook, maps = torch.randn(8, 2), random_maps(64)
     seen = []
     model.forward = lambda inputs, labels: seen.append(labels) or torch.zeros(64, 21, 8)
-    training_loss(model, maps, codebook, torch.zeros(64, dtype=torch.long), torch.Generator().manual_seed(0))
+    training_loss(
+        model,
+        maps,
+        multiscale_quantizer(codebook, SMALL),
+        torch.zeros(64, dtype=torch.long),
+        torch.Generator().manual_seed(0),
+    )
     dropped = (seen[0] == 3).float().mean()
     assert 0.3 < dropped < 0.7 and set(seen[0].tolist()) <= {0, 3}
 
@@ -192,11 +200,14 @@ def test_mismatched_codebooks_maps_and_inputs_fail():
     model = tiny()
     generator, labels = torch.Generator(), torch.tensor([0])
     with pytest.raises(ConfigError):
-        sample(model, torch.randn(8, 3), labels, GREEDY, generator)  # d 3 != code_dim 2
+        sample(model, multiscale_quantizer(torch.randn(8, 3), SMALL), labels, GREEDY, generator)  # d 3 != code_dim 2
     with pytest.raises(ConfigError):
-        training_loss(model, random_maps(1)[:2], torch.randn(8, 2), labels, generator)  # a scale missing
+        sample(model, multiscale_quantizer(torch.randn(8, 2), (1, 4)), labels, GREEDY, generator)  # other scales
     with pytest.raises(ConfigError):
-        scale_inputs([torch.zeros(1, 2, 2, dtype=torch.long)], torch.randn(8, 2), SMALL)  # 2 x 2 at scale 1
+        quantizer = multiscale_quantizer(torch.randn(8, 2), SMALL)
+        training_loss(model, random_maps(1)[:2], quantizer, labels, generator)  # a scale missing
+    with pytest.raises(ConfigError):
+        scale_inputs([torch.zeros(1, 2, 2, dtype=torch.long)], multiscale_quantizer(torch.randn(8, 2), SMALL))  # 2 x 2
     with pytest.raises(ConfigError):
         model(torch.randn(1, 21, 2), labels)  # longer than L - 1 = 20
 
@@ -204,7 +215,7 @@ def test_mismatched_codebooks_maps_and_inputs_fail():
 def test_inputs_of_scale_two_are_the_first_code_map_upsampled_then_area_downsampled():
     codebook = torch.randn(8, 2)
     maps = random_maps(1)
-    inputs = scale_inputs(maps[:1], codebook, SMALL)
+    inputs = scale_inputs(maps[:1], multiscale_quantizer(codebook, SMALL))
     up = F.interpolate(codebook[maps[0]].permute(0, 3, 1, 2), size=(4, 4), mode="bicubic")
     expected = F.interpolate(up, size=(2, 2), mode="area").flatten(2).transpose(1, 2)
     torch.testing.assert_close(inputs, expected)

@@ -4,8 +4,9 @@ quantize/multiscale.py, for Deferred Quantization's generation study (arXiv 2603
 
 A decoder-only transformer reads L = sum p_s^2 positions with a block-causal mask (scale s sees scales <= s) and
 predicts every token of scale s in parallel. The p_1^2 start positions hold the class embedding; the positions of
-scale s + 1 hold f_s = sum_{i<=s} up_h(e_i) area-downsampled to p_{s+1} x p_{s+1}, e_i the code map of scale i
-(the tokenizer's own decoding, so teacher forcing and sampling see what the decoder would). Blocks are pre-norm with
+scale s + 1 hold the tokenizer's partial sum f_s (sum_{i<=s} up_h(e_i), e_i the code map of scale i, each through
+its phi convolution with VAR's quantizer) area-downsampled to p_{s+1} x p_{s+1}: the tokenizer's own decoding, so
+teacher forcing and sampling see what the decoder would. Blocks are pre-norm with
 adaptive LayerNorm on the class embedding (VAR Sec. 4), sampling uses top-k / top-p and VAR's ramped
 classifier-free guidance. Simplifications: no query/key L2 normalisation, no KV cache, no progressive training.
 """
@@ -23,7 +24,7 @@ from replicate.configs import VARConfig
 from replicate.configs import VARSampling as SamplingConfig
 from replicate.errors import ConfigError
 from replicate.models.sampling import categorical
-from replicate.quantize.multiscale import check_scales, downsample, tokens, upsample
+from replicate.quantize.multiscale import MultiScaleQuantizer, check_scales, downsample, tokens
 
 
 def block_causal_mask(scales: Sequence[int]) -> Tensor:
@@ -37,43 +38,25 @@ def _levels(scales: tuple[int, ...]) -> Tensor:
     return torch.repeat_interleave(torch.arange(len(scales)), torch.tensor([p * p for p in scales]))
 
 
-def _check_maps(scale_indices: Sequence[Tensor], codebook: Tensor, scales: tuple[int, ...]) -> None:
-    if codebook.ndim != 2:
-        raise ConfigError(f"the codebook must be (K, d), got {tuple(codebook.shape)}")
-    if not 1 <= len(scale_indices) <= len(scales):
-        raise ConfigError(f"need 1 to {len(scales)} scale maps, got {len(scale_indices)}")
-    for p, index in zip(scales, scale_indices, strict=False):
-        if index.ndim != 3 or index.shape[1:] != (p, p):
-            raise ConfigError(f"scale map of shape {tuple(index.shape)} does not match its scale (B, {p}, {p})")
+def accumulate(scale_indices: Sequence[Tensor], quantizer: MultiScaleQuantizer) -> Tensor:
+    """The tokenizer's quantized latent of all its scale maps, (B, h, h, d): VQVAE.decode(accumulate(...)) gives the
+    images of (generated) tokens."""
+    if len(scale_indices) != len(quantizer.scales):
+        raise ConfigError(f"decoding needs all {len(quantizer.scales)} scale maps, got {len(scale_indices)}")
+    return quantizer.partial_sums(scale_indices)[-1].permute(0, 2, 3, 1)
 
 
-def _partial_sums(scale_indices: Sequence[Tensor], codebook: Tensor, scales: tuple[int, ...]) -> list[Tensor]:
-    """f_s = sum_{i<=s} up_h(e_i) as (B, d, h, h) for each given scale, with multiscale.py's resampling: bicubic
-    up-sampling (none at p = h), the sum taken in scale order."""
-    _check_maps(scale_indices, codebook, scales)
-    size, total, sums = scales[-1], 0, []
-    for index in scale_indices:
-        total = total + upsample(codebook[index].permute(0, 3, 1, 2), size)  # e_i: (B, d, p, p)
-        sums.append(total)
-    return sums
-
-
-def accumulate(scale_indices: Sequence[Tensor], codebook: Tensor, scales: Sequence[int]) -> Tensor:
-    """z_dec = sum_s up_h(e_s) over the given scales (all of them: the tokenizer's quantized latent), (B, h, h, d):
-    VQVAE.decode(accumulate(...)) gives the images of (generated) tokens."""
-    return _partial_sums(scale_indices, codebook, check_scales(scales))[-1].permute(0, 2, 3, 1)
-
-
-def scale_inputs(scale_indices: Sequence[Tensor], codebook: Tensor, scales: Sequence[int]) -> Tensor:
+@torch.no_grad()  # the tokenizer is frozen: its decoding is the generator's input, never trained through
+def scale_inputs(scale_indices: Sequence[Tensor], quantizer: MultiScaleQuantizer) -> Tensor:
     """Teacher-forcing inputs (B, n, d) of the positions of scales 2 .. min(m + 1, S) for m given scale maps: for
-    each given s < S, f_s area-downsampled to p_{s+1} x p_{s+1}, flattened row-major; n = L - p_1^2 for all S."""
-    scales = check_scales(scales)
+    each given s < S, the tokenizer's partial sum f_s area-downsampled to p_{s+1} x p_{s+1}, flattened row-major;
+    n = L - p_1^2 for all S."""
+    scales = quantizer.scales
     inputs = []
-    for s, total in enumerate(_partial_sums(scale_indices, codebook, scales)[: len(scales) - 1]):
-        size = scales[s + 1]
-        inputs.append(downsample(total, size).flatten(2).transpose(1, 2))
+    for s, total in enumerate(quantizer.partial_sums(scale_indices)[: len(scales) - 1]):
+        inputs.append(downsample(total, scales[s + 1]).flatten(2).transpose(1, 2))
     if not inputs:  # only the last scale of a one-scale list: no later positions
-        return codebook.new_zeros(scale_indices[0].shape[0], 0, codebook.shape[1])
+        return quantizer.codebook().new_zeros(scale_indices[0].shape[0], 0, quantizer.dim)
     return torch.cat(inputs, dim=1)
 
 
@@ -177,17 +160,21 @@ class TrainingLoss:
 
 
 def training_loss(
-    model: VAR, scale_indices: Sequence[Tensor], codebook: Tensor, labels: Tensor, generator: torch.Generator
+    model: VAR,
+    scale_indices: Sequence[Tensor],
+    quantizer: MultiScaleQuantizer,
+    labels: Tensor,
+    generator: torch.Generator,
 ) -> TrainingLoss:
     """Teacher-forced cross-entropy of every token (targets: the indices scale by scale); each label becomes the
     null class with probability label_dropout, drawn from `generator` (on any device)."""
     config = model.config
-    _check_codebook(codebook, config)
+    _check_tokenizer(quantizer, config)
     if len(scale_indices) != len(config.scales):
         raise ConfigError(f"training needs all {len(config.scales)} scale maps, got {len(scale_indices)}")
     drop = torch.rand(labels.shape[0], generator=generator, device=generator.device).to(labels.device)
     labels = torch.where(drop < config.label_dropout, config.num_classes, labels)
-    logits = model(scale_inputs(scale_indices, codebook, config.scales), labels)
+    logits = model(scale_inputs(scale_indices, quantizer), labels)
     targets = torch.cat([index.flatten(1) for index in scale_indices], dim=1)
     # Over rows of K contiguous logits: the (B, K, L) layout made the log-softmax strided (0.5 s of copies a 3.6 s
     # cpu step, 2026-11-26).
@@ -197,29 +184,32 @@ def training_loss(
     return TrainingLoss(per_token.mean(), scale_losses, accuracy)
 
 
-def _check_codebook(codebook: Tensor, config: VARConfig) -> None:
-    if tuple(codebook.shape) != (config.vocab_size, config.code_dim):
+def _check_tokenizer(quantizer: MultiScaleQuantizer, config: VARConfig) -> None:
+    if (quantizer.num_codes, quantizer.dim) != (config.vocab_size, config.code_dim):
         raise ConfigError(
-            f"codebook {tuple(codebook.shape)} != (vocab_size, code_dim) ({config.vocab_size}, {config.code_dim})"
+            f"the tokenizer's codebook ({quantizer.num_codes}, {quantizer.dim}) != (vocab_size, code_dim) "
+            f"({config.vocab_size}, {config.code_dim})"
         )
+    if quantizer.scales != config.scales:
+        raise ConfigError(f"the tokenizer's scales {quantizer.scales} != the generator's {config.scales}")
 
 
 @torch.no_grad()
 def sample(
-    model: VAR, codebook: Tensor, labels: Tensor, config: SamplingConfig, generator: torch.Generator
+    model: VAR, quantizer: MultiScaleQuantizer, labels: Tensor, config: SamplingConfig, generator: torch.Generator
 ) -> list[Tensor]:
     """Per-scale index maps (B, p, p): scale by scale, every token of a scale drawn at once from the logits of its
     positions given the scales drawn so far (full forward each scale, no cache). `generator` on the model's device."""
-    _check_codebook(codebook, model.config)
+    _check_tokenizer(quantizer, model.config)
     scales, training = model.config.scales, model.training
     model.eval()
     try:
         drawn: list[Tensor] = []
         for s, p in enumerate(scales):
             if drawn:
-                inputs = scale_inputs(drawn, codebook, scales)
+                inputs = scale_inputs(drawn, quantizer)
             else:
-                inputs = codebook.new_zeros(labels.shape[0], 0, codebook.shape[1])
+                inputs = quantizer.codebook().new_zeros(labels.shape[0], 0, quantizer.dim)
             logits = _guided_logits(model, inputs, labels, config, s)[:, -p * p :]
             drawn.append(_draw(logits, config, generator).view(-1, p, p))
     finally:

@@ -129,6 +129,23 @@ class MultiScaleQuantizer(nn.Module):
     def param_groups(self, lr: float) -> list[dict]:
         return self.inner.param_groups(lr)
 
+    def code_map(self, s: int, codes: Tensor, size: int) -> Tensor:
+        """u_s: scale s's code map (B, d, p, p) up-sampled to size x size (VARQuantizer adds its phi here)."""
+        return upsample(codes, size)
+
+    def partial_sums(self, scale_indices: Sequence[Tensor]) -> list[Tensor]:
+        """f_s = u_1 + ... + u_s (B, d, h, h), in scale order, for each given scale map (B, p_s, p_s), the first
+        scales first: the tokenizer's own decoding of tokens, which VAR's teacher forcing and sampling read."""
+        if not 1 <= len(scale_indices) <= len(self.scales):
+            raise ConfigError(f"need 1 to {len(self.scales)} scale maps, got {len(scale_indices)}")
+        size, total, sums = self.scales[-1], 0, []
+        for s, (pn, index) in enumerate(zip(self.scales, scale_indices, strict=False)):
+            if index.ndim != 3 or index.shape[1:] != (pn, pn):
+                raise ConfigError(f"scale map of shape {tuple(index.shape)} does not match its scale (B, {pn}, {pn})")
+            total = total + self.code_map(s, self.codebook()[index].permute(0, 3, 1, 2), size)
+            sums.append(total)
+        return sums
+
     def forward(self, z: Tensor) -> MultiScaleOutput:
         batch, size = self._check(z)
         trained = self._codebook_trained()
@@ -138,14 +155,14 @@ class MultiScaleQuantizer(nn.Module):
         decoded = torch.zeros_like(rest)
         commitment = codebook = z.new_zeros(())
         scale_indices, residuals, indices, codes_used = [], [], [], []
-        for pn in self.scales:
+        for s, pn in enumerate(self.scales):
             down = downsample(rest, pn)
             flat, index, codes = self.inner.lookup(down.permute(0, 2, 3, 1))  # search on detached features
             weight = pn / sum(self.scales)  # official: commit_loss += (...) * pn, then * 1 / sum(pn)
             commitment = commitment + weight * self.beta * F.mse_loss(flat, codes.detach())
             if trained:
                 codebook = codebook + weight * self.alpha * F.mse_loss(codes, flat.detach())
-            up = upsample(codes.reshape(batch, pn, pn, -1).permute(0, 3, 1, 2), size)
+            up = self.code_map(s, codes.reshape(batch, pn, pn, -1).permute(0, 3, 1, 2), size)
             decoded = decoded + up
             rest = rest - up
             scale_indices.append(index.reshape(batch, pn, pn))

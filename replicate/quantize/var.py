@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from replicate.errors import ConfigError
 from replicate.quantize.base import Quantizer, straight_through
-from replicate.quantize.multiscale import VAR_SCALES, MultiScaleOutput, MultiScaleQuantizer, downsample, upsample
+from replicate.quantize.multiscale import VAR_SCALES, MultiScaleOutput, MultiScaleQuantizer, downsample
 
 PHI_RATIO = 0.5  # VQVAE(quant_resi=0.5): phi(h) = 0.5 conv(h) + (1 - 0.5) h
 PHI_COUNT = 4  # VQVAE(share_quant_resi=4): four phi convolutions, partially shared over the scales
@@ -79,16 +79,7 @@ class VARQuantizer(MultiScaleQuantizer):
 
     def code_map(self, s: int, codes: Tensor, size: int) -> Tensor:
         """h_s: scale s's code map (B, d, p, p) up-sampled to size x size and refined by its phi convolution."""
-        return self.phis[self.phi_of_scale[s]](upsample(codes, size))
-
-    def partial_sums(self, scale_indices: Sequence[Tensor]) -> list[Tensor]:
-        """f_s = h_1 + ... + h_s (B, d, h, h) for each given scale map (B, p_s, p_s): what decoding tokens and VAR's
-        teacher forcing read."""
-        size, total, sums = self.scales[-1], 0, []
-        for s, index in enumerate(scale_indices):
-            total = total + self.code_map(s, self.codebook()[index].permute(0, 3, 1, 2), size)
-            sums.append(total)
-        return sums
+        return self.phis[self.phi_of_scale[s]](super().code_map(s, codes, size))
 
     def forward(self, z: Tensor) -> MultiScaleOutput:
         batch, size = self._check(z)

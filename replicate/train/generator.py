@@ -141,23 +141,23 @@ def split_scales(tokens: Tensor, scales: tuple[int, ...]) -> list[Tensor]:
     return [part.reshape(-1, p, p) for part, p in zip(parts, scales, strict=True)]
 
 
-def batch_loss(config: GeneratorTraining, wrapped, tokens: Tensor, labels: Tensor, codebook, generator):
+def batch_loss(config: GeneratorTraining, wrapped, tokens: Tensor, labels: Tensor, quantizer, generator):
     """(loss, accuracy) of one batch under the generator's training loss."""
     if config.generator == "maskgit":
         out = maskgit.training_loss(wrapped, tokens, labels, generator)
     else:
-        out = var.training_loss(wrapped, split_scales(tokens, config.tokenizer.scales), codebook, labels, generator)
+        out = var.training_loss(wrapped, split_scales(tokens, config.tokenizer.scales), quantizer, labels, generator)
     return out.loss, out.accuracy
 
 
-def train_step(config, wrapped, optimizer, tokens, labels, codebook, step: int, context) -> tuple[float, float]:
+def train_step(config, wrapped, optimizer, tokens, labels, quantizer, step: int, context) -> tuple[float, float]:
     """One update at global `step`; its draws (masks, label dropout, dropout) are seeded by (seed, step, rank)."""
     seed = step_seed(config, step, context.rank)
     torch.manual_seed(seed)  # dropout and drop-path use the global RNG
     generator = torch.Generator(device=context.device).manual_seed(seed)
     for group in optimizer.param_groups:
         group["lr"] = learning_rate(config.optim, step)
-    loss, accuracy = batch_loss(config, wrapped, tokens, labels, codebook, generator)
+    loss, accuracy = batch_loss(config, wrapped, tokens, labels, quantizer, generator)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     clip_gradients(optimizer, config.optim.grad_clip)  # its one group: every parameter of the generator
@@ -172,9 +172,9 @@ def train_generator(
     returns one row per epoch: epoch, step, train_loss, train_accuracy, train_seconds, train_revisions."""
     context = distributed.setup(device)
     data = extract_tokens(config, folders, context.device)
-    codebook = None
+    quantizer = None  # VAR's teacher forcing reads the tokenizer's decoding of the coarser scales
     if config.generator == "var":
-        codebook = load_trained(config.tokenizer, folders.tokenizer).quantizer.codebook().detach().to(context.device)
+        quantizer = load_trained(config.tokenizer, folders.tokenizer).quantizer.to(context.device)
     torch.manual_seed(config.seed)
     model = build_generator(config, data.num_classes).to(context.device)
     optim = config.optim
@@ -192,7 +192,7 @@ def train_generator(
         return ((data.tokens[b].to(context.device), data.labels[b].to(context.device)) for b in index_lists)
 
     def step(batch, index: int, epoch: int, show: bool):
-        loss, accuracy = train_step(config, wrapped, optimizer, *batch, codebook, index, context)
+        loss, accuracy = train_step(config, wrapped, optimizer, *batch, quantizer, index, context)
         return {"loss": loss, "accuracy": accuracy}, {}
 
     parts = {"model": model, "optimizer": optimizer}
@@ -226,9 +226,9 @@ def generate(
             tokens = maskgit.sample(model, batch, config.sampling_config(), generator)
             latents = codebook[tokens].reshape(len(batch), side, side, -1)
         else:
-            maps = var.sample(model, codebook, batch, config.sampling_config(), generator)
+            maps = var.sample(model, tokenizer.quantizer, batch, config.sampling_config(), generator)
             tokens = torch.cat([m.reshape(len(batch), -1) for m in maps], 1)
-            latents = var.accumulate(maps, codebook, config.tokenizer.scales)
+            latents = var.accumulate(maps, tokenizer.quantizer)
         all_tokens.append(tokens.cpu())
         all_images.append(tokenizer.decode(latents).clamp(-1, 1).cpu())
     return Generated(tokens=torch.cat(all_tokens), images=torch.cat(all_images))
