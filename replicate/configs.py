@@ -19,7 +19,7 @@ import torch
 
 from replicate.errors import ConfigError, unknown_name
 from replicate.metrics.proxy import ProxyClassifierConfig
-from replicate.quantize import QuantizerConfig, quantizer_config
+from replicate.quantize import MULTISCALE_QUANTIZERS, QuantizerConfig, quantizer_config
 from replicate.quantize.multiscale import VAR_SCALES, check_scales
 from replicate.results import RUN_OPTION
 
@@ -325,6 +325,9 @@ class TokenizerTraining:
     quantizer: tuple[tuple[str, float | int | str | bool | None], ...] = ()  # changes to the official settings
     scales: tuple[int, ...] = ()  # multi-scale residual quantization over these scales (quantize.multiscale); ()
     # single-scale. The last must be the latent side: VAR_SCALES (680 tokens) for 16 x 16.
+    # Which multi-scale quantizer (quantize.MULTISCALE_QUANTIZERS): Wasserstein VQ's v1 residual quantizer, or VAR's
+    # own ("var": phi convolutions, detached residual, its loss); meaningful where `scales` is set
+    multiscale_quantizer: str = "wasserstein_v1"
     gan: GANLoss = part(VQVAE_LOSS)  # the VQGAN terms (train/gan.py; Wasserstein VQ Table 3); default the VQ-VAE's
     max_train_images: int | None = None  # reduced scales: a fixed random subset
     max_eval_images: int | None = None
@@ -354,6 +357,8 @@ class TokenizerTraining:
         if self.schedule == "pretrained" and self.warmup_epochs < 1:
             raise ConfigError(f"the pretrained arm needs warmup_epochs >= 1, got {self.warmup_epochs}")
         self.quantizer_config()  # an unknown method or setting fails here, before anything runs
+        if self.multiscale_quantizer not in MULTISCALE_QUANTIZERS:
+            raise unknown_name("multiscale_quantizer", self.multiscale_quantizer, MULTISCALE_QUANTIZERS)
         if self.scales:
             object.__setattr__(self, "scales", check_scales(self.scales))
             if self.scales[-1] != self.model.latent_resolution:

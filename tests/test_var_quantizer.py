@@ -107,3 +107,18 @@ def test_var_quantizer_differs_from_wasserstein_vqs_residual_quantizer_on_the_sa
 def test_var_quantizer_refuses_a_phi_ratio_outside_zero_one():
     with pytest.raises(Exception, match="phi_ratio"):
         VARQuantizer(build_quantizer(quantizer_config("vanilla", 8, 4)), (1, 2), phi_ratio=1.5)
+
+
+def test_dq_var_tokenizers_use_vars_quantizer_and_table3_keeps_wasserstein_vqs():
+    from replicate.experiments import generation, wvq_table3
+    from replicate.train.tokenizer import build_model
+
+    for scale in ("smoke", "cpu", "paper"):
+        tokenizers = {arm.generator: arm.tokenizer for arm in generation.configs(scale)}
+        assert tokenizers["var"].multiscale_quantizer == "var"
+        assert not tokenizers["maskgit"].scales
+        multiscale = [c for c in wvq_table3.configs(scale) if c.scales]
+        assert multiscale and {c.multiscale_quantizer for c in multiscale} == {"wasserstein_v1"}
+    smoke = {arm.generator: arm.tokenizer for arm in generation.configs("smoke")}
+    assert type(build_model(smoke["var"]).quantizer) is VARQuantizer
+    assert type(build_model(wvq_table3.configs("smoke")[1]).quantizer) is MultiScaleQuantizer

@@ -1,7 +1,7 @@
 """Deferred Quantization (Zhao et al., arXiv 2603.17052), V2 Tables 1-4 and Fig. 5: tokenizers trained with early
 quantization (k-means on the untrained encoder, quantized from step 0: the codebook shrinks) or deferred quantization
 (a continuous phase, then k-means on the trained encoder), and a class-conditional generator on each one's tokens:
-MaskGIT on the single-scale tokenizer, VAR on the multi-scale one. Tables 1 and 4 are the tokenizers' numbers, Tables
+MaskGIT on the single-scale tokenizer, VAR on the multi-scale one (VAR's own quantizer: quantize/var.py). Tables 1 and 4 are the tokenizers' numbers, Tables
 2 and 3 the generators' (g-FID, pixel distance). One result row = one generator (train/generator.py) with its
 tokenizer's last evaluation beside it.
 
@@ -85,6 +85,7 @@ def paper_tokenizer(dataset: str, generator: str, schedule: str) -> TokenizerTra
         warmup_epochs=20 if schedule == "deferred" else 0,
         quantizer=VQ_SETTINGS,
         scales=VAR_SCALES if generator == "var" else (),
+        multiscale_quantizer="var" if generator == "var" else "wasserstein_v1",  # VAR's tokenizer (quantize/var.py)
         gan=dataclasses.replace(VQVAE_LOSS, perceptual_weight=1.0),  # VQGAN's perceptual term, no discriminator
     )
 

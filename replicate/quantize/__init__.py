@@ -16,9 +16,11 @@ from replicate.quantize.base import Quantizer, QuantizerConfig, QuantizerOutput,
 from replicate.quantize.ema import EMAVQ, EMAConfig
 from replicate.quantize.linear import LinearConfig, LinearVQ
 from replicate.quantize.mmd import MMDVQ, MMDConfig
+from replicate.quantize.multiscale import MultiScaleQuantizer
 from replicate.quantize.online import OnlineConfig, OnlineVQ
 from replicate.quantize.sliced import SlicedConfig, SlicedWassersteinVQ
 from replicate.quantize.vanilla import VanillaConfig, VanillaVQ
+from replicate.quantize.var import VARQuantizer
 from replicate.quantize.wasserstein import WassersteinConfig, WassersteinVQ
 
 # method name -> (quantizer class, its config class); the names are the `method` column of every result table
@@ -32,6 +34,12 @@ QUANTIZERS: dict[str, tuple[type[Quantizer], type[QuantizerConfig]]] = {
     "sliced_wasserstein": (SlicedWassersteinVQ, SlicedConfig),  # beyond the papers: sliced W2
 }
 PAPER_METHODS = ("vanilla", "ema", "online", "linear", "wasserstein")  # the five of Wasserstein VQ's Fig. 12
+# multi-scale residual quantizers around one of the above (a tokenizer's `multiscale_quantizer`): Wasserstein VQ's
+# v1 code (its Table 3) and VAR's own (Deferred Quantization's VAR tokenizer)
+MULTISCALE_QUANTIZERS: dict[str, type[MultiScaleQuantizer]] = {
+    "wasserstein_v1": MultiScaleQuantizer,
+    "var": VARQuantizer,
+}
 
 
 def quantizer_config(method: str, num_codes: int, dim: int, **settings) -> QuantizerConfig:
@@ -51,6 +59,7 @@ def build_quantizer(config: QuantizerConfig) -> Quantizer:
 
 
 __all__ = [
+    "MULTISCALE_QUANTIZERS",
     "PAPER_METHODS",
     "QUANTIZERS",
     "Quantizer",

@@ -30,8 +30,7 @@ from replicate.data.images import DATA_LABELS, SMALL, image_dataset, source_reso
 from replicate.errors import ReplicateError
 from replicate.metrics.codebook import perplexity, utilization
 from replicate.models.vqvae import VQVAE
-from replicate.quantize import build_quantizer
-from replicate.quantize.multiscale import MultiScaleQuantizer
+from replicate.quantize import MULTISCALE_QUANTIZERS, build_quantizer
 from replicate.results import Workspace, config_id
 from replicate.train.checkpoint import load_checkpoint, load_part
 from replicate.train.evaluate import evaluate_tokenizer
@@ -44,7 +43,7 @@ def build_model(config: TokenizerTraining) -> VQVAE:
     """The tokenizer: Table 5's encoder and decoder around the method's quantizer, multi-scale where `scales`."""
     quantizer = build_quantizer(config.quantizer_config())
     if config.scales:
-        quantizer = MultiScaleQuantizer(quantizer, config.scales)
+        quantizer = MULTISCALE_QUANTIZERS[config.multiscale_quantizer](quantizer, config.scales)
     return VQVAE(config.model, quantizer)
 
 
