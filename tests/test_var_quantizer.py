@@ -2,6 +2,8 @@
 VectorQuantizer2.forward with using_znorm False), transcribed here as a test fixture from its published logic: on the
 same inputs and weights, the same reconstruction, loss and gradients to 1e-6."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -122,3 +124,31 @@ def test_dq_var_tokenizers_use_vars_quantizer_and_table3_keeps_wasserstein_vqs()
     smoke = {arm.generator: arm.tokenizer for arm in generation.configs("smoke")}
     assert type(build_model(smoke["var"]).quantizer) is VARQuantizer
     assert type(build_model(wvq_table3.configs("smoke")[1]).quantizer) is MultiScaleQuantizer
+
+
+def test_kmeans_of_a_multiscale_tokenizer_runs_on_the_residuals_of_every_scale(monkeypatch):
+    """Deferred Quantization's k-means initialisation, for a multi-scale tokenizer, clusters what its codebook
+    quantizes: the residual vectors of every scale (tokens(scales) an image), not the full-resolution latents."""
+    from replicate import distributed
+    from replicate.data.images import image_dataset
+    from replicate.experiments import generation
+    from replicate.quantize.multiscale import tokens
+    from replicate.train.schedule import QuantizationSchedule
+    from replicate.train.tokenizer import build_model, initialize_codebook
+
+    config = next(arm.tokenizer for arm in generation.configs("smoke") if arm.generator == "var")
+    config = dataclasses.replace(config, kmeans_vectors=3 * tokens(config.scales))  # three images
+    data = image_dataset("shapes", "train", root=None, resolution=config.model.resolution, train_augment=False, seed=0)
+    model = build_model(config).eval()
+    seen = []
+    schedule = QuantizationSchedule("early", 0, kmeans_iterations=2)
+    monkeypatch.setattr(
+        QuantizationSchedule, "initialize", lambda self, quantizer, features, generator: seen.append(features)
+    )
+    context = distributed.Context(0, 1, torch.device("cpu"))
+    initialize_codebook(model, data, schedule, config, context)
+    assert seen[0].shape == (3 * tokens(config.scales), config.model.d)
+    chosen = torch.randperm(len(data), generator=torch.Generator().manual_seed(config.seed + 7))[:3].tolist()
+    with torch.no_grad():
+        latents = model.encode(torch.stack([data[i][0] for i in chosen]))
+        torch.testing.assert_close(seen[0], model.quantizer(latents).residuals)

@@ -1,9 +1,9 @@
 """Deferred Quantization (Zhao et al., arXiv 2603.17052), V2 Tables 1-4 and Fig. 5: tokenizers trained with early
 quantization (k-means on the untrained encoder, quantized from step 0: the codebook shrinks) or deferred quantization
 (a continuous phase, then k-means on the trained encoder), and a class-conditional generator on each one's tokens:
-MaskGIT on the single-scale tokenizer, VAR on the multi-scale one (VAR's own quantizer: quantize/var.py). Tables 1 and 4 are the tokenizers' numbers, Tables
-2 and 3 the generators' (g-FID, pixel distance). One result row = one generator (train/generator.py) with its
-tokenizer's last evaluation beside it.
+MaskGIT on the single-scale tokenizer, VAR on the multi-scale one (VAR's own quantizer: quantize/var.py). Tables 1
+and 4 are the tokenizers' numbers, Tables 2 and 3 the generators' (g-FID, pixel distance). One result row = one
+generator (train/generator.py) with its tokenizer's last evaluation beside it.
 
 Paper scale (V2 Sec. 5.1, digest Sec. 3.2-3.3): ImageNet-100 at 128 px (the 20,000-image test set drawn from the
 training classes: data/images.py) and ODIR-5K 70/20/10; VQGAN-style encoder / decoder trained as a VQ-VAE (no GAN),
@@ -14,7 +14,8 @@ batch 64 and lr 1e-4 (deferred: 20 continuous + 20 quantized), the generators' r
 them (MaskGIT Sec. 4.1: Adam (0.9, 0.96), lr 1e-4, 5,000 warm-up steps, batch 256, 300 epochs, weight decay 0.045;
 VAR-d16 README: AdamW (0.9, 0.95), weight decay 0.05, batch 768, lr 3e-4 = 1e-4 x 768 / 256, 200 epochs).
 Initialisation of every arm: k-means on 100,000 encoder outputs (early: untrained encoder; deferred: trained), for
-MaskGIT and VAR alike (the official VAR starts from a truncated normal instead; the paper's VAR arms do not say).
+VAR on the residual vectors of every scale that those outputs give (what its codebook quantizes). The official
+VAR starts from a truncated normal instead; the paper's VAR arms do not say.
 
 cpu scale (labelled; measured, see CPU_* below): CIFAR-10 (lossless copy) at 32 px with the Table 5 CIFAR layout
 [1, 1, 2] (8 x 8 tokens; VAR on the prefix (1, 2, 3, 4, 5, 6, 8) of VAR's scales, 155 tokens), ch 32, 20,000

@@ -31,6 +31,7 @@ from replicate.errors import ReplicateError
 from replicate.metrics.codebook import perplexity, utilization
 from replicate.models.vqvae import VQVAE
 from replicate.quantize import MULTISCALE_QUANTIZERS, build_quantizer
+from replicate.quantize.multiscale import tokens
 from replicate.results import Workspace, config_id
 from replicate.train.checkpoint import load_checkpoint, load_part
 from replicate.train.evaluate import evaluate_tokenizer
@@ -213,23 +214,21 @@ def train_step(
 def initialize_codebook(
     model: VQVAE, data, schedule: QuantizationSchedule, config: TokenizerTraining, context: distributed.Context
 ) -> None:
-    """Deferred Quantization's k-means initialisation on encoder outputs of a fixed sample of training
-    images (rank 0 computes, every rank receives the codes)."""
+    """Deferred Quantization's k-means initialisation on what the codebook quantizes, for a fixed sample of training
+    images (rank 0 computes, every rank receives the codes): their encoder outputs, or for a multi-scale quantizer the
+    residuals of every scale (one pass with the codebook as it is), not the full-resolution latents alone."""
     if schedule.kind == "random":
         return
-    tokens_per_image = model.config.latent_resolution**2
+    tokens_per_image = tokens(config.scales) if config.scales else model.config.latent_resolution**2
     count = min(len(data), math.ceil(config.kmeans_vectors / tokens_per_image))
     chosen = torch.randperm(len(data), generator=torch.Generator().manual_seed(config.seed + 7))[:count].tolist()
     was_training = model.training
     model.eval()
-    latents = torch.cat(
-        [
-            model.encode(torch.stack([data[i][0] for i in chosen[s : s + 64]]).to(context.device)).reshape(
-                -1, config.model.d
-            )
-            for s in range(0, count, 64)
-        ]
-    )
+    vectors = []
+    for start in range(0, count, 64):
+        latents = model.encode(torch.stack([data[i][0] for i in chosen[start : start + 64]]).to(context.device))
+        vectors.append(model.quantizer(latents).residuals if config.scales else latents.reshape(-1, config.model.d))
+    latents = torch.cat(vectors)
     model.train(was_training)
     if context.is_main:
         schedule.initialize(model.quantizer, latents, generator=torch.Generator().manual_seed(config.seed))
