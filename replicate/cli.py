@@ -14,6 +14,7 @@ Bad input ends with one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
 import sys
@@ -25,6 +26,7 @@ import torch
 
 from replicate import distributed
 from replicate.errors import ReplicateError, unknown_name
+from replicate.metrics.image import OFFLINE_ENV
 from replicate.registry import EXPERIMENTS
 from replicate.report.compare import claim_mark
 from replicate.results import ROOT
@@ -39,6 +41,8 @@ from replicate.runner import (
     write_report,
 )
 from replicate.spec import SCALES
+
+OFFLINE_HELP = "never download weights (as $VQ_OFFLINE=1): a metric without its weights file stays NaN with a note"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -199,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--only", help="comma-separated experiment names")
     run.add_argument("--scale", choices=SCALES, help="default: paper with CUDA, else cpu")
     run.add_argument("--force", action="store_true", help="rerun configurations already in the result table")
+    run.add_argument("--offline", action="store_true", help=OFFLINE_HELP)
     run.add_argument(
         "--tf32",
         choices=("auto", "on", "off"),
@@ -252,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--run-dir", type=Path, help="checkpoint folder (default: runs/tokenizers/<hash of the config>)")
     train.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     train.add_argument("--force", action="store_true", help="empty the run folder first: train from scratch")
+    train.add_argument("--offline", action="store_true", help=OFFLINE_HELP)
     train.add_argument("--out", type=Path, default=ROOT, help="folder for tables/ and runs/ (default: the repo)")
     train.set_defaults(handler=command_train)
 
@@ -271,6 +277,8 @@ def _terminate(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "offline", False):
+        os.environ[OFFLINE_ENV] = "1"  # read where weights are looked for (metrics/image.py weights_file)
     out = getattr(args, "out", None)
     if out is not None and out.exists() and not out.is_dir():
         print(f"error: --out {out} is a file, not a folder: name a folder (it may not exist yet)", file=sys.stderr)

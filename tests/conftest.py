@@ -18,6 +18,12 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    """No test reaches the network: weights are never fetched (tests/test_weights.py fetches from local files)."""
+    monkeypatch.setenv("VQ_OFFLINE", "1")
+
+
 def write_shape_images(root: Path, extension: str, sizes: dict[str, int]) -> Path:
     """The first sizes[split] images of the package's generated Shapes dataset (replicate/data/images.py), written as
     root/<split>/<shape>/<index>.<extension>: the layout of the "folder" dataset and of the CIFAR-10 JPEG copy."""

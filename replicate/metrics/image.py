@@ -7,10 +7,12 @@ rec_mse: the official "Rec. Loss", the MSE in [-1, 1].
 lpips:   the lpips package, AlexNet trunk with the LPIPS v0.1 linear layers (pyiqa's 'lpips' is the same network).
 rfid:    FID between reconstructions and originals on torch-fidelity's InceptionV3 2048-d pool features.
 
-LPIPS and rFID need pretrained weights that their packages download on first use; nothing here downloads.
-load_lpips and load_inception return (None, reason) when the file is absent; callers write NaN into the `lpips` /
-`rfid` result columns and the reason into `lpips_note` / `rfid_note` ("not computed: weights unavailable (...)",
-naming the file and where it was looked for, never a machine path).
+LPIPS and rFID need pretrained weights. A file not at its variable's path nor in torch hub's cache is fetched from
+its published location (WEIGHT_URLS) into that cache, and kept only when its SHA-256 starts with the hash prefix of
+its name (torch hub's convention); $VQ_OFFLINE (the --offline option) forbids any download. load_lpips and
+load_inception return (None, reason) when there is no file; callers write NaN into the `lpips` / `rfid` result
+columns and the reason into `lpips_note` / `rfid_note` ("not computed: weights unavailable (...)", naming the file
+and where it was looked for, never a machine path).
 """
 
 from __future__ import annotations
@@ -37,6 +39,13 @@ SSIM_WINDOW, SSIM_SIGMA, SSIM_K1, SSIM_K2 = 11, 1.5, 0.01, 0.03  # piq 0.8.0 ssi
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"  # torchvision's ImageNet AlexNet, as torch hub caches it
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's URL_INCEPTION_V3, same cache
 LPIPS_WEIGHTS_ENV, INCEPTION_WEIGHTS_ENV = "VQ_LPIPS_WEIGHTS", "VQ_INCEPTION_WEIGHTS"  # paths to the two files
+VGG16_FILE = "vgg16-397923af.pth"  # torchvision's ImageNet VGG16: the VQGAN perceptual loss's trunk
+OFFLINE_ENV = "VQ_OFFLINE"  # set (to anything but "" or "0"): never download weights
+WEIGHT_URLS = {  # where each file is published (torchvision's model URLs; torch-fidelity's URL_INCEPTION_V3)
+    ALEXNET_FILE: "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+    VGG16_FILE: "https://download.pytorch.org/models/vgg16-397923af.pth",
+    INCEPTION_FILE: "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + INCEPTION_FILE,
+}
 
 
 def _unit(images: Tensor) -> Tensor:
@@ -128,19 +137,51 @@ def weights_file(weights_path: str | Path | None, variable: str, file_name: str)
     for candidate in candidates:
         if candidate and Path(candidate).is_file():
             return Path(candidate), ""
-    return None, f"not computed: weights unavailable ({file_name} not {places})"
+    reason = f"not computed: weights unavailable ({file_name} not {places})"
+    if weights_path is not None or os.environ.get(OFFLINE_ENV, "") not in ("", "0"):
+        return None, reason
+    fetched, failure = fetch_weights(file_name, Path(torch.hub.get_dir()) / "checkpoints")
+    return (fetched, "") if fetched else (None, f"{reason[:-1]}; {failure})")
+
+
+def fetch_weights(file_name: str, folder: Path) -> tuple[Path | None, str]:
+    """Download WEIGHT_URLS[file_name] to folder/file_name (through a temporary file, renamed only once its SHA-256
+    starts with the name's hash prefix); (the file, "") or (None, why not)."""
+    import hashlib
+    import re
+    import urllib.error
+    import urllib.request
+
+    url = WEIGHT_URLS[file_name]
+    expected = re.search(r"-([0-9a-f]{6,})\.", file_name).group(1)
+    folder.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{file_name}.", suffix=".part")
+    try:
+        digest = hashlib.sha256()
+        with os.fdopen(handle, "wb") as file, urllib.request.urlopen(url, timeout=60) as response:
+            while chunk := response.read(1 << 20):
+                digest.update(chunk)
+                file.write(chunk)
+        if not digest.hexdigest().startswith(expected):
+            return None, f"the download from {url} has SHA-256 {digest.hexdigest()[:12]}..., not {expected}...: deleted"
+        os.replace(temporary, folder / file_name)
+        return folder / file_name, ""
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        return None, f"its download from {url} failed: {getattr(error, 'reason', error)}"
+    finally:
+        Path(temporary).unlink(missing_ok=True)
 
 
 LPIPS_TRUNKS = {  # trunk -> (torchvision ImageNet weights file as torch hub caches it, the variable naming it)
     "alex": (ALEXNET_FILE, LPIPS_WEIGHTS_ENV),  # the LPIPS metric of the evaluation
-    "vgg": ("vgg16-397923af.pth", "VQ_VGG16_WEIGHTS"),  # the perceptual loss of a VQGAN (taming, official v1)
+    "vgg": (VGG16_FILE, "VQ_VGG16_WEIGHTS"),  # the perceptual loss of a VQGAN (taming, official v1)
 }
 
 
 def load_lpips(weights_path: str | Path | None = None, *, trunk: str = "alex") -> tuple[lpips.LPIPS | None, str]:
     """LPIPS v0.1 with its trunk (AlexNet or VGG16) from torchvision's state dict at `weights_path` (default: the
     trunk's variable, else torch hub's cache) and the linear heads shipped in the lpips package; returns (model in
-    eval mode, the file used), or (None, reason) when the file is absent. Never downloads.
+    eval mode, the file used), or (None, reason) when there is no file (weights_file: fetched where allowed).
     """
     path, reason = weights_file(weights_path, LPIPS_TRUNKS[trunk][1], LPIPS_TRUNKS[trunk][0])
     if path is None:
@@ -200,7 +241,7 @@ def official_rfid_unavailable() -> str:
 def load_inception(weights_path: str | Path | None = None) -> tuple[FeatureExtractorInceptionV3 | None, str]:
     """torch-fidelity's 'inception-v3-compat' extractor of 2048-d pool features from the weights file at
     `weights_path` (default: $VQ_INCEPTION_WEIGHTS, else torch hub's cache); (extractor, the file used) or
-    (None, reason). Never downloads.
+    (None, reason) (weights_file: fetched where allowed).
     """
     path, reason = weights_file(weights_path, INCEPTION_WEIGHTS_ENV, INCEPTION_FILE)
     if path is None:

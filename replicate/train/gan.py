@@ -138,7 +138,7 @@ class Adversary:
 
 def load_vgg_lpips(weights_path: str | Path | None = None) -> tuple[lpips.LPIPS | None, str]:
     """LPIPS with the VGG16 trunk (metrics.image.load_lpips), every parameter frozen as in the official code;
-    (None, reason) without the trunk's weights ($VQ_VGG16_WEIGHTS or torch hub's cache). Never downloads."""
+    (None, reason) without the trunk's weights ($VQ_VGG16_WEIGHTS, torch hub's cache, else fetched where allowed)."""
     model, source = load_lpips(weights_path, trunk="vgg")
     return (model.requires_grad_(False), source) if model is not None else (None, source)
 
