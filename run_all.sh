@@ -4,6 +4,7 @@
 #   ./run_all.sh                          run every experiment (scale: paper where CUDA is present, else cpu)
 #   ./run_all.sh --only wvq_table4[,...]  run some experiments       --scale smoke|cpu|paper   --force (recompute)
 #   ./run_all.sh --list                   list the experiments       --set KEY=VALUE (override a config field)
+#   ./run_all.sh --plan [--only ...]      what a run would cost      (configurations, data, FLOPs, GPU-hours)
 #                                                                   --where KEY=VALUE[,VALUE] (only those configs)
 #   ./run_all.sh test [pytest args]       run the test suite (`test -m slow`: the slow tests it leaves out; CI runs both)
 #   ./run_all.sh lint                     ruff check and ruff format --check (CI runs it too)
@@ -45,6 +46,7 @@ case "${1:-}" in
   test) shift; exec "$python" -m pytest "$@" ;;
   lint) "$python" -m ruff check . && exec "$python" -m ruff format --check . ;;
   --list) exec "$python" -m replicate list ;;
+  --plan) shift; exec "$python" -m replicate plan "$@" ;;
   *) status=0
      "$python" -m replicate run "$@" || status=$?
      "$python" -m replicate report --all  # REPORT.md from every committed table

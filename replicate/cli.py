@@ -8,6 +8,7 @@
   python -m replicate figures EXPERIMENT [--scale S]     # figures, from the CSVs
   python -m replicate train --config NAME [--scale S]      # one image tokenizer; torchrun ... -m replicate train
   python -m replicate bench [--json]                     # nearest-code search and atomic training steps
+  python -m replicate plan [EXPERIMENT ...] [--scale S]   # configurations to run, data, FLOPs, GPU-hours
 Bad input ends with one line on stderr and exit status 2.
 """
 
@@ -154,6 +155,14 @@ def command_figures(args) -> int:
     return 0
 
 
+def command_plan(args) -> int:
+    from replicate.plan import plan_lines
+
+    for name in select(args.experiments, args.only):
+        print(plan_lines(EXPERIMENTS[name], args.scale or default_scale(), args.out / "tables", args.tflops))
+    return 0
+
+
 def command_train(args) -> int:
     import pandas as pd
 
@@ -229,6 +238,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=ROOT, help="folder for tables/, figures/ and runs/ (default: the repo)"
     )
     run.set_defaults(handler=command_run)
+
+    plan = commands.add_parser("plan", help="what a run would do and cost: configurations, data, FLOPs, GPU-hours")
+    plan.add_argument("experiments", nargs="*", help="experiment names (default: all)")
+    plan.add_argument("--only", help="comma-separated experiment names")
+    plan.add_argument("--scale", choices=SCALES, help="default: paper with CUDA, else cpu")
+    plan.add_argument("--tflops", type=float, default=100.0, help="sustained TFLOP/s of one GPU (default 100)")
+    plan.add_argument("--out", type=Path, default=ROOT, help="folder holding tables/ (default: the repo)")
+    plan.set_defaults(handler=command_plan)
 
     for name, handler, text in (
         ("report", command_report, "write the comparison with the paper from the CSVs"),

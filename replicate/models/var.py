@@ -35,7 +35,8 @@ def block_causal_mask(scales: Sequence[int]) -> Tensor:
 
 def _levels(scales: tuple[int, ...]) -> Tensor:
     """The scale index of each of the L positions."""
-    return torch.repeat_interleave(torch.arange(len(scales)), torch.tensor([p * p for p in scales]))
+    counts = torch.tensor([p * p for p in scales])  # output_size: also on the meta device (replicate/plan.py)
+    return torch.repeat_interleave(torch.arange(len(scales)), counts, output_size=tokens(scales))
 
 
 def accumulate(scale_indices: Sequence[Tensor], quantizer: MultiScaleQuantizer) -> Tensor:
@@ -127,7 +128,7 @@ class VAR(nn.Module):
         self.class_embed = nn.Parameter(torch.randn(config.num_classes + 1, width) * std)  # last row: null class
         self.position = nn.Parameter(torch.randn(tokens(config.scales), width) * std)
         self.level = nn.Parameter(torch.randn(len(config.scales), width) * std)
-        rates = torch.linspace(0, config.drop_path, config.depth).tolist()  # official: rising linearly with depth
+        rates = torch.linspace(0, config.drop_path, config.depth, device="cpu").tolist()  # official: rising with depth
         self.blocks = nn.ModuleList(Block(config, rate) for rate in rates)
         self.head_norm = AdaLN(width, 2)
         self.head = nn.Linear(width, config.vocab_size)
