@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from replicate import distributed
+from replicate import distributed, preemption
 from replicate.errors import ReplicateError, unknown_name
 from replicate.metrics.image import OFFLINE_ENV
 from replicate.registry import EXPERIMENTS
@@ -286,12 +286,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _terminate(signum, frame) -> None:
-    """SIGTERM (a job scheduler, `kill`) ends a run as Ctrl-C does: finally blocks save the finished
-    configurations and release the table's lock."""
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "offline", False):
@@ -301,12 +295,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --out {out} is a file, not a folder: name a folder (it may not exist yet)", file=sys.stderr)
         return 2
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate)
+        signal.signal(signal.SIGTERM, preemption.on_sigterm)  # a training loop checkpoints first
     try:
         return args.handler(args)
     except ReplicateError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except preemption.Preempted:
+        print(
+            f"preempted (SIGTERM): the work so far is saved (a training run at its last step); rerun the same command "
+            f"to resume (exit status {preemption.REQUEUE_STATUS}: requeue)",
+            file=sys.stderr,
+        )
+        return preemption.REQUEUE_STATUS
     except KeyboardInterrupt:
         print(
             "interrupted: finished configurations are saved; rerun the same command to resume",

@@ -180,7 +180,7 @@ def test_a_second_run_of_the_same_table_is_refused_while_the_first_holds_its_loc
     assert len(pd.read_csv(result_path(TABLE4.name, "smoke", tables))) == 8
 
 
-def test_sigterm_ends_a_run_like_ctrl_c_releasing_its_lock(tmp_path):
+def test_sigterm_outside_a_training_loop_stops_at_once_releasing_its_lock_with_the_requeue_status(tmp_path):
     run = subprocess.Popen(
         [sys.executable, "-m", "replicate", "run", "wvq_fig12", "--scale", "smoke", "--set", "steps=100000"]
         + ["--out", str(tmp_path)],
@@ -197,7 +197,7 @@ def test_sigterm_ends_a_run_like_ctrl_c_releasing_its_lock(tmp_path):
         _, err = run.communicate(timeout=60)
     finally:
         run.kill()
-    assert run.returncode == 130 and "interrupted" in err and not lock.exists()
+    assert run.returncode == 75 and "preempted (SIGTERM)" in err and not lock.exists()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -189,6 +189,29 @@ def test_run_killed_mid_epoch_resumes_to_the_same_final_metrics(tmp_path, shape_
     pd.testing.assert_frame_equal(first, second, rtol=1e-6)
 
 
+@pytest.mark.slow  # 92 s on a 2-core AVX2 host beside a training run (2026-12-03); the runner's SIGTERM test is fast
+def test_sigterm_checkpoints_after_the_step_in_progress_exits_for_requeue_and_resumes(tmp_path, shape_folder):
+    """Preemption (replicate/preemption.py): SIGTERM mid-epoch -> a checkpoint at that step (no cadence checkpoint
+    is due: checkpoint_every 1000), exit status 75, and the same command finishes the run."""
+    settings = (*on_folder(shape_folder), "max_train_images=256", "batch_size=16", "checkpoint_every=1000")
+    command = train_smoke_command(tmp_path / "run", tmp_path / "out", *settings)
+    log = tmp_path / "train.log"
+    with open(log, "w") as stderr:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr)
+    deadline = time.time() + TRAINING_TIMEOUT
+    while "epoch 1/" not in log.read_text() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    time.sleep(1.0)  # a few steps into the first epoch
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=TRAINING_TIMEOUT) == 75, log.read_text()[-3000:]
+    assert "preempted (SIGTERM)" in log.read_text()
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert (state["run"]["epoch"], state["run"]["step"] > 0) == (0, True)  # saved inside the first epoch
+    assert not (tmp_path / "run" / "lock").exists()
+    finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=TRAINING_TIMEOUT)
+    assert finished.returncode == 0 and (tmp_path / "run" / "eval.csv").exists(), finished.stderr[-3000:]
+
+
 def one_line_error(completed: subprocess.CompletedProcess, fragment: str) -> None:
     """Exit status 2 and one error line, no traceback (progress-bar lines may precede it on stderr)."""
     assert completed.returncode == 2, completed.stderr

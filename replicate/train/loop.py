@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from replicate import distributed
+from replicate import distributed, preemption
 from replicate.errors import ConfigError
 from replicate.results import file_lock, write_csv
 from replicate.train.checkpoint import RunState
@@ -86,9 +86,10 @@ def train_epochs(
     trained the run. `parts` (model, optimizers, anything with a state_dict) are checkpointed under their names; the
     caller may replace one in the dict (a fresh optimizer) and the next checkpoint saves the new one.
     `batches(epoch, index_lists)` turns this rank's index lists into the batches `step` receives. Rank 0 holds the
-    run folder's lock throughout: a second run of the same folder is refused."""
+    run folder's lock throughout: a second run of the same folder is refused. On SIGTERM the run checkpoints after
+    the step in progress and raises preemption.Preempted."""
     lock = file_lock(loop.folder / "lock", f"run folder {loop.folder}") if context.is_main else nullcontext()
-    with lock:
+    with lock, preemption.stoppable():
         if loop.batch_size % context.world_size:
             raise ConfigError(f"batch_size {loop.batch_size} is not divisible by {context.world_size} processes")
         if loop.steps_per_epoch == 0:
@@ -115,6 +116,9 @@ def train_epochs(
                 show = run.step % SHOW_EVERY == 0
                 values, shown = step(batch, run.epoch * loop.steps_per_epoch + run.step, run.epoch + 1, show)
                 run.add(values)
+                if stop_requested(context):  # SIGTERM: checkpoint between two steps, then stop (preemption.py)
+                    run.save(checkpoint, loop.config, parts, context)
+                    raise preemption.Preempted
                 if show:
                     bar.set_postfix({name: f"{value:.4f}" for name, value in values.items()} | shown)
                 if run.step % loop.checkpoint_every == 0 and run.step < loop.steps_per_epoch:
@@ -131,6 +135,12 @@ def train_epochs(
         history = pd.DataFrame(run.history)
         history["train_revisions"] = "+".join(run.revisions)  # the code revisions that trained this run
         return history
+
+
+def stop_requested(context: distributed.Context) -> bool:
+    """Whether SIGTERM arrived on any rank: every rank sees the same answer at the same step."""
+    flag = torch.tensor([float(preemption.requested())], device=context.device)
+    return bool(distributed.all_reduce_sum_(flag).item())
 
 
 def epoch_means(run: RunState, context: distributed.Context) -> dict[str, float]:
