@@ -116,7 +116,7 @@ def train_epochs(
                 show = run.step % SHOW_EVERY == 0
                 values, shown = step(batch, run.epoch * loop.steps_per_epoch + run.step, run.epoch + 1, show)
                 run.add(values)
-                if stop_requested(context):  # SIGTERM: checkpoint between two steps, then stop (preemption.py)
+                if stop_requested(context, run.step):  # SIGTERM: checkpoint between two steps, stop (preemption.py)
                     run.save(checkpoint, loop.config, parts, context)
                     raise preemption.Preempted
                 if show:
@@ -137,8 +137,13 @@ def train_epochs(
         return history
 
 
-def stop_requested(context: distributed.Context) -> bool:
-    """Whether SIGTERM arrived on any rank: every rank sees the same answer at the same step."""
+def stop_requested(context: distributed.Context, step: int) -> bool:
+    """Whether SIGTERM arrived: this process's flag alone, or under torchrun every SHOW_EVERY steps the flags of
+    all ranks summed, so that every rank stops at the same step (one small all-reduce, not a sync every step)."""
+    if context.world_size == 1:
+        return preemption.requested()
+    if step % SHOW_EVERY:
+        return False
     flag = torch.tensor([float(preemption.requested())], device=context.device)
     return bool(distributed.all_reduce_sum_(flag).item())
 
