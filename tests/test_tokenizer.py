@@ -189,7 +189,7 @@ def test_run_killed_mid_epoch_resumes_to_the_same_final_metrics(tmp_path, shape_
     pd.testing.assert_frame_equal(first, second, rtol=1e-6)
 
 
-@pytest.mark.slow  # 92 s on a 2-core AVX2 host beside a training run (2026-12-03); the runner's SIGTERM test is fast
+# 20 s alone on a 2-core AVX2 host, 92 s beside a training run (2026-12-03): in the default suite
 def test_sigterm_checkpoints_after_the_step_in_progress_exits_for_requeue_and_resumes(tmp_path, shape_folder):
     """Preemption (replicate/preemption.py): SIGTERM mid-epoch -> a checkpoint at that step (no cadence checkpoint
     is due: checkpoint_every 1000), exit status 75, and the same command finishes the run."""
