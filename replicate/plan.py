@@ -96,8 +96,8 @@ def tokenizer_cost(config: TokenizerTraining) -> Cost:
 
 
 def generator_cost(config: GeneratorTraining) -> Cost:
-    """A generator step: 3 x the transformer's forward on a batch of token sequences (the tokenizer's own cost,
-    counted with its row, is paid once)."""
+    """A generator step: 3 x the transformer's forward on a batch of token sequences (its tokenizer's training is
+    a cost of its own, config_costs)."""
     from replicate.train.generator import build_generator
 
     classes = config.proxy_network.num_classes  # the data's classes (its proxy classifier's)
@@ -122,17 +122,14 @@ def _steps(config: TokenizerTraining, batch: int, epochs: int | None = None) -> 
     return (config.total_epochs if epochs is None else epochs) * (images // batch)
 
 
-def config_cost(config) -> Cost | None:
+def config_costs(config) -> list[Cost]:
+    """The trainings a configuration runs: a generator's tokenizer, then the generator; a tokenizer; none for a
+    synthetic study (its cost is measured, README), not counted."""
     if isinstance(config, GeneratorTraining):
-        tokenizer = tokenizer_cost(config.tokenizer)
-        generator = generator_cost(config)
-        combined = (tokenizer.steps or 0) * tokenizer.step_flops + (generator.steps or 0) * generator.step_flops
-        steps = None if None in (tokenizer.steps, generator.steps) else tokenizer.steps + generator.steps
-        memory = max(tokenizer.activation_bytes, generator.activation_bytes)
-        return Cost(steps, combined / max(steps or 1, 1), max(tokenizer.parameters, generator.parameters), memory)
+        return [tokenizer_cost(config.tokenizer), generator_cost(config)]
     if isinstance(config, TokenizerTraining):
-        return tokenizer_cost(config)
-    return None  # a synthetic study: its cost is measured (README), not counted
+        return [tokenizer_cost(config)]
+    return []
 
 
 def data_status(experiment: Experiment, scale: str, configs: list) -> str:
@@ -159,7 +156,7 @@ def plan_lines(experiment: Experiment, scale: str, tables: Path = TABLES, tflops
     if not configs:
         return lines[0] + " (none at this scale)"
     lines.append(f"  data and weights: {data_status(experiment, scale, todo or configs)}")
-    costs = [cost for cost in (config_cost(c) for c in todo) if cost is not None]
+    costs = [cost for c in todo for cost in config_costs(c)]
     if costs:
         total = sum((c.steps or 0) * c.step_flops for c in costs)
         unknown = sum(c.steps is None for c in costs)

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from replicate.errors import ConfigError
 from replicate.quantize import build_quantizer, quantizer_config
 from replicate.quantize.multiscale import MultiScaleQuantizer
 from replicate.quantize.var import VARQuantizer
@@ -107,7 +108,7 @@ def test_var_quantizer_differs_from_wasserstein_vqs_residual_quantizer_on_the_sa
 
 
 def test_var_quantizer_refuses_a_phi_ratio_outside_zero_one():
-    with pytest.raises(Exception, match="phi_ratio"):
+    with pytest.raises(ConfigError, match="phi_ratio"):
         VARQuantizer(build_quantizer(quantizer_config("vanilla", 8, 4)), (1, 2), phi_ratio=1.5)
 
 
