@@ -82,8 +82,10 @@ def command_run(args) -> int:
         configs = resolve_configs(EXPERIMENTS[name], scale, overrides, where)
         check_memory(name, configs, device)
         missing = EXPERIMENTS[name].missing(scale) if EXPERIMENTS[name].missing else None
-        if named and not missing:  # a named experiment whose images are absent stops the command at once
+        if named and not missing and not args.dry_run:  # a named experiment whose images are absent stops it at once
             check_data(configs)
+    if args.dry_run:
+        return dry_run_all(names, scale, overrides, where, device, args.dry_run_batch)
     distributed.setup()  # under torchrun: join the process group; rank 0 writes every file
     outcomes = []
     for name in names:
@@ -113,6 +115,35 @@ def command_run(args) -> int:
         return 1
     # an experiment the user named that could not run (missing data or scale) is bad input: exit 2, after the others
     return 2 if named and any(o.status == "skipped" for o in outcomes) else 0
+
+
+def dry_run_all(names, scale: str, overrides, where, device: torch.device, batch: int | None) -> int:
+    """`run --dry-run`: every selected image configuration for two steps at full size (replicate/dry_run.py); the
+    synthetic studies are skipped (their paper scale runs on a CPU as it is). Exit 1 when one fails."""
+    from replicate.configs import GeneratorTraining, TokenizerTraining
+    from replicate.dry_run import dry_run
+
+    passed, failed = 0, []
+    for name in names:
+        experiment = EXPERIMENTS[name]
+        missing = experiment.missing(scale) if experiment.missing else None
+        configs = [] if missing else resolve_configs(experiment, scale, overrides, where)
+        if not configs or not all(isinstance(c, (TokenizerTraining, GeneratorTraining)) for c in configs):
+            reason = missing or "no image training (a synthetic study runs as it is)"
+            print(f"skipped {name}: {reason}")
+            continue
+        try:
+            passed += len(dry_run(experiment, scale, configs, device=device, batch=batch))
+        except ReplicateError:
+            raise
+        except Exception:  # a failing model must not hide the others
+            traceback.print_exc()
+            failed.append(name)
+    if distributed.rank() == 0:
+        failures = f"; failed: {', '.join(failed)}" if failed else ""
+        print(f"Dry run (scale {scale}): {passed} configuration(s) passed{failures}; no result written")
+    distributed.teardown()
+    return 1 if failed else 0
 
 
 def print_summary(outcomes: list[Outcome], scale: str) -> None:
@@ -236,6 +267,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--out", type=Path, default=ROOT, help="folder for tables/, figures/ and runs/ (default: the repo)"
+    )
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="run every selected image configuration for two steps at full size on generated images (data loader, "
+        "training, one evaluation, a checkpoint resumed); nothing is written",
+    )
+    run.add_argument(
+        "--dry-run-batch",
+        type=int,
+        metavar="B",
+        help="with --dry-run: the batch of each process (default: the configuration's per-GPU batch)",
     )
     run.set_defaults(handler=command_run)
 

@@ -338,6 +338,7 @@ class TokenizerTraining:
     checkpoint_every: int = field(default=500, metadata=RUN_OPTION)  # steps
     num_workers: int = field(default_factory=default_workers, metadata=RUN_OPTION)
     data_root: str | None = field(default=None, metadata=RUN_OPTION)
+    max_steps: int | None = field(default=None, metadata=RUN_OPTION)  # the dry run's: stop there (train/loop.py)
 
     def __post_init__(self) -> None:
         from replicate.metrics.image import PROTOCOLS
@@ -346,6 +347,8 @@ class TokenizerTraining:
         for name in ("K", "epochs", "batch_size", "eval_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_steps is not None:
+            _check_count("max_steps", self.max_steps)
         if self.precision not in PRECISIONS:
             raise unknown_name("precision", self.precision, PRECISIONS)
         if self.metric_protocol not in PROTOCOLS:
@@ -402,6 +405,7 @@ class GeneratorTraining:
     # of the samples. Our choice; the cpu VAR at 250 images peaks at 7.0 GB (README, Performance).
     sample_batch: int = 100
     checkpoint_every: int = field(default=500, metadata=RUN_OPTION)  # steps
+    max_steps: int | None = field(default=None, metadata=RUN_OPTION)  # the dry run's: stop there (train/loop.py)
 
     def __post_init__(self) -> None:
         if self.generator not in GENERATORS:
@@ -414,6 +418,8 @@ class GeneratorTraining:
         for name in counts:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_steps is not None:
+            _check_count("max_steps", self.max_steps)
         if not self.sample_seeds:
             raise ConfigError("sample_seeds must name at least one seed")
         if self.max_pairs is not None and self.max_pairs < 1:

@@ -16,8 +16,13 @@ class Preempted(KeyboardInterrupt):
     """The run stopped on SIGTERM; everything up to the last step is saved."""
 
 
+class ResumeCheck(Exception):
+    """A training loop stopped after its first step, checkpointed, for the dry run to resume (stopping_fresh_runs)."""
+
+
 _loops = 0  # training loops running in this process
 _requested = False
+_stop_fresh_runs = False  # the dry run's resume check (stopping_fresh_runs)
 
 
 def on_sigterm(signum, frame) -> None:
@@ -45,3 +50,19 @@ def stoppable() -> Iterator[None]:
 def requested() -> bool:
     """Whether a stop was asked for (this rank's view; the loop agrees on it across ranks)."""
     return _requested
+
+
+@contextmanager
+def stopping_fresh_runs() -> Iterator[None]:
+    """While active, a training loop that starts from scratch stops after its first step as if preempted (checkpoint,
+    ResumeCheck), so that the next call resumes it: the dry run's check that every checkpoint resumes."""
+    global _stop_fresh_runs
+    _stop_fresh_runs = True
+    try:
+        yield
+    finally:
+        _stop_fresh_runs = False
+
+
+def stops_fresh_runs() -> bool:
+    return _stop_fresh_runs

@@ -43,17 +43,38 @@ class Loop:
     checkpoint_every: int  # steps within an epoch
     log: str  # the per-epoch log's file name in the folder ("eval.csv", "train.csv")
     progress: bool = True
+    max_steps: int | None = None  # the dry run's: the epoch holding this step ends there, and training with it
 
     @classmethod
     def of(cls, config, folder: Path, *, examples: int, epochs: int, log: str, progress: bool = True) -> Loop:
         """The loop of a tokenizer or generator configuration: its batch_size, seed and checkpoint_every."""
         return cls(
-            folder, config, examples, epochs, config.batch_size, config.seed, config.checkpoint_every, log, progress
+            folder,
+            config,
+            examples,
+            epochs,
+            config.batch_size,
+            config.seed,
+            config.checkpoint_every,
+            log,
+            progress,
+            config.max_steps,
         )
 
     @property
     def steps_per_epoch(self) -> int:
         return self.examples // self.batch_size
+
+    @property
+    def last_epoch(self) -> int:
+        """The epochs trained: all of them, or with max_steps up to the one that holds that step."""
+        return self.epochs if self.max_steps is None else min(self.epochs, -(-self.max_steps // self.steps_per_epoch))
+
+    def steps_in(self, epoch: int) -> int:
+        """The steps of an epoch (from 0): all of them, or with max_steps those before it."""
+        if self.max_steps is None:
+            return self.steps_per_epoch
+        return min(self.steps_per_epoch, self.max_steps - epoch * self.steps_per_epoch)
 
 
 # A step: (this rank's batch, global step from 0, 1-based epoch, whether the bar shows this step) -> (the values
@@ -100,15 +121,16 @@ def train_epochs(
             loop.folder.mkdir(parents=True, exist_ok=True)
             config = json.dumps(dataclasses.asdict(loop.config), indent=1, default=str)
             (loop.folder / "config.json").write_text(config)
-        if run.epoch < loop.epochs:
+        fresh = run.epoch == 0 and run.step == 0
+        if run.epoch < loop.last_epoch:
             run.note_revision()  # training goes on, maybe under other code: the result row names every revision
-        while run.epoch < loop.epochs:
-            remaining = rank_batches(loop, run.epoch, context)[run.step :]
+        while run.epoch < loop.last_epoch:
+            remaining = rank_batches(loop, run.epoch, context)[run.step : loop.steps_in(run.epoch)]
             bar = tqdm(
                 batches(run.epoch, remaining),
                 desc=f"epoch {run.epoch + 1}/{loop.epochs}",
                 initial=run.step,
-                total=loop.steps_per_epoch,
+                total=loop.steps_in(run.epoch),
                 unit="batch",
                 disable=not (loop.progress and context.is_main),
             )
@@ -116,9 +138,11 @@ def train_epochs(
                 show = run.step % SHOW_EVERY == 0
                 values, shown = step(batch, run.epoch * loop.steps_per_epoch + run.step, run.epoch + 1, show)
                 run.add(values)
-                if stop_requested(context, run.step):  # SIGTERM: checkpoint between two steps, stop (preemption.py)
+                # SIGTERM (or the dry run's resume check): checkpoint between two steps, stop (preemption.py)
+                preempted = stop_requested(context, run.step)
+                if preempted or (fresh and preemption.stops_fresh_runs()):
                     run.save(checkpoint, loop.config, parts, context)
-                    raise preemption.Preempted
+                    raise preemption.Preempted if preempted else preemption.ResumeCheck
                 if show:
                     bar.set_postfix({name: f"{value:.4f}" for name, value in values.items()} | shown)
                 if run.step % loop.checkpoint_every == 0 and run.step < loop.steps_per_epoch:
@@ -126,7 +150,7 @@ def train_epochs(
             means = epoch_means(run, context)
             extra = epoch_end(run)
             if extra is not None:
-                row = {"epoch": run.epoch + 1, "step": (run.epoch + 1) * loop.steps_per_epoch, **means, **extra}
+                row = {"epoch": run.epoch + 1, "step": run.epoch * loop.steps_per_epoch + run.step, **means, **extra}
                 run.history.append(row | {"train_seconds": round(run.tick(), 1)})  # over every resumed segment
                 if context.is_main:
                     write_csv(loop.folder / loop.log, pd.DataFrame(run.history))

@@ -102,9 +102,10 @@ def train_tokenizer(
     eval_data = subset(datasets["test"], config.max_eval_images, config.seed + 1)
     examples, epochs = len(train_data), config.total_epochs
     loop = Loop.of(config, run_dir, examples=examples, epochs=epochs, log="eval.csv", progress=progress)
-    schedule = QuantizationSchedule(
-        config.schedule, config.warmup_epochs * loop.steps_per_epoch, kmeans_iterations=config.kmeans_iterations
-    )
+    warmup_steps = config.warmup_epochs * loop.steps_per_epoch
+    if config.max_steps is not None and warmup_steps:  # a dry run's few steps cross the switch half-way
+        warmup_steps = max(1, config.max_steps // 2)
+    schedule = QuantizationSchedule(config.schedule, warmup_steps, kmeans_iterations=config.kmeans_iterations)
     model = build_model(config).to(context.device)
     parts = {"model": model, "optimizer": build_optimizer(model, config)}
     parts |= {"adversary": objective.adversary} if objective.adversary else {}
