@@ -5,6 +5,7 @@
 #   ./run_all.sh --only wvq_table4[,...]  run some experiments       --scale smoke|cpu|paper   --force (recompute)
 #   ./run_all.sh --list                   list the experiments       --set KEY=VALUE (override a config field)
 #   ./run_all.sh --plan [--only ...]      what a run would cost      (configurations, data, FLOPs, GPU-hours)
+#   ./run_all.sh --dry-run --scale paper  every configuration two steps at full size; writes no results
 #                                                                   --where KEY=VALUE[,VALUE] (only those configs)
 #   ./run_all.sh test [pytest args]       run the test suite (`test -m slow`: the slow tests it leaves out; CI runs both)
 #   ./run_all.sh lint                     ruff check and ruff format --check (CI runs it too)
@@ -49,6 +50,7 @@ case "${1:-}" in
   --plan) shift; exec "$python" -m replicate plan "$@" ;;
   *) status=0
      "$python" -m replicate run "$@" || status=$?
+     case " $* " in *" --dry-run "*) exit "$status" ;; esac  # a dry run writes no results: nothing to report
      "$python" -m replicate report --all  # REPORT.md from every committed table
      exit "$status" ;;
 esac

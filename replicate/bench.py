@@ -5,6 +5,13 @@ and a whole-set (E, U, C) evaluation, each against the naive full-matrix referen
   python -m replicate bench --json          # one JSON object per line: name, method, K, N, d, seconds_per_step, peak_mb
   python -m replicate bench --train         # tokenizer training throughput instead
   python -m replicate bench --sample        # sampling time of the cpu-scale generators instead
+  python -m replicate bench --paper-timing  # the Wasserstein VQ revision's timing table, beside its seconds
+
+--paper-timing times what the later revision of Wasserstein VQ (arXiv 2506.15078) times in its table "The
+computational overhead of various VQ approaches": the total seconds of 100 forward and backward passes of each
+method's VQ module, N = 8,192 features, d = 8, K = 16,384 / 50,000 / 100,000; the published seconds are read from
+data/published/wvq_timing.csv. They were measured on the authors' GPU (not named), ours on this machine: only the
+ratios between methods compare.
 
 Peak memory is the rise of the process's peak resident set (CPU; reset through /proc/self/clear_refs) or of
 torch's peak allocation (CUDA) above the level before the call.
@@ -19,20 +26,27 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from replicate.errors import ConfigError
 from replicate.metrics.codebook import evaluate_codebook
 from replicate.quantize import PAPER_METHODS, QUANTIZERS, nearest_code
 
+DEFAULT_K, DEFAULT_N = "1024,16384,100000", 50_000
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
-    parser.add_argument("--K", default="1024,16384,100000", help="codebook sizes (comma-separated)")
-    parser.add_argument("--N", type=int, default=50_000, help="feature vectors per step")
+    parser.add_argument(
+        "--K", help=f"codebook sizes, comma-separated (default {DEFAULT_K}; with --paper-timing the published ones)"
+    )
+    parser.add_argument(
+        "--N", type=int, help=f"feature vectors per step (default {DEFAULT_N:,}; with --paper-timing the paper's 8,192)"
+    )
     parser.add_argument("--d", type=int, default=8, help="dimension")
     parser.add_argument(  # MMD's K x K kernel does not fit the default K: time it with --methods mmd at a lower K
-        "--methods", default=",".join(PAPER_METHODS), help="quantizers to time (comma-separated)"
+        "--methods", help="quantizers to time, comma-separated (default: the paper's five; --paper-timing: its table's)"
     )
     parser.add_argument("--eval-N", type=int, default=200_000, help="vectors in the (E, U, C) evaluation case")
     parser.add_argument("--repeats", type=int, default=5, help="timed repetitions (median reported)")
@@ -57,6 +71,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="instead: seconds to sample this many images with the cpu-scale MaskGIT and VAR (untrained, K = 8192)",
     )
     parser.add_argument(
+        "--paper-timing",
+        action="store_true",
+        help="instead: seconds of --iterations forward+backward passes of each VQ module, beside the published ones",
+    )
+    parser.add_argument("--iterations", type=int, default=100, help="with --paper-timing: passes timed (paper: 100)")
+    parser.add_argument(
         "--variants",
         action="store_true",
         help="with --train: also the cpu-scale model under bf16 autocast, channels-last and torch.compile",
@@ -64,12 +84,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    sizes = [int(k) for k in str(args.K).split(",") if k]
-    methods = [m for m in args.methods.split(",") if m]
-    for method in methods:
-        if method not in QUANTIZERS:
-            raise ConfigError(f"unknown method {method!r}; valid: {', '.join(QUANTIZERS)}")
-    if min([*sizes, args.N, args.d, args.eval_N, args.repeats]) < 1:
+    if args.paper_timing:
+        return paper_timing(args)
+    sizes = _integers(args.K or DEFAULT_K)
+    methods = _methods(args.methods or ",".join(PAPER_METHODS))
+    N = DEFAULT_N if args.N is None else args.N
+    if min([*sizes, N, args.d, args.eval_N, args.repeats]) < 1:
         raise ConfigError("K, N, d, eval-N and repeats must all be >= 1")
     device = torch.device(args.device)
     emit = _json_line if args.json else _table_line
@@ -101,23 +121,137 @@ def main(args: argparse.Namespace) -> int:
                 report(f"train/32px ch32 {name}", "wasserstein", 8192, batches[0], runner)
         return 0
     if not args.json:
-        print(f"device: {device} ({torch.get_num_threads()} CPU threads), N={args.N}, d={args.d}")
+        print(f"device: {device} ({torch.get_num_threads()} CPU threads), N={N}, d={args.d}")
         print(f"{'name':<22}{'method':<13}{'K':>8}{'s/step':>11}{'vectors/s':>13}{'peak MB':>10}  note")
     for K in sizes:
-        naive_gb = args.N * K * 4 / 2**30
+        naive_gb = N * K * 4 / 2**30
         too_big = naive_gb > args.naive_limit_gb
         skip = {"auto": "", "naive": f"skipped: N x K matrix {naive_gb:.1f} GB > {args.naive_limit_gb:g} GB" * too_big}
-        features, codes = torch.randn(args.N, args.d, device=device), torch.randn(K, args.d, device=device)
+        features, codes = torch.randn(N, args.d, device=device), torch.randn(K, args.d, device=device)
         for backend, label in (("auto", "fast"), ("naive", "naive")):
-            report(f"search/{label}", "-", K, args.N, _search_runner(features, codes, backend), skip[backend])
+            report(f"search/{label}", "-", K, N, _search_runner(features, codes, backend), skip[backend])
         for method in methods:
             for backend, label in (("auto", "fast"), ("naive", "naive")):
-                step = _step_runner(method, K, args.N, args.d, backend, device)
-                report(f"step/{label}", method, K, args.N, step, skip[backend])
+                step = _step_runner(method, K, N, args.d, backend, device)
+                report(f"step/{label}", method, K, N, step, skip[backend])
     eval_K = 16384
     features, codes = torch.randn(args.eval_N, args.d, device=device), torch.randn(eval_K, args.d, device=device)
     report("evaluate_EUC", "-", eval_K, args.eval_N, lambda: evaluate_codebook(features, codes))
     return 0
+
+
+def _integers(text: str) -> list[int]:
+    return [int(k) for k in str(text).split(",") if k]
+
+
+def _methods(text: str) -> list[str]:
+    methods = [m for m in text.split(",") if m]
+    for method in methods:
+        if method not in QUANTIZERS:
+            raise ConfigError(f"unknown method {method!r}; valid: {', '.join(QUANTIZERS)}")
+    return methods
+
+
+PAPER_TIMING = "wvq_timing.csv"  # data/published: the revision's timing table, one row per (method, K)
+TIMING_KEYS = ("method", "K", "d", "N")
+
+
+def published_timing() -> pd.DataFrame:
+    """The revision's published seconds (data/published/wvq_timing.csv), checked as every published file is."""
+    from replicate.report.compare import PUBLISHED_COLUMNS
+    from replicate.results import PUBLISHED, ResultFileError, read_table, recovery
+
+    path = PUBLISHED / PAPER_TIMING
+    required = (*PUBLISHED_COLUMNS, *TIMING_KEYS)
+    table = read_table(path, "published data file", required, numeric=("value", "K", "d", "N"), recomputed=False)
+    if table is None:
+        raise ResultFileError(f"published data file {path} is missing; {recovery(path, recomputed=False)}")
+    return table
+
+
+def paper_timing(args: argparse.Namespace) -> int:
+    """The revision's timing table: per K and method, the seconds of `iterations` forward+backward passes of the
+    VQ module, beside the published seconds (where the paper has the same method, K, d and N) and, both, as a
+    ratio to Vanilla VQ's at the same K: the one comparison across machines."""
+    published = published_timing()
+    methods = _methods(args.methods or ",".join(dict.fromkeys(published["method"])))
+    sizes = _integers(args.K) if args.K else sorted({int(k) for k in published["K"]})
+    N = int(published["N"].iloc[0]) if args.N is None else args.N
+    if min([*sizes, N, args.d, args.iterations]) < 1:
+        raise ConfigError("K, N, d and iterations must all be >= 1")
+    device = torch.device(args.device)
+    threads = f"{torch.get_num_threads()} threads"
+    ours = torch.cuda.get_device_name(device) if device.type == "cuda" else f"this machine's cpu ({threads})"
+    if not args.json:
+        print(f"seconds for {args.iterations} forward+backward passes of the VQ module, N = {N}, d = {args.d}")
+        print(f"published: the authors' GPU (not named); ours: {ours}. Seconds do not compare across machines;")
+        print("ratios between methods do (x vanilla: the method's seconds over Vanilla VQ's at the same K)")
+        print(
+            f"{'method':<13}{'K':>8}{'ours s':>10}{'published s':>13}{'ours x vanilla':>16}{'published x vanilla':>21}"
+        )
+    for K in sizes:
+        rows = []
+        for method in methods:
+            seconds = _total_seconds(_vq_module_runner(method, K, N, args.d, device), args.iterations, device)
+            match = published
+            for key, value in zip(TIMING_KEYS, (method, K, args.d, N), strict=True):
+                match = match[match[key] == value]
+            value = float(match["value"].iloc[0]) if len(match) else None
+            rows.append({"method": method, "K": K, "N": N, "d": args.d, "seconds": seconds, "published_seconds": value})
+        vanilla = next((row for row in rows if row["method"] == "vanilla"), None)
+        for row in rows:
+            _timing_line(row | {"iterations": args.iterations, "device": ours}, vanilla, args.json)
+    return 0
+
+
+def _vq_module_runner(method: str, K: int, N: int, d: int, device: torch.device) -> Callable[[], object]:
+    """One forward and backward pass of the method's VQ-VAE quantizer (official settings: the Wasserstein queue of
+    65,536 features among them) on features that take a gradient, as an encoder's, with its codebook update (EMA
+    averages, Online re-seeding), which the official modules run inside forward; no optimizer step."""
+    from replicate.quantize import build_quantizer, quantizer_config
+
+    torch.manual_seed(0)
+    quantizer = build_quantizer(quantizer_config(method, K, d)).to(device).train()
+    features = torch.randn(N, d, device=device, requires_grad=True)
+
+    def step() -> None:
+        out = quantizer(features)
+        out.loss.backward()
+        quantizer.update(features.detach(), out)
+        features.grad = None
+        quantizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def _total_seconds(call: Callable[[], object], iterations: int, device: torch.device) -> float:
+    """Wall seconds of `iterations` calls in a row, after one untimed warm-up call: one total, as the paper's."""
+    call()
+    _synchronize(device)
+    started = time.perf_counter()
+    for _ in range(iterations):
+        call()
+    _synchronize(device)
+    return time.perf_counter() - started
+
+
+def _timing_line(row: dict, vanilla: dict | None, as_json: bool) -> None:
+    def ratio(key: str) -> float | None:
+        return row[key] / vanilla[key] if vanilla and row[key] is not None and vanilla[key] else None
+
+    row |= {"seconds_x_vanilla": ratio("seconds"), "published_x_vanilla": ratio("published_seconds")}
+    if as_json:
+        print(json.dumps({"name": "paper_timing", **row}), flush=True)
+        return
+
+    def cell(value: float | None, width: int, digits: int) -> str:
+        return f"{value:>{width}.{digits}f}" if value is not None else f"{'-':>{width}}"
+
+    print(
+        f"{row['method']:<13}{row['K']:>8}{cell(row['seconds'], 10, 3)}{cell(row['published_seconds'], 13, 3)}"
+        f"{cell(row['seconds_x_vanilla'], 16, 2)}{cell(row['published_x_vanilla'], 21, 2)}",
+        flush=True,
+    )
 
 
 def _search_runner(features: torch.Tensor, codes: torch.Tensor, backend: str) -> Callable[[], object]:

@@ -8,7 +8,8 @@
   python -m replicate figures EXPERIMENT [--scale S]     # figures, from the CSVs
   python -m replicate train --config NAME [--scale S]      # one image tokenizer; torchrun ... -m replicate train
   python -m replicate bench [--json]                     # nearest-code search and atomic training steps
-  python -m replicate plan [EXPERIMENT ...] [--scale S]   # configurations to run, data, FLOPs, GPU-hours
+  python -m replicate plan [EXPERIMENT ...] [--scale S] [--set k=v] [--where k=v] [--probe]  # what a run costs
+  python -m replicate prepare DATASET --from FOLDER      # check and link ffhq, imagenet, imagenet100, odir
 Bad input ends with one line on stderr and exit status 2.
 """
 
@@ -189,8 +190,18 @@ def command_figures(args) -> int:
 def command_plan(args) -> int:
     from replicate.plan import plan_lines
 
+    probe = torch.device("cuda" if torch.cuda.is_available() else "cpu") if args.probe else None
+    overrides, where = parse_overrides(args.set), parse_overrides(args.where, "--where")
     for name in select(args.experiments, args.only):
-        print(plan_lines(EXPERIMENTS[name], args.scale or default_scale(), args.out / "tables", args.tflops))
+        scale = args.scale or default_scale()
+        print(plan_lines(EXPERIMENTS[name], scale, args.out / "tables", args.tflops, probe, overrides, where))
+    return 0
+
+
+def command_prepare(args) -> int:
+    from replicate.prepare import prepare
+
+    prepare(args.dataset, args.source, partial=args.partial)
     return 0
 
 
@@ -288,7 +299,26 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--scale", choices=SCALES, help="default: paper with CUDA, else cpu")
     plan.add_argument("--tflops", type=float, default=100.0, help="sustained TFLOP/s of one GPU (default 100)")
     plan.add_argument("--out", type=Path, default=ROOT, help="folder holding tables/ (default: the repo)")
+    plan.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="as run's --set")
+    plan.add_argument("--where", action="append", default=[], metavar="KEY=VALUE[,VALUE]", help="as run's --where")
+    plan.add_argument(
+        "--probe",
+        action="store_true",
+        help="also time two training steps of each distinct model at its full batch and size on this machine",
+    )
     plan.set_defaults(handler=command_plan)
+
+    prepare = commands.add_parser("prepare", help="check a dataset folder and link it where the loaders look")
+    prepare.add_argument(
+        "dataset",
+        choices=("ffhq", "imagenet", "imagenet100", "odir", "cifar10", "svhn"),
+        help="the first four are checked and linked; cifar10 and svhn are downloaded by torchvision",
+    )
+    prepare.add_argument("--from", dest="source", type=Path, metavar="FOLDER", help="the downloaded dataset")
+    prepare.add_argument(
+        "--partial", action="store_true", help="accept fewer (or more) images than the full release has"
+    )
+    prepare.set_defaults(handler=command_prepare)
 
     for name, handler, text in (
         ("report", command_report, "write the comparison with the paper from the CSVs"),

@@ -334,7 +334,16 @@ class TokenizerTraining:
     eval_every: int = 1  # epochs
     metric_protocol: str = "project"  # LPIPS / rFID: "project" or "official" (replicate.metrics.image.PROTOCOLS)
     precision: str = "fp32"  # "fp32", or "bf16": encoder and decoder under bfloat16 autocast (VQVAE.forward)
+    # GPU efficiency, off by default as in the official code (fp32 + TF32): the model and its batches in channels-last
+    # memory layout; the training forward through torch.compile (the checkpoint keeps the plain model's weights)
+    channels_last: bool = False
+    compile: bool = False
     seed: int = 123  # official seed
+    # 1: one model, its gradients averaged over the ranks (DDP). n > 1: the rank-0 replica of an official run on n
+    # GPUs that never averaged gradients (Wasserstein VQ's VQGAN and VAR code call model.module, bypassing DDP): an
+    # epoch draws its DistributedSampler share (every n-th example of the epoch's permutation) at `batch_size`, the
+    # per-GPU batch, in one process
+    independent_replicas: int = 1
     checkpoint_every: int = field(default=500, metadata=RUN_OPTION)  # steps
     num_workers: int = field(default_factory=default_workers, metadata=RUN_OPTION)
     data_root: str | None = field(default=None, metadata=RUN_OPTION)
@@ -344,7 +353,7 @@ class TokenizerTraining:
         from replicate.metrics.image import PROTOCOLS
         from replicate.quantize.multiscale import check_scales
 
-        for name in ("K", "epochs", "batch_size", "eval_every", "checkpoint_every"):
+        for name in ("K", "epochs", "batch_size", "eval_every", "checkpoint_every", "independent_replicas"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_steps is not None:

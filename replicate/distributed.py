@@ -33,9 +33,17 @@ def setup(device: str | None = None) -> Context:
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local_rank)
         return Context(rank, world_size, torch.device("cuda", local_rank))
-    if world_size > 1:  # share the CPU cores among the processes
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
+    if world_size > 1:  # share this host's cores among its processes (on several hosts, each has its own cores)
+        local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
+        torch.set_num_threads(max(1, host_cores() // local_processes))
     return Context(rank, world_size, torch.device("cpu"))
+
+
+def host_cores() -> int:
+    """The cores this process may run on: its CPU affinity (what Slurm or taskset grants), not the machine's count."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def is_distributed() -> bool:
@@ -58,6 +66,15 @@ def broadcast_(tensor: Tensor, source: int = 0) -> Tensor:
     if is_distributed():
         dist.broadcast(tensor, source)
     return tensor
+
+
+def broadcast_object(value: object, source: int = 0) -> object:
+    """Rank `source`'s value (anything picklable) on every rank: the value itself in a single process."""
+    if not is_distributed():
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, source)
+    return holder[0]
 
 
 def all_gather_rows(tensor: Tensor) -> Tensor:

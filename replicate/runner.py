@@ -20,7 +20,7 @@ from tqdm import tqdm
 from replicate import distributed
 from replicate.configs import with_changes
 from replicate.errors import ConfigError, MissingDataError
-from replicate.report.compare import compare, load_published, render
+from replicate.report.compare import compare, curves_for, load_published, render
 from replicate.report.plotting import save
 from replicate.results import (
     EXTRA_TABLES,
@@ -368,7 +368,7 @@ def write_report(experiment: Experiment, scale: str, tables: Path = TABLES) -> l
     results = read_results(experiment, result_path(experiment.name, scale, tables))
     if results is None or not len(results):
         return []
-    comparison = compare(experiment, results, scale)
+    comparison = compare(experiment, results, scale, curves_for(experiment, scale, tables))
     claims = check_claims(experiment, results)
     outputs = [result_path(experiment.name, scale, tables, "md")]
     write_atomic(outputs[0], render(experiment, scale, results, comparison, claims))

@@ -82,6 +82,8 @@ class Experiment:
     metrics: tuple[str, ...] = ()
     tolerances: dict[str, Tolerance] = field(default_factory=dict)
     comparable_scales: tuple[str, ...] = ("paper",)  # scales whose configuration is the published one
+    # result row -> the epoch at which the paper read it (the comparison reads the row's curve there); None: the last
+    published_epoch: Callable[[pd.Series], int | None] | None = None
     notes: str = ""  # caveats printed beside the comparison
     claims: Callable[[pd.DataFrame], list[Claim]] | None = None
     figures: Callable[[Tables, str], Figures] | None = None  # (result tables, scale) -> figures by name

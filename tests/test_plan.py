@@ -1,10 +1,14 @@
-"""`python -m replicate plan`: FLOPs counted on the meta device against a hand count, and the plan of a smoke run."""
+"""`python -m replicate plan`: FLOPs counted on the meta device against a hand count, the plan of a smoke run, and
+--probe's measured seconds a step."""
+
+import re
 
 import torch
 from torch import nn
 
 from replicate.cli import main
-from replicate.plan import counted, tokenizer_cost
+from replicate.configs import with_changes
+from replicate.plan import counted, probe, tokenizer_cost
 from replicate.registry import EXPERIMENTS
 from replicate.runner import run_experiment
 
@@ -37,3 +41,20 @@ def test_plan_counts_the_configurations_still_to_run(tmp_path, capsys):
     planned = len(EXPERIMENTS["wvq_table6"].configs("smoke"))
     assert f"wvq_table6 [smoke]: {planned} of {planned} configuration(s) to run" in out
     assert "GPU-hours at 100 TFLOP/s sustained" in out and "data and weights: found" in out
+
+
+def test_probe_prints_a_positive_measured_seconds_a_step_beside_the_estimate(tmp_path, capsys):
+    argv = ["plan", "wvq_table6", "--scale", "smoke", "--where", "method=vanilla", "--probe", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    timed = re.findall(r"^ {4}(\S+) s/step \((\S+) TFLOP/s\)  vanilla K=64 d=8 \(tokenizer\)$", out, re.MULTILINE)
+    assert len(timed) == 1 and float(timed[0][0]) > 0 and float(timed[0][1]) > 0
+    assert "GPU-hours at 100 TFLOP/s sustained" in out
+    hours = re.search(r"at the probed speeds: (\S+) hours on this cpu for the ([\d,]+) steps", out)
+    assert hours and float(hours[1]) >= 0 and int(hours[2].replace(",", "")) > 0
+
+
+def test_probe_times_a_generator_and_its_tokenizer():
+    config = EXPERIMENTS["dq_generation"].configs("smoke")[-1]  # VAR on a multi-scale tokenizer
+    seconds = probe(with_changes(config, {"batch_size": 2, "tokenizer.batch_size": 2}), torch.device("cpu"))
+    assert len(seconds) == 2 and all(s > 0 for s in seconds)

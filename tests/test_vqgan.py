@@ -1,6 +1,10 @@
 """VQGAN building blocks: hinge losses against hand computations, the discriminator's schedule, shape, size and
 init, and the VGG16 LPIPS loader without weights and with a random local trunk."""
 
+import dataclasses
+import types
+from pathlib import Path
+
 import pytest
 import torch
 import torchvision
@@ -157,3 +161,33 @@ def test_table3_paper_models_have_the_official_codes_parameter_counts(multiscale
     model = build_model(with_changes(paper_config(16384, multiscale), {"K": 16}))  # K: the codebook is not counted
     counted = (model.encoder, model.decoder, model.quant_conv, model.post_quant_conv)
     assert sum(p.numel() for part in counted for p in part.parameters()) == parameters
+
+
+@pytest.mark.parametrize("multiscale, gpus, per_gpu", [(False, 4, 16), (True, 2, 32)])
+def test_table3_paper_rows_train_the_official_rank0_replica_on_its_data_share(multiscale, gpus, per_gpu):
+    """The official scripts bypass DDP (model.module): rank 0 trained alone on 1/gpus of each epoch at the per-GPU
+    batch, 1,093 steps an epoch on FFHQ's 70,000 images either way."""
+    from replicate.experiments.wvq_table3 import paper_config
+    from replicate.train.loop import Loop
+    from replicate.train.tokenizer import describe_data
+
+    config = paper_config(16384, multiscale)
+    assert (config.independent_replicas, config.batch_size) == (gpus, per_gpu)
+    loop = Loop.of(config, Path("unused"), examples=70_000, epochs=200, log="eval.csv", share=gpus)
+    assert loop.steps_per_epoch == 1093
+    assert f"rank-0 replica of {gpus} GPUs" in describe_data(dataclasses.replace(config, dataset="shapes"))
+
+
+def test_an_epochs_share_is_every_nth_example_of_its_permutation_and_refused_under_torchrun(tmp_path):
+    from replicate import distributed
+    from replicate.train.loop import Loop, rank_batches, train_epochs
+
+    config = types.SimpleNamespace(batch_size=2, seed=0, checkpoint_every=10, max_steps=None)
+    whole = Loop.of(config, Path("unused"), examples=10, epochs=1, log="log.csv")
+    share = Loop.of(config, tmp_path, examples=10, epochs=1, log="log.csv", share=4)
+    single = distributed.Context(0, 1, torch.device("cpu"))
+    permutation = torch.randperm(10, generator=torch.Generator().manual_seed(3)).tolist()
+    assert sum(rank_batches(whole, 3, single), []) == permutation
+    assert sum(rank_batches(share, 3, single), []) == permutation[::4][:2]  # 3 examples: one batch of 2
+    with pytest.raises(ConfigError, match="one process"):
+        train_epochs(share, {}, distributed.Context(0, 2, torch.device("cpu")), batches=None, step=None, epoch_end=None)

@@ -10,7 +10,7 @@ import torch
 
 from replicate.configs import with_changes
 from replicate.experiments.dq_cifar import FIXES
-from replicate.experiments.wvq_vqvae import CPU_SHORTENING, METHODS, TABLES
+from replicate.experiments.wvq_vqvae import CPU_SHORTENING, CPU_TABLE2, METHODS, TABLES
 from replicate.registry import EXPERIMENTS
 from replicate.report.compare import compare
 from replicate.results import PUBLISHED
@@ -106,6 +106,20 @@ def test_every_published_number_appears_in_the_comparison_as_not_run_or_cited_wi
 def test_table3_cpu_rows_are_the_two_wasserstein_tokenizers_and_both_baselines():
     rows = {(c.method, bool(c.scales)) for c in EXPERIMENTS["wvq_table3"].configs("cpu")}
     assert rows == {("wasserstein", False), ("wasserstein", True), ("vanilla", False), ("ema", False)}
+
+
+def test_table3_paper_rows_are_compared_at_the_published_epoch_not_the_last():
+    experiment = EXPERIMENTS["wvq_table3"]
+    results = pd.DataFrame({"config_key": ["a", "b"], "method": "wasserstein", "tokens": [256, 680], "K": 50000})
+    results["psnr"], results["utilization"] = [25.0, 26.0], 1.0  # the rows hold the last (200th) epoch
+    curves = pd.DataFrame(
+        {"config_key": ["a", "a", "b"], "epoch": [160, 200, 200], "psnr": [25.19, 25.0, 26.0], "utilization": 1.0}
+    )
+    comparison = compare(experiment, results, "paper", curves).set_index(["tokens", "K", "metric"])
+    assert comparison.loc[(256, 50000, "psnr"), "reproduced"] == 25.19  # epoch 160 (PUBLISHED_EPOCHS)
+    assert comparison.loc[(256, 50000, "psnr"), "epoch"] == "160"
+    assert comparison.loc[(680, 50000, "psnr"), "reproduced"] == 26.0  # its curve lacks epoch 160: the last
+    assert comparison.loc[(680, 50000, "psnr"), "epoch"] == "last"
 
 
 def test_table3_claims_compare_wasserstein_with_every_baseline_that_ran():
@@ -260,3 +274,21 @@ def test_committed_cpu_results_redraw_every_figure_including_the_feature_code_sc
     committed_cpu_table(name, {})
     paths = write_figures(EXPERIMENTS[name], "cpu", TABLES_DIR, tmp_path)
     assert sorted(path.name for path in paths) == expected and all(path.stat().st_size > 0 for path in paths)
+
+
+def test_reduced_data_labels_name_what_differs_from_the_paper_rows():
+    """Issue 35: Table 3 cpu (batch, layout, discriminator schedule, baselines' settings), the Table 2 stand-in's
+    token count, Deferred Quantization's cpu arms (K, tokens, deferred epochs, generated images)."""
+    table3 = {
+        c.method + str(bool(c.scales)): EXPERIMENTS["wvq_table3"].data(c)
+        for c in EXPERIMENTS["wvq_table3"].configs("cpu")
+    }
+    assert "batch 32 (paper 4 GPUs x 16" in table3["wassersteinFalse"]
+    assert "(paper (1, 1, 2, 2, 4), attention at (16,))" in table3["wassersteinTrue"]
+    assert "discriminator from epoch 2 of 3 (paper 60 of 200)" in table3["wassersteinTrue"]
+    assert "VQ-VAE defaults" in table3["emaFalse"] and "VQ-VAE defaults" not in table3["wassersteinFalse"]
+    assert all("64 tokens an image (paper 256)" in EXPERIMENTS["wvq_table2"].data(c) for c in CPU_TABLE2)
+    dq = [EXPERIMENTS["dq_generation"].data(c) for c in EXPERIMENTS["dq_generation"].configs("cpu")]
+    assert all("K 8,192 (paper 16,384)" in label and "3 x 500 generated images (paper 20,000)" in label for label in dq)
+    assert sum("var on 155 tokens an image (paper 680)" in label for label in dq) == 4
+    assert sum("deferred 1 + 1 epochs continuous + quantized (paper 20 + 20)" in label for label in dq) == 2

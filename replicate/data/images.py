@@ -332,6 +332,17 @@ def _fixed_split(images: ImageFiles, split: str, test: int, validation: int) -> 
     return ImageFiles([images.files[i] for i in chosen], [images.labels[i] for i in chosen])
 
 
+def prepared_path(cache_dir: Path, name: str) -> Path:
+    """Where `python -m replicate prepare NAME` puts a dataset a user downloads (replicate/prepare.py)."""
+    return cache_dir / "data" / name
+
+
+def prepared(cache_dir: Path, name: str) -> str | None:
+    """The prepared folder of a dataset, when there is one: the loaders' last resort after root and $VQ_*_DIR."""
+    folder = prepared_path(cache_dir, name)
+    return str(folder) if folder.exists() else None
+
+
 def _odir_split(images: ImageFiles, split: str) -> ImageFiles:
     """Deferred Quantization's 70 / 20 / 10 ODIR split: "train" the 70%, "test" the 10% (the 20% validation part
     is not used by any experiment here)."""
@@ -349,11 +360,12 @@ def _odir256(split: str, root: str | Path | None, cache_dir: Path) -> tuple[Imag
 def _odir(split: str, root: str | Path | None, cache_dir: Path) -> tuple[Images, list[str]]:
     """ODIR-5K as Deferred Quantization uses it (6,716 fundus images, 8 diagnostic categories): root/<category>/*,
     one folder per category (Kaggle "ocular-disease-recognition-odir5k" sorted by its labels), split 70 / 20 / 10."""
-    root = root or os.environ.get("VQ_ODIR_DIR")
+    root = root or os.environ.get("VQ_ODIR_DIR") or prepared(cache_dir, "odir")
     if not root:
         raise MissingDataError(
-            "ODIR-5K not found: pass root (or set $VQ_ODIR_DIR) to a folder of <category>/<images>, the 6,716 "
-            "images of Kaggle's ocular-disease-recognition-odir5k in their 8 diagnostic categories"
+            "ODIR-5K not found: download Kaggle's ocular-disease-recognition-odir5k, run `python -m replicate "
+            "prepare odir --from FOLDER` (or set $VQ_ODIR_DIR or root: a folder of "
+            "<category>/<images>, the images in their 8 diagnostic categories)"
         )
     images, classes = class_folder(Path(root).expanduser())
     return _odir_split(images, split), classes
@@ -362,13 +374,13 @@ def _odir(split: str, root: str | Path | None, cache_dir: Path) -> tuple[Images,
 def _imagenet100(split: str, root: str | Path | None, cache_dir: Path) -> tuple[Images, list[str]]:
     """ImageNet-100: root/train/<wnid>/* holding the 100 classes' ImageNet training images; Deferred Quantization's
     test set is 20,000 of them drawn uniformly (IMAGENET100_HELD_OUT), the validation set 5,000 more (unused)."""
-    root = root or os.environ.get("VQ_IMAGENET100_DIR")
+    root = root or os.environ.get("VQ_IMAGENET100_DIR") or prepared(cache_dir, "imagenet100")
     base = Path(root).expanduser() if root else Path("<root>")
     if not (root and (base / "train").is_dir()):
         raise MissingDataError(
             f"ImageNet-100 not found: expected {base / 'train'}/<wnid>/<images>, the ImageNet training images of "
-            "the 100 classes (e.g. the CMC ImageNet-100 list; the paper does not name its classes); pass root or "
-            "set $VQ_IMAGENET100_DIR"
+            "the 100 classes of CMC's list (the paper does not name its classes): run `python -m replicate prepare "
+            "imagenet100 --from IMAGENET_FOLDER` (or set $VQ_IMAGENET100_DIR or root)"
         )
     images, classes = class_folder(base / "train")
     return _fixed_split(images, split, *IMAGENET100_HELD_OUT), classes
@@ -377,13 +389,14 @@ def _imagenet100(split: str, root: str | Path | None, cache_dir: Path) -> tuple[
 def _ffhq(split: str, root: str | Path | None, cache_dir: Path) -> tuple[Images, list[str]]:
     """FFHQ: every image under root, nested or not, for both splits; the official code trains and evaluates on
     the same folder (FFHQ has no held-out split)."""
-    root = root or os.environ.get("VQ_FFHQ_DIR")
+    root = root or os.environ.get("VQ_FFHQ_DIR") or prepared(cache_dir, "ffhq")
     files = _image_files(Path(root).expanduser()) if root else []
     if not files:
         raise MissingDataError(
             f"FFHQ images not found in {root or '(no root given, $VQ_FFHQ_DIR unset)'}: download images1024x1024 "
-            "as in https://github.com/NVlabs/ffhq-dataset and pass its folder as root (only the 1024 px release "
-            "reproduces the official preprocessing, BOX halving to 256 then BICUBIC; a 256 px resize skips it)"
+            "as in https://github.com/NVlabs/ffhq-dataset, run `python -m replicate prepare ffhq --from FOLDER` "
+            "(or set $VQ_FFHQ_DIR or root to the folder; only the 1024 px release reproduces the "
+            "official preprocessing, BOX halving to 256 then BICUBIC; a 256 px resize skips it)"
         )
     return ImageFiles(files, [0] * len(files)), ["ffhq"]
 
@@ -400,12 +413,13 @@ def source_resolution(name: str, root: str | Path | None) -> int | None:
 
 def _imagenet(split: str, root: str | Path | None, cache_dir: Path) -> tuple[Images, list[str]]:
     """ImageNet-1k: root/train and root/val (the test split) in ImageFolder layout, val arranged by class."""
-    root = root or os.environ.get("VQ_IMAGENET_DIR")
+    root = root or os.environ.get("VQ_IMAGENET_DIR") or prepared(cache_dir, "imagenet")
     base = Path(root).expanduser() if root else Path("<root>")
     if not (root and (base / "train").is_dir() and (base / "val").is_dir()):
         raise MissingDataError(
             f"ImageNet-1k not found: expected {base / 'train'} and {base / 'val'}, each <class>/<images> "
-            f"(val arranged by class); pass root or set $VQ_IMAGENET_DIR"
+            "(val arranged by class): run `python -m replicate prepare imagenet --from FOLDER` "
+            "(or set $VQ_IMAGENET_DIR or root)"
         )
     return class_folder(base / ("train" if split == "train" else "val"))
 

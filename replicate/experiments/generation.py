@@ -46,7 +46,7 @@ from replicate.configs import (
 from replicate.experiments import wvq_vqvae
 from replicate.metrics.projection import pca_2d
 from replicate.metrics.proxy import ProxyClassifierConfig
-from replicate.quantize.multiscale import VAR_SCALES
+from replicate.quantize.multiscale import VAR_SCALES, tokens
 from replicate.report.plotting import METHOD_COLOURS, METHOD_NAMES, figure
 from replicate.report.png import png_image, png_text
 from replicate.results import Workspace
@@ -224,6 +224,39 @@ def data(config: GeneratorTraining) -> str:
     epochs = f"{config.epochs} epoch{'s' * (config.epochs > 1)}"
     parts.append(f"{config.generator} depth {config.depth} width {config.width}, {epochs}")
     return "; ".join(parts)
+
+
+PAPER_DATASETS = {"cifar10-lossless": ("imagenet100", 100), "odir256": ("odir", 8)}  # cpu stand-in -> paper arm
+
+
+def dq_data(config: GeneratorTraining) -> str:
+    """`data`, then what a cpu arm reduces against its paper arm (PAPER_DATASETS): K, tokens an image, the deferred
+    arm's continuous + quantized epochs, the generated images evaluated."""
+    if config.tokenizer.dataset not in PAPER_DATASETS:
+        return data(config)
+    dataset, classes = PAPER_DATASETS[config.tokenizer.dataset]
+    t, g = config.tokenizer, config.generator
+    paper = paper_generator(paper_tokenizer(dataset, g, t.schedule), g, classes)
+    p = paper.tokenizer
+    reduced = []
+    if t.K != p.K:
+        reduced.append(f"K {t.K:,} (paper {p.K:,})")
+    count, paper_count = token_count(t), token_count(p)
+    if count != paper_count:
+        reduced.append(f"{g} on {count} tokens an image (paper {paper_count})")
+    if t.schedule == "deferred":
+        reduced.append(
+            f"deferred {t.warmup_epochs} + {t.epochs - t.warmup_epochs} epochs continuous + quantized "
+            f"(paper {p.warmup_epochs} + {p.epochs - p.warmup_epochs})"
+        )
+    reduced.append(
+        f"{len(config.sample_seeds)} x {config.eval_samples:,} generated images (paper {paper.eval_samples:,})"
+    )
+    return f"{data(config)}; reduced: {', '.join(reduced)}"
+
+
+def token_count(tokenizer: TokenizerTraining) -> int:
+    return tokens(tokenizer.scales) if tokenizer.scales else tokenizer.model.latent_resolution**2
 
 
 def run(config: GeneratorTraining, workspace: Workspace) -> RunResult:
@@ -499,7 +532,7 @@ DQ_GENERATION = Experiment(
     source="Deferred Quantization, arXiv 2603.17052, V2 Tables 1-4, Sec. 5.3 and Fig. 5",
     configs=configs,
     run=run,
-    data=data,
+    data=dq_data,
     published="dq_tables.csv",
     keys=("tokenizer_dataset", "generator", "tokenizer_schedule"),
     tolerances=TOLERANCES,

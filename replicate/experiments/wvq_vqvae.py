@@ -99,10 +99,20 @@ def scatter_points(training: TokenizerTraining, folder) -> list[dict]:
     ]
 
 
+STAND_INS = {"tinyimagenet32": "imagenet", "celeba10k": "ffhq"}  # data here -> the table's dataset (PAPER)
+
+
 def data(config: TokenizerTraining) -> str:
+    """The data label (train/tokenizer.py); for a stand-in, its tokens an image where they differ from the paper's."""
     from replicate.train.tokenizer import describe_data
 
-    return describe_data(config)
+    label = describe_data(config)
+    if config.dataset in STAND_INS and not config.scales:
+        count = config.model.latent_resolution**2
+        paper = (PAPER[STAND_INS[config.dataset]][0] // 16) ** 2  # Table 5: a factor 16 at 256 px
+        if count != paper:
+            label += f", {count} tokens an image (paper {paper})"
+    return label
 
 
 def figures(tables: Tables, scale: str) -> Figures:

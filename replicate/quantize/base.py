@@ -37,6 +37,7 @@ def check_finite(x: Tensor, what: str = "features") -> None:
         raise ConfigError(f"{what} contain NaN or Inf values (shape {tuple(x.shape)})")
 
 
+@torch.compiler.disable  # under torch.compile (TokenizerTraining.compile) the search runs as it is, between graphs
 def nearest_code(
     queries: Tensor,
     keys: Tensor,

@@ -3,9 +3,11 @@ claims checked on our results, rendered as tables/E_S.md (and tables/E_S_compari
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
-from replicate.results import PUBLISHED, ResultFileError, read_table, recovery
+from replicate.results import PUBLISHED, ResultFileError, read_csv, read_table, recovery, result_path
 from replicate.spec import Claim, Experiment
 
 PASS, FAIL, NOT_RUN, NOT_COMPARABLE, LISTED, CITED = (
@@ -44,16 +46,50 @@ def summarize(results: pd.DataFrame, keys: tuple[str, ...], metrics: list[str]) 
     return grouped.agg(reproduced="mean", reproduced_std="std", seeds="count").reset_index()
 
 
-def compare(experiment: Experiment, results: pd.DataFrame | None, scale: str) -> pd.DataFrame:
-    """One row per published number: reproduced mean +- std, delta, tolerance and verdict."""
+def curves_for(experiment: Experiment, scale: str, tables: Path) -> pd.DataFrame | None:
+    """The per-epoch evaluations a comparison reads, where the experiment names the epoch the paper read."""
+    if experiment.published_epoch is None:
+        return None
+    return read_csv(result_path(experiment.name, scale, tables, "curves"))
+
+
+def at_published_epoch(experiment: Experiment, results: pd.DataFrame, curves: pd.DataFrame | None) -> pd.DataFrame:
+    """The rows the comparison reads: where the experiment names the epoch at which the paper read a row
+    (`Experiment.published_epoch`) and the row's curve holds that epoch, its evaluation then; otherwise the row as
+    it is (its last evaluation). Column `compared_epoch`: the epoch read, or "last"."""
+    rows = results.copy()
+    rows["compared_epoch"] = "last"
+    if experiment.published_epoch is None or curves is None or "epoch" not in curves.columns:
+        return rows
+    for index, row in rows.iterrows():
+        epoch = experiment.published_epoch(row)
+        match = curves[(curves["config_key"] == row["config_key"]) & (curves["epoch"] == epoch)]
+        if epoch is None or not len(match):
+            continue
+        for metric in [m for m in experiment.metrics if m in match.columns]:
+            rows.at[index, metric] = match.iloc[0][metric]
+        rows.at[index, "compared_epoch"] = str(epoch)
+    return rows
+
+
+def compare(
+    experiment: Experiment, results: pd.DataFrame | None, scale: str, curves: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """One row per published number: reproduced mean +- std, delta, tolerance and verdict; where the experiment
+    names the epoch the paper read (`published_epoch`), the reproduced value at that epoch from `curves` and the
+    epoch read (column `epoch`)."""
     published = load_published(experiment)
     if published is None:
         return pd.DataFrame()
     keys = experiment.keys
     table = published[[*keys, "metric", "value", "unit", "source"]].rename(columns={"value": "published"})
     if results is not None and len(results):
-        summary = summarize(results, keys, list(table["metric"].unique()))
+        rows = at_published_epoch(experiment, results, curves)
+        summary = summarize(rows, keys, list(table["metric"].unique()))
         table = table.merge(summary, on=[*keys, "metric"], how="left")
+        if experiment.published_epoch is not None:
+            epochs = rows.groupby(list(keys))["compared_epoch"].agg(lambda e: "/".join(sorted(set(e))))
+            table = table.merge(epochs.rename("epoch").reset_index(), on=list(keys), how="left")
     else:
         table["reproduced"], table["reproduced_std"], table["seeds"] = float("nan"), float("nan"), 0
     table["delta"] = table["reproduced"] - table["published"]
@@ -147,7 +183,7 @@ def render(
                 + ", ".join(f"{m} {k}/{n} ({k / n:.0%})" for m, (k, n) in agreement.items()),
                 "",
             ]
-        keys = list(experiment.keys)
+        keys = list(experiment.keys) + (["epoch"] if "epoch" in comparison.columns else [])
         header = [
             *keys,
             "metric",

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from replicate.registry import EXPERIMENTS
-from replicate.report.compare import compare
+from replicate.report.compare import compare, curves_for
 from replicate.results import FIGURES, ROOT, TABLES, config_id, read_results, result_path, write_atomic
 from replicate.spec import Claim, Experiment
 
@@ -82,7 +82,7 @@ def assess(experiment: Experiment, tables: Path = TABLES, figures: Path = FIGURE
         return Artifact(experiment, reason=reason)
     scale = found[0]
     results = read_results(experiment, result_path(experiment.name, scale, tables))
-    comparison = compare(experiment, results, scale)
+    comparison = compare(experiment, results, scale, curves_for(experiment, scale, tables))
     claims = experiment.claims(results) if experiment.claims else []
     judged = [
         experiment.tolerances[row.metric].allows(row.reproduced, row.published)

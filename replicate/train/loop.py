@@ -44,9 +44,12 @@ class Loop:
     log: str  # the per-epoch log's file name in the folder ("eval.csv", "train.csv")
     progress: bool = True
     max_steps: int | None = None  # the dry run's: the epoch holding this step ends there, and training with it
+    share: int = 1  # > 1: an epoch draws every share-th example of its permutation (independent_replicas)
 
     @classmethod
-    def of(cls, config, folder: Path, *, examples: int, epochs: int, log: str, progress: bool = True) -> Loop:
+    def of(
+        cls, config, folder: Path, *, examples: int, epochs: int, log: str, progress: bool = True, share: int = 1
+    ) -> Loop:
         """The loop of a tokenizer or generator configuration: its batch_size, seed and checkpoint_every."""
         return cls(
             folder,
@@ -59,11 +62,17 @@ class Loop:
             log,
             progress,
             config.max_steps,
+            share,
         )
 
     @property
+    def epoch_examples(self) -> int:
+        """The examples an epoch draws from: all, or a DistributedSampler's rank-0 share of them (rounded up)."""
+        return -(-self.examples // self.share)
+
+    @property
     def steps_per_epoch(self) -> int:
-        return self.examples // self.batch_size
+        return self.epoch_examples // self.batch_size
 
     @property
     def last_epoch(self) -> int:
@@ -85,11 +94,11 @@ EpochEnd = Callable[[RunState], dict | None]
 
 
 def rank_batches(loop: Loop, epoch: int, context: distributed.Context) -> list[list[int]]:
-    """This rank's batches of an epoch: a permutation seeded by (seed, epoch), cut into global batches (the
-    incomplete last one dropped), each split evenly over the ranks."""
+    """This rank's batches of an epoch: a permutation seeded by (seed, epoch) (with a share, every share-th of it),
+    cut into global batches (the incomplete last one dropped), each split evenly over the ranks."""
     per_rank = loop.batch_size // context.world_size
     generator = torch.Generator().manual_seed(loop.seed * 100_003 + epoch)
-    order = torch.randperm(loop.examples, generator=generator).tolist()
+    order = torch.randperm(loop.examples, generator=generator).tolist()[:: loop.share]
     starts = range(context.rank * per_rank, loop.steps_per_epoch * loop.batch_size, loop.batch_size)
     return [order[start : start + per_rank] for start in starts]
 
@@ -111,6 +120,11 @@ def train_epochs(
     the step in progress and raises preemption.Preempted."""
     lock = file_lock(loop.folder / "lock", f"run folder {loop.folder}") if context.is_main else nullcontext()
     with lock, preemption.stoppable():
+        if loop.share > 1 and context.world_size > 1:
+            raise ConfigError(
+                f"independent_replicas {loop.share} trains the rank-0 replica alone: run it in one process, "
+                "without torchrun (or set independent_replicas=1 to average gradients over the ranks)"
+            )
         if loop.batch_size % context.world_size:
             raise ConfigError(f"batch_size {loop.batch_size} is not divisible by {context.world_size} processes")
         if loop.steps_per_epoch == 0:
@@ -148,7 +162,7 @@ def train_epochs(
                 if run.step % loop.checkpoint_every == 0 and run.step < loop.steps_per_epoch:
                     run.save(checkpoint, loop.config, parts, context)
             means = epoch_means(run, context)
-            extra = epoch_end(run)
+            extra = distributed.broadcast_object(epoch_end(run))  # rank 0 evaluates; every rank keeps the row
             if extra is not None:
                 row = {"epoch": run.epoch + 1, "step": run.epoch * loop.steps_per_epoch + run.step, **means, **extra}
                 run.history.append(row | {"train_seconds": round(run.tick(), 1)})  # over every resumed segment

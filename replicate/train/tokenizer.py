@@ -67,6 +67,9 @@ def describe_data(config: TokenizerTraining) -> str:
         parts.append(f"{config.max_train_images:,} training images")
     if config.max_eval_images:
         parts.append(f"{config.max_eval_images:,} evaluation images")
+    if config.independent_replicas > 1:
+        n = config.independent_replicas
+        parts.append(f"rank-0 replica of {n} GPUs without gradient averaging (1/{n} of the data an epoch)")
     if config.gan.disc_weight > 0 and config.gan.perceptual_weight == 0:
         parts.append("no perceptual loss")  # a VQGAN without its VGG16 LPIPS term (weights unavailable here)
     return ", ".join(parts)
@@ -101,12 +104,21 @@ def train_tokenizer(
     train_data = subset(datasets["train"], config.max_train_images, config.seed)
     eval_data = subset(datasets["test"], config.max_eval_images, config.seed + 1)
     examples, epochs = len(train_data), config.total_epochs
-    loop = Loop.of(config, run_dir, examples=examples, epochs=epochs, log="eval.csv", progress=progress)
+    loop = Loop.of(
+        config,
+        run_dir,
+        examples=examples,
+        epochs=epochs,
+        log="eval.csv",
+        progress=progress,
+        share=config.independent_replicas,
+    )
     warmup_steps = config.warmup_epochs * loop.steps_per_epoch
     if config.max_steps is not None and warmup_steps:  # a dry run's few steps cross the switch half-way
         warmup_steps = max(1, config.max_steps // 2)
     schedule = QuantizationSchedule(config.schedule, warmup_steps, kmeans_iterations=config.kmeans_iterations)
-    model = build_model(config).to(context.device)
+    layout = torch.channels_last if config.channels_last else torch.contiguous_format
+    model = build_model(config).to(context.device, memory_format=layout)
     parts = {"model": model, "optimizer": build_optimizer(model, config)}
     parts |= {"adversary": objective.adversary} if objective.adversary else {}
     wrapped = (
@@ -114,6 +126,7 @@ def train_tokenizer(
         if context.world_size == 1
         else DistributedDataParallel(model, broadcast_buffers=False, find_unused_parameters=config.schedule in WARMED)
     )
+    wrapped = torch.compile(wrapped) if config.compile else wrapped
 
     def batches(epoch: int, index_lists: list[list[int]]):
         datasets["train"].set_epoch(epoch)  # the augmentations' seeds
@@ -121,7 +134,7 @@ def train_tokenizer(
         loader = torch.utils.data.DataLoader(
             train_data, batch_sampler=index_lists, num_workers=config.num_workers, pin_memory=cuda
         )
-        return (images.to(context.device, non_blocking=True) for images, _ in loader)
+        return (images.to(context.device, non_blocking=True, memory_format=layout) for images, _ in loader)
 
     def step(images, index: int, epoch: int, show: bool):
         if schedule.initializes(index):
