@@ -134,7 +134,7 @@ def dry_config(config, scratch: Path, world_size: int, batch: int | None = None)
     """The dry-run version of a tokenizer or generator configuration; its images are written under `scratch`."""
     if isinstance(config, TokenizerTraining):
         tokenizer_batch = per_process(config.batch_size, world_size, batch) * world_size
-        images = DRY_STEPS * tokenizer_batch
+        images = DRY_STEPS * tokenizer_batch * config.independent_replicas  # a replica's epoch: 1/n of the images
         folder = image_folder(scratch, config.model.resolution, 1, images)
         return dry_tokenizer(config, folder, tokenizer_batch, images)
     if not isinstance(config, GeneratorTraining):
@@ -142,7 +142,8 @@ def dry_config(config, scratch: Path, world_size: int, batch: int | None = None)
     t = config.tokenizer
     generator_batch = per_process(config.batch_size, world_size, batch) * world_size
     tokenizer_batch = per_process(t.batch_size, world_size, batch) * world_size
-    images = DRY_STEPS * max(generator_batch, tokenizer_batch)  # the generator's two steps need their tokens
+    # the generator's two steps need their tokens; a tokenizer replica's epoch draws 1/n of the images
+    images = DRY_STEPS * max(generator_batch, tokenizer_batch * t.independent_replicas)
     classes = config.proxy_network.num_classes if config.proxy_network else 1
     folder = image_folder(scratch, t.model.resolution, classes, images)
     changes = {

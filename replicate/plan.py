@@ -133,10 +133,14 @@ def num_classes(config: GeneratorTraining) -> int:
 
 
 def _steps(config: TokenizerTraining, batch: int, epochs: int | None = None) -> int | None:
+    """Training steps over the tokenizer's images: its own (an epoch of a rank-0 replica draws 1/n of them,
+    train/loop.py), or a generator's `epochs` over all of them."""
     images = config.max_train_images or TRAIN_IMAGES.get(config.dataset)
     if images is None:
         return None
-    return (config.total_epochs if epochs is None else epochs) * (images // batch)
+    if epochs is None:
+        return config.total_epochs * (-(-images // config.independent_replicas) // batch)
+    return epochs * (images // batch)
 
 
 def config_costs(config) -> list[Cost]:

@@ -19,13 +19,24 @@ CPU = torch.device("cpu")
 
 
 def test_dry_config_keeps_the_model_and_batch_and_replaces_data_and_budget(tmp_path):
-    paper = EXPERIMENTS["wvq_table3"].configs("paper")[0]
+    paper = EXPERIMENTS["wvq_table1"].configs("paper")[0]
     dry = dry_config(paper, tmp_path, world_size=4)
     assert dry.model == paper.model and dry.K == paper.K and dry.quantizer == paper.quantizer
     assert dry.batch_size == paper.batch_size  # four processes at the per-GPU batch
-    assert (dry.dataset, dry.max_steps, dry.gan.disc_start_epoch) == ("folder", 2, 1)
+    assert (dry.dataset, dry.max_steps) == ("folder", 2)
     assert dry.max_train_images == 2 * paper.batch_size
     assert len(list((tmp_path / dry.data_root.split("/")[-1] / "train").rglob("*.png"))) == 2 * paper.batch_size
+
+
+def test_a_rank0_replica_dry_run_has_two_steps_of_its_data_share(tmp_path):
+    """Table 3's paper rows train the rank-0 replica of 4 GPUs: an epoch draws a quarter of the images."""
+    from replicate.train.loop import Loop
+
+    paper = EXPERIMENTS["wvq_table3"].configs("paper")[0]
+    dry = dry_config(paper, tmp_path, world_size=1)
+    assert (dry.batch_size, dry.independent_replicas, dry.gan.disc_start_epoch) == (16, 4, 1)
+    loop = Loop.of(dry, tmp_path, examples=dry.max_train_images, epochs=1, log="eval.csv", share=4)
+    assert loop.steps_per_epoch == 2
 
 
 def test_a_generator_dry_run_has_a_class_folder_per_class_and_tokens_for_two_batches(tmp_path):

@@ -58,3 +58,9 @@ def test_probe_times_a_generator_and_its_tokenizer():
     config = EXPERIMENTS["dq_generation"].configs("smoke")[-1]  # VAR on a multi-scale tokenizer
     seconds = probe(with_changes(config, {"batch_size": 2, "tokenizer.batch_size": 2}), torch.device("cpu"))
     assert len(seconds) == 2 and all(s > 0 for s in seconds)
+
+
+def test_a_rank0_replica_counts_the_steps_of_its_data_share():
+    """Table 3's paper rows: 200 epochs of FFHQ's 70,000 images, a quarter (half) an epoch at 16 (32) a step."""
+    for config in EXPERIMENTS["wvq_table3"].configs("paper"):
+        assert tokenizer_cost(config).steps == 200 * 1093
