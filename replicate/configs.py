@@ -29,7 +29,7 @@ QUANTIZATION_SCHEDULES = ("early", "deferred", "pretrained", "random")  # train/
 WARMED = ("deferred", "pretrained")  # the quantization schedules with a continuous phase
 RECONSTRUCTIONS = ("l1", "mse")
 PRECISIONS = ("fp32", "bf16")
-GENERATORS = ("maskgit", "var")
+GENERATORS = ("maskgit", "var", "autoregressive")  # var alone reads a multi-scale tokenizer
 
 
 def part(default) -> dataclasses.Field:
@@ -183,7 +183,7 @@ def default_workers() -> int:
     return min(8, (os.cpu_count() or 2) // 2) if torch.cuda.is_available() else 0
 
 
-# ---- the generators' networks (models/maskgit.py, models/var.py) ---------------------------------------------
+# ---- the generators' networks (models/maskgit.py, models/var.py, models/autoregressive.py) ---------------------------
 
 
 @dataclass(frozen=True)
@@ -298,6 +298,64 @@ class VARSampling:
             raise ConfigError(f"guidance_scale must be >= 0, got {self.guidance_scale!r}")
 
 
+# LlamaGen-B (arXiv 2406.06525, its table of model sizes; official GPT_B): LlamaGen's smallest class-conditional
+# model, 111M parameters at K = 16,384 and 16 x 16 tokens. The paper-scale size of the autoregressive generator.
+LLAMAGEN_B = {"depth": 12, "width": 768, "heads": 12}
+
+
+@dataclass(frozen=True)
+class AutoregressiveConfig:
+    """LlamaGen's raster-order transformer (models/autoregressive.py); defaults: LlamaGen-B, official ModelArgs."""
+
+    vocab_size: int  # the tokenizer's K (LlamaGen's: 16,384)
+    grid: int  # side of the square token grid (LlamaGen: 16, for 256 px images at f = 16)
+    num_classes: int  # the null class (classifier-free guidance) is index num_classes
+    depth: int = LLAMAGEN_B["depth"]
+    width: int = LLAMAGEN_B["width"]
+    heads: int = LLAMAGEN_B["heads"]
+    ffn_multiple_of: int = 256  # official multiple_of: SwiGLU hidden = 8 w / 3 rounded up to it (2048 at w = 768)
+    rope_base: float = 10_000.0  # official rope_base of the 2-D rotary embedding
+    norm_eps: float = 1e-5  # official norm_eps (RMSNorm)
+    dropout: float = 0.1  # official token_dropout_p = resid_dropout_p = ffn_dropout_p = 0.1 (attn_dropout_p = 0)
+    label_dropout: float = 0.1  # official class_dropout_prob = 0.1: label -> null class
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "grid", "num_classes", "depth", "width", "heads", "ffn_multiple_of"):
+            _check_count(name, getattr(self, name))
+        if self.width % (4 * self.heads):  # 2-D rotary: each head turns pairs of channels, half by row, half by column
+            raise ConfigError(f"width {self.width} must be a multiple of 4 x heads ({4 * self.heads})")
+        if not (self.rope_base > 0 and self.norm_eps > 0):
+            raise ConfigError(f"rope_base and norm_eps must be > 0, got {self.rope_base!r}, {self.norm_eps!r}")
+        for name in ("dropout", "label_dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
+
+    @property
+    def tokens(self) -> int:
+        return self.grid * self.grid
+
+
+@dataclass(frozen=True)
+class AutoregressiveSampling:
+    """How `sample` draws each token: guided logits uncond + s (cond - uncond) (LlamaGen's form: s = 1 is the
+    conditional model, whose null class is then never run), then / temperature, top-k, top-p; temperature 0 = argmax."""
+
+    temperature: float = 1.0  # official sample_c2i_ddp.py default
+    top_k: int | None = None  # official default top_k=0: off
+    top_p: float | None = None  # official default top_p=1.0: off
+    guidance_scale: float = 2.0  # LlamaGen README, GPT-B at 256 px: --cfg-scale 2.0
+
+    def __post_init__(self) -> None:
+        if not self.temperature >= 0:
+            raise ConfigError(f"temperature must be >= 0, got {self.temperature!r}")
+        if self.top_k is not None:
+            _check_count("top_k", self.top_k)
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ConfigError(f"top_p must be in (0, 1] or None, got {self.top_p!r}")
+        if not self.guidance_scale >= 0:
+            raise ConfigError(f"guidance_scale must be >= 0, got {self.guidance_scale!r}")
+
+
 def _check_count(name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
@@ -395,7 +453,7 @@ class GeneratorTraining:
     """One generator run (train/generator.py). No default optimisation: each experiment passes it, cited."""
 
     tokenizer: TokenizerTraining  # the run whose tokens are modelled (its columns: tokenizer_<name>)
-    generator: str  # "maskgit" (single-scale tokenizer) or "var" (multi-scale tokenizer)
+    generator: str  # "maskgit" or "autoregressive" (single-scale tokenizer), or "var" (multi-scale tokenizer)
     depth: int
     width: int
     heads: int
@@ -419,8 +477,8 @@ class GeneratorTraining:
     def __post_init__(self) -> None:
         if self.generator not in GENERATORS:
             raise unknown_name("generator", self.generator, GENERATORS)
-        if self.generator == "maskgit" and self.tokenizer.scales:
-            raise ConfigError("maskgit needs a single-scale tokenizer (scales=()); use var for a multi-scale one")
+        if self.generator != "var" and self.tokenizer.scales:
+            raise ConfigError(f"{self.generator} needs a single-scale tokenizer (scales=()); var reads multi-scale")
         if self.generator == "var" and not self.tokenizer.scales:
             raise ConfigError("var needs a multi-scale tokenizer (scales set); use maskgit for a single-scale one")
         counts = ("depth", "width", "heads", "epochs", "batch_size", "checkpoint_every", "eval_samples", "sample_batch")
@@ -437,13 +495,17 @@ class GeneratorTraining:
         self.sampling_config()
 
     def _kinds(self):
-        return {"maskgit": (MaskGITConfig, MaskGITSampling), "var": (VARConfig, VARSampling)}
+        return {
+            "maskgit": (MaskGITConfig, MaskGITSampling),
+            "var": (VARConfig, VARSampling),
+            "autoregressive": (AutoregressiveConfig, AutoregressiveSampling),
+        }
 
     def model_config(self, num_classes: int):
         """The generator's configuration over the tokenizer's K, latent grid, d and scales."""
         t, kind = self.tokenizer, self._kinds()[self.generator][0]
         size = dict(depth=self.depth, width=self.width, heads=self.heads)
-        if self.generator == "maskgit":
+        if self.generator != "var":  # a single-scale tokenizer's square grid
             return kind(t.K, t.model.latent_resolution, num_classes, **size)
         return kind(t.K, t.model.d, num_classes, scales=t.scales, **size)
 

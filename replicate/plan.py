@@ -117,7 +117,7 @@ def generator_cost(config: GeneratorTraining) -> Cost:
     with torch.device("meta"):
         model = build_generator(config, classes)
         labels = torch.zeros(config.batch_size, dtype=torch.long)
-        if config.generator == "maskgit":
+        if config.generator != "var":  # maskgit and the autoregressive model read a token grid
             inputs = torch.zeros(config.batch_size, model_config.tokens, dtype=torch.long)
         else:
             length = tokens(config.tokenizer.scales) - config.tokenizer.scales[0] ** 2

@@ -2,8 +2,8 @@
 
 import torch
 
-from replicate.models.sampling import categorical
-from replicate.models.var import SamplingConfig, _draw
+from replicate.models.sampling import categorical, draw
+from replicate.models.var import SamplingConfig
 
 
 def test_categorical_draws_each_index_with_its_softmax_probability():
@@ -32,7 +32,7 @@ def test_var_top_k_and_top_p_draw_only_from_the_nucleus_of_the_k_largest():
     the first two (0.64 < 0.8, 0.88 >= 0.8); the rest are never drawn."""
     logits = torch.tensor([0.0, 2.0, 4.0, 1.0, 3.0]).expand(1, 20_000, 5)
     config = SamplingConfig(top_k=3, top_p=0.8, guidance_scale=0.0)
-    draws = _draw(logits, config, torch.Generator().manual_seed(2))
+    draws = draw(logits, config, torch.Generator().manual_seed(2))
     frequency = torch.bincount(draws.flatten(), minlength=5) / draws.numel()
     assert set(draws.unique().tolist()) == {2, 4}
     assert abs(float(frequency[2]) - 1 / (1 + torch.e**-1)) < 0.02  # renormalised over the two kept

@@ -1,5 +1,6 @@
 """Training a token generator: a class-conditional prior over a trained tokenizer's tokens, MaskGIT (models/maskgit.py)
-on a single-scale tokenizer's grid or VAR (models/var.py) on a multi-scale tokenizer's token maps, as Deferred
+or the raster-order autoregressive transformer (models/autoregressive.py, LlamaGen-style) on a single-scale
+tokenizer's grid, or VAR (models/var.py) on a multi-scale tokenizer's token maps, as Deferred
 Quantization (arXiv 2603.17052, Sec. 5.3) does to show what a shrunk codebook costs generation; Wasserstein VQ leaves
 this as its open question 3. The tokenizer is trained before, in its own run folder (tokenizer.tokenizer_folder).
 
@@ -28,7 +29,7 @@ from replicate import distributed
 from replicate.configs import GeneratorTraining, clip_gradients, learning_rate
 from replicate.errors import ReplicateError
 from replicate.metrics.codebook import perplexity, utilization
-from replicate.models import maskgit, var
+from replicate.models import autoregressive, maskgit, var
 from replicate.models.vqvae import VQVAE
 from replicate.results import Workspace, config_id
 from replicate.train.checkpoint import load_checkpoint, load_part, save_checkpoint
@@ -131,8 +132,8 @@ def step_seed(config: GeneratorTraining, step: int, rank: int) -> int:
 
 
 def build_generator(config: GeneratorTraining, num_classes: int) -> torch.nn.Module:
-    model_config = config.model_config(num_classes)
-    return maskgit.MaskGIT(model_config) if config.generator == "maskgit" else var.VAR(model_config)
+    kinds = {"maskgit": maskgit.MaskGIT, "var": var.VAR, "autoregressive": autoregressive.Autoregressive}
+    return kinds[config.generator](config.model_config(num_classes))
 
 
 def split_scales(tokens: Tensor, scales: tuple[int, ...]) -> list[Tensor]:
@@ -145,6 +146,8 @@ def batch_loss(config: GeneratorTraining, wrapped, tokens: Tensor, labels: Tenso
     """(loss, accuracy) of one batch under the generator's training loss."""
     if config.generator == "maskgit":
         out = maskgit.training_loss(wrapped, tokens, labels, generator)
+    elif config.generator == "autoregressive":
+        out = autoregressive.training_loss(wrapped, tokens, labels, generator)
     else:
         out = var.training_loss(wrapped, split_scales(tokens, config.tokenizer.scales), quantizer, labels, generator)
     return out.loss, out.accuracy
@@ -224,6 +227,9 @@ def generate(
     for batch in labels.to(device).split(config.sample_batch):
         if config.generator == "maskgit":
             tokens = maskgit.sample(model, batch, config.sampling_config(), generator)
+            latents = codebook[tokens].reshape(len(batch), side, side, -1)
+        elif config.generator == "autoregressive":
+            tokens = autoregressive.sample(model, batch, config.sampling_config(), generator)
             latents = codebook[tokens].reshape(len(batch), side, side, -1)
         else:
             maps = var.sample(model, tokenizer.quantizer, batch, config.sampling_config(), generator)
