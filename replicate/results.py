@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -394,7 +395,7 @@ def file_lock(path: Path, what: str) -> Iterator[None]:
         try:
             handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
-            holder = path.read_text().strip() if path.exists() else ""
+            holder = _lock_holder(path)
             if holder and _alive(holder):
                 raise ReplicateError(
                     f"another run is writing {what} (process {holder}, lock file {path}): wait for it to "
@@ -412,6 +413,20 @@ def file_lock(path: Path, what: str) -> Iterator[None]:
     finally:
         if path.exists() and path.read_text().strip() == me:
             path.unlink()
+
+
+def _lock_holder(path: Path) -> str:
+    """The "pid@host" a lock file names; a lock file that is not one (bytes that are no text, another line) is
+    damaged: refused with one line, never taken over, since the run holding it cannot be known."""
+    try:
+        holder = path.read_text().strip() if path.exists() else ""
+    except UnicodeDecodeError:
+        holder = None
+    if holder is not None and (not holder or re.fullmatch(r"\d+@\S+", holder)):
+        return holder
+    raise ReplicateError(
+        f"lock file {path} is damaged (not 'pid@host'); delete it if no run is in progress, then rerun"
+    )
 
 
 def _alive(holder: str) -> bool:

@@ -241,6 +241,7 @@ def run_experiment(
     if reason:  # REPORT.md lists it as not run; a comparison is rewritten only from rows already there
         outputs = write_report(experiment, scale, tables) if distributed.rank() == 0 else []
         return Outcome(experiment.name, "skipped", reason, outputs=outputs)
+    load_published(experiment)  # a damaged published file stops the run before it trains (one line)
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     journal = result_path(experiment.name, scale, tables, "force")
     if not force and journal.exists():
@@ -330,7 +331,9 @@ class ResultStore:
         if distributed.rank() != 0:  # under torchrun every rank trains; rank 0 writes
             self.dirty.clear()
             return
-        for table in sorted(self.dirty):
+        # the extra tables first: a row in the result table is what marks its configuration done, so its curves and
+        # points must be on disk before it (a kill between the two then reruns the configuration)
+        for table in sorted(self.dirty, key=lambda name: (name == "", name)):
             write_csv(self.path(table), self.results if table == "" else self.extra[table])
         self.dirty.clear()
         self.saved_at = time.time()

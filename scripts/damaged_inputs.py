@@ -325,9 +325,12 @@ def two_at_once(argv: list[str], lock: Callable[[Clone], Path | None], prepare=N
             finish(first)
             return Result(False, "the first run never held a lock file", command_text(argv) + " (twice)")
         second = refused(clone, argv, ("another run",), before=False)  # the first writes meanwhile
+        overlapped = first.poll() is None  # the first still ran when the second ended: they did run at once
         rc, _, err = finish(first)
         ok = second.ok and rc == 0
         what = f"second: {second.what}; first: exit {rc}"
+        if not overlapped and not second.ok:
+            what = f"not at once (the first ended before the second); {what}"
         if rc != 0:
             what += f": {head(err, 2)}"
         return Result(ok, what, command_text(argv) + " (twice, at once)", second.rc, second.stderr)
@@ -362,25 +365,35 @@ def fig12_rows(clone: Clone) -> int:
     return len((clone.fixtures / "tables" / "wvq_fig12_smoke.csv").read_text().splitlines()) - 1
 
 
+def configs_done(log: Path) -> int:
+    """The configurations a run's progress bar (its stderr, in the file `log`) shows finished."""
+    counts = re.findall(r"\|\s*(\d+)/\d+ \[", log.read_text(errors="replace"))
+    return max(map(int, counts), default=0)
+
+
 def kill_and_resume_run(clone: Clone) -> Result:
-    """kill -9 a run of wvq_fig12 (smoke) with part of its table written, rerun it: the same cells as the
-    uninterrupted run made at the start."""
+    """kill -9 a run of wvq_fig12 (smoke) once part of its table is written (or, where the run is too quick for
+    its 10-second saves, 2 configurations before its end), rerun it: the same cells as the uninterrupted run made at
+    the start."""
     argv = ["run", "wvq_fig12", "--scale", "smoke"]
     removed("tables/wvq_fig12_smoke*")(clone)
     table, total = clone.path("tables/wvq_fig12_smoke.csv"), fig12_rows(clone)
+    with tempfile.NamedTemporaryFile("w+", suffix=".stderr") as log:
 
-    def partial() -> bool:
-        return table.exists() and 1 <= len(table.read_text().splitlines()) - 1 < total
+        def partial() -> bool:
+            written = table.exists() and 1 <= len(table.read_text().splitlines()) - 1 < total
+            return written or configs_done(Path(log.name)) >= total - 2
 
-    process = clone.start(argv)
-    if not wait_for(partial, process):
+        process = clone.start(argv, stderr=log)
+        if not wait_for(partial, process):
+            finish(process)
+            return Result(False, "the run ended before it could be killed", command_text(argv))
+        process.send_signal(signal.SIGKILL)
         finish(process)
-        return Result(False, "the run ended before part of its table was written", command_text(argv))
-    process.send_signal(signal.SIGKILL)
-    finish(process)
+    rows = len(pd.read_csv(table)) if table.exists() else 0
     curves = clone.path("tables/wvq_fig12_smoke_curves.csv")
     with_curves = len(set(pd.read_csv(curves, dtype=str)["config_key"])) if curves.exists() else 0
-    killed = f"killed with {len(pd.read_csv(table))} of {total} rows, {with_curves} with curves"
+    killed = f"killed with {rows} of {total} rows written, {with_curves} with curves"
     command = f"kill -9 during `{command_text(argv)}`, then the same command"
     rc, out, err = clone.run(argv)
     if rc != 0:
@@ -453,8 +466,7 @@ def interrupt_force(clone: Clone) -> tuple[bool, str]:
     with tempfile.NamedTemporaryFile("w+", suffix=".stderr") as log:
 
         def two_done() -> bool:
-            counts = re.findall(r"\|\s*(\d+)/\d+ \[", Path(log.name).read_text(errors="replace"))
-            return max(map(int, counts), default=0) >= 2
+            return configs_done(Path(log.name)) >= 2
 
         process = clone.start(["run", "wvq_fig12", "--scale", "smoke", "--force"], stderr=log)
         if not wait_for(two_done, process):

@@ -209,6 +209,45 @@ def test_a_second_training_of_the_same_run_folder_is_refused_while_the_first_hol
     assert sorted(p.name for p in run_dir.iterdir()) == ["lock"]
 
 
+@pytest.mark.parametrize("content", [b"\x8c\xfe\x00garbage\xff\n", b"garbage\n"], ids=["bytes", "text"])
+def test_a_damaged_lock_file_is_one_line_and_left_as_it_is(content, tmp_path, capsys):
+    """A lock that names no process (bytes, or text that is not pid@host) cannot be judged stale: refused."""
+    tables = tmp_path / "out" / "tables"
+    tables.mkdir(parents=True)
+    lock = result_path(TABLE4.name, "smoke", tables, "lock")
+    lock.write_bytes(content)
+    assert main(["run", TABLE4.name, "--scale", "smoke", "--out", str(tmp_path / "out")]) == 2
+    assert f"lock file {lock} is damaged" in one_error_line(capsys)
+    assert snapshot(tables) == {lock: content}
+
+
+def test_a_damaged_published_file_stops_a_run_before_it_trains(tmp_path, monkeypatch, capsys):
+    published = tmp_path / "published"
+    shutil.copytree(PUBLISHED, published)
+    monkeypatch.setattr(compare, "PUBLISHED", published)
+    (published / TABLE4.published).write_text("")
+    assert main(["run", TABLE4.name, "--scale", "smoke", "--out", str(tmp_path / "out")]) == 2
+    assert "is damaged (empty)" in one_error_line(capsys)
+    assert not list((tmp_path / "out").rglob("*.csv*"))
+
+
+def test_extra_tables_are_saved_before_the_result_rows_that_mark_them_done(tmp_path, monkeypatch):
+    """A kill between two writes must never leave a finished row without its curves (the row is what a resumed
+    run skips; found by scripts/damaged_inputs.py: 16 of 80 curve rows lost after a kill -9)."""
+    from replicate import runner
+
+    written = []
+    monkeypatch.setattr(runner, "write_csv", lambda path, frame: written.append(path.name))
+    store = runner.ResultStore(TABLE4, "smoke", tmp_path)
+    store.add({"config_key": "k"}, {"utilization": 1.0}, {"curves": [{"step": 0}], "points": [{"x": 0.0}]})
+    store.save()
+    assert written == [
+        f"{TABLE4.name}_smoke_curves.csv",
+        f"{TABLE4.name}_smoke_points.csv.gz",
+        f"{TABLE4.name}_smoke.csv",
+    ]
+
+
 def test_an_interrupted_forced_run_resumes_and_a_plain_rerun_is_refused_until_it_completes(
     smoke_table4, tmp_path, capsys
 ):

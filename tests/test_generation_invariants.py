@@ -9,7 +9,7 @@ from replicate.configs import VQVAEConfig
 from replicate.metrics.image import frechet_distance, frechet_distance_of_features
 from replicate.models.var import accumulate
 from replicate.models.vqvae import VQVAE
-from replicate.quantize import QUANTIZERS, build_quantizer, quantizer_config
+from replicate.quantize import CODEBOOK_QUANTIZERS, build_quantizer, quantizer_config
 from replicate.quantize.gaussian import gaussian_fit, gaussian_w2
 from replicate.quantize.multiscale import MultiScaleQuantizer, scales_for
 from replicate.train.generator import encode_tokens, split_scales
@@ -24,7 +24,7 @@ def tiny_tokenizer(method: str, multiscale: bool = False) -> VQVAE:
     return VQVAE(TINY, quantizer).eval()
 
 
-@pytest.mark.parametrize("method", list(QUANTIZERS))
+@pytest.mark.parametrize("method", list(CODEBOOK_QUANTIZERS))
 @torch.no_grad()
 def test_decoding_a_single_scale_tokenizers_own_tokens_gives_its_reconstructions(method):
     model, images = tiny_tokenizer(method), torch.rand(3, 3, 16, 16) * 2 - 1

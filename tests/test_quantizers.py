@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from replicate.errors import ConfigError
-from replicate.quantize import QUANTIZERS, build_quantizer, quantizer_config
+from replicate.quantize import CODEBOOK_QUANTIZERS, build_quantizer, quantizer_config
 
 FEATURES = torch.tensor([[0.2], [0.9], [0.7]])
 
@@ -112,7 +112,7 @@ def test_wasserstein_codebook_has_its_own_learning_rate():
     assert quantizer.param_groups(5e-5) == [{"params": [quantizer.weight], "lr": 0.02}]
 
 
-@pytest.mark.parametrize("method", list(QUANTIZERS))
+@pytest.mark.parametrize("method", list(CODEBOOK_QUANTIZERS))
 def test_straight_through_output_has_code_values_and_identity_gradient(method):
     quantizer = build_quantizer(quantizer_config(method, 32, 4)).train()
     features = torch.randn(2, 5, 4, requires_grad=True)
@@ -124,7 +124,7 @@ def test_straight_through_output_has_code_values_and_identity_gradient(method):
     assert torch.allclose(features.grad, weights)
 
 
-@pytest.mark.parametrize("method", list(QUANTIZERS))
+@pytest.mark.parametrize("method", list(CODEBOOK_QUANTIZERS))
 def test_every_method_states_its_official_defaults(method):
     config = quantizer_config(method, 8, 2)
     expected_beta = 0.1 if method in ("wasserstein", "sliced_wasserstein") else 1.0  # sliced: Wasserstein VQ's
@@ -146,7 +146,7 @@ def test_official_decays_and_anchor_are_the_defaults():
 @pytest.mark.parametrize(
     "method,settings,message",
     [
-        ("nope", {}, "unknown method 'nope'; valid: ema, linear, mmd, online, sliced_wasserstein, vanilla, wass"),
+        ("nope", {}, "unknown method 'nope'; valid: ema, fsq, linear, mmd, online, sliced_wasserstein, vanilla, wass"),
         ("ema", {"decay": 1.5}, "decay must be in"),
         ("online", {"anchor": "random"}, "unknown anchor"),
         ("vanilla", {"gamma": 1.0}, "unknown VanillaConfig field"),

@@ -10,7 +10,7 @@ from replicate.data.synthetic import gaussian_mixture
 from replicate.errors import ConfigError
 from replicate.metrics.codebook import codebook_distances, perplexity
 from replicate.metrics.shrinkage import effective_rank, mode_coverage, mode_entropy, per_mode_error
-from replicate.quantize import QUANTIZERS, build_quantizer, quantizer_config
+from replicate.quantize import CODEBOOK_QUANTIZERS, build_quantizer, quantizer_config
 from replicate.train.schedule import QuantizationSchedule
 
 MEANS = torch.tensor([[10.0 * k, 0.0] for k in range(10)])
@@ -56,7 +56,7 @@ def test_effective_rank_of_a_line_is_one_and_of_an_isotropic_cloud_is_its_dimens
     assert effective_rank(torch.randn(100_000, 6)) == pytest.approx(6.0, rel=0.01)
 
 
-@pytest.mark.parametrize("method", list(QUANTIZERS))
+@pytest.mark.parametrize("method", list(CODEBOOK_QUANTIZERS))
 def test_set_codebook_makes_the_given_codes_the_effective_codebook(method):
     quantizer = build_quantizer(quantizer_config(method, 8, 3))
     codes = torch.randn(8, 3)

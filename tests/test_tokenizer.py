@@ -18,7 +18,7 @@ from PIL import Image
 
 from replicate.configs import with_changes
 from replicate.data.images import image_dataset
-from replicate.quantize import QUANTIZERS
+from replicate.quantize import CODEBOOK_QUANTIZERS
 from replicate.results import ROOT
 from replicate.train import tokenizer
 from replicate.train.configs import train_config
@@ -45,7 +45,7 @@ DEFAULT_RUN = ("vanilla", "wasserstein")
 
 
 @pytest.mark.parametrize(
-    "method", [m if m in DEFAULT_RUN else pytest.param(m, marks=pytest.mark.slow) for m in QUANTIZERS]
+    "method", [m if m in DEFAULT_RUN else pytest.param(m, marks=pytest.mark.slow) for m in CODEBOOK_QUANTIZERS]
 )
 def test_tiny_vqvae_reconstruction_loss_decreases_with_every_quantizer(method):
     """40 steps on 16 Shapes images (lr 1e-4). The reconstruction term is what must fall: Vanilla VQ's whole

@@ -8,7 +8,7 @@ import functools
 
 from replicate.configs import TokenizerTraining, VQVAEConfig, smoke_scale
 from replicate.errors import ConfigError, unknown_name
-from replicate.quantize import QUANTIZERS
+from replicate.quantize import CODEBOOK_QUANTIZERS
 from replicate.spec import SCALES
 
 
@@ -23,7 +23,7 @@ def cifar10(method: str, scale: str) -> TokenizerTraining:
     return smoke_scale(paper)
 
 
-TRAIN_CONFIGS = {f"cifar10-{method}": functools.partial(cifar10, method) for method in QUANTIZERS}
+TRAIN_CONFIGS = {f"cifar10-{method}": functools.partial(cifar10, method) for method in CODEBOOK_QUANTIZERS}
 
 
 def train_config(name: str, scale: str) -> TokenizerTraining:
