@@ -39,6 +39,8 @@ def replicate_arguments(command: str) -> list[str] | None:
     words = shlex.split(command)
     if words[0] == "./run_all.sh":
         rest = words[1:]
+        if rest and rest[0] == "--plan":  # run_all.sh --plan ARGS is `replicate plan ARGS`
+            return ["plan", *rest[1:]]
         return None if rest and rest[0] in RUN_ALL_OWN else ["run", *rest]
     return words[words.index("replicate") + 1 :]
 
