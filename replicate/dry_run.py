@@ -32,6 +32,7 @@ from replicate import distributed, preemption
 from replicate.configs import GeneratorTraining, TokenizerTraining, with_changes
 from replicate.errors import ConfigError
 from replicate.metrics.diversity import NEAREST_K
+from replicate.quantize.multiscale import tokens
 from replicate.results import Workspace, identity
 from replicate.spec import Experiment
 
@@ -130,11 +131,21 @@ def dry_tokenizer(config: TokenizerTraining, folder: Path, batch: int, train_ima
     return with_changes(config, changes)
 
 
+def kmeans_images(config: TokenizerTraining) -> int:
+    """The images a k-means initialisation of the codebook needs (Deferred Quantization's arms): at least K vectors,
+    one per token of an image (a multi-scale tokenizer's residuals: one per token of every scale)."""
+    if config.schedule == "random":
+        return 0
+    per_image = tokens(config.scales) if config.scales else config.model.latent_resolution**2
+    return -(-config.K // per_image)
+
+
 def dry_config(config, scratch: Path, world_size: int, batch: int | None = None):
     """The dry-run version of a tokenizer or generator configuration; its images are written under `scratch`."""
     if isinstance(config, TokenizerTraining):
         tokenizer_batch = per_process(config.batch_size, world_size, batch) * world_size
         images = DRY_STEPS * tokenizer_batch * config.independent_replicas  # a replica's epoch: 1/n of the images
+        images = max(images, kmeans_images(config))
         folder = image_folder(scratch, config.model.resolution, 1, images)
         return dry_tokenizer(config, folder, tokenizer_batch, images)
     if not isinstance(config, GeneratorTraining):
@@ -143,7 +154,7 @@ def dry_config(config, scratch: Path, world_size: int, batch: int | None = None)
     generator_batch = per_process(config.batch_size, world_size, batch) * world_size
     tokenizer_batch = per_process(t.batch_size, world_size, batch) * world_size
     # the generator's two steps need their tokens; a tokenizer replica's epoch draws 1/n of the images
-    images = DRY_STEPS * max(generator_batch, tokenizer_batch * t.independent_replicas)
+    images = max(DRY_STEPS * max(generator_batch, tokenizer_batch * t.independent_replicas), kmeans_images(t))
     classes = config.proxy_network.num_classes if config.proxy_network else 1
     folder = image_folder(scratch, t.model.resolution, classes, images)
     changes = {

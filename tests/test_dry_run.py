@@ -115,3 +115,10 @@ def test_every_distinct_paper_model_passes_a_dry_run_at_full_size(name, config, 
     """Full resolution and model; a batch of 2 per process (the full per-GPU batches need a GPU's memory)."""
     (done,) = dry_run(EXPERIMENTS[name], "paper", [config], device=CPU, batch=2, scratch=tmp_path)
     assert done.resumes >= 1
+
+
+def test_a_kmeans_initialised_arm_gets_at_least_k_vectors_of_images(tmp_path):
+    """Deferred Quantization's arms initialise the codebook by k-means on at least K encoder outputs."""
+    paper = next(c for c in EXPERIMENTS["dq_cifar_sweep"].configs("paper") if c.schedule != "random")
+    dry = dry_config(paper, tmp_path, world_size=1, batch=2)
+    assert dry.max_train_images * paper.model.latent_resolution**2 >= paper.K
