@@ -43,7 +43,8 @@ def test_a_generator_dry_run_has_a_class_folder_per_class_and_tokens_for_two_bat
     paper = next(c for c in EXPERIMENTS["dq_generation"].configs("paper") if c.generator == "var")
     dry = dry_config(paper, tmp_path, world_size=1, batch=3)
     assert dry.batch_size == 3 and dry.tokenizer.batch_size == 3 and dry.max_steps == 2
-    assert dry.tokenizer.max_train_images == 6
+    # two batches need 6 images; k-means on the residuals of every scale needs K = 16,384 vectors: 25 images of 680
+    assert dry.tokenizer.max_train_images == 25
     classes = {p.parent.name for p in (tmp_path.glob("*/train/*/*.png"))}
     assert len(classes) == paper.proxy_network.num_classes == 100
 

@@ -78,14 +78,15 @@ def test_cpu_scale_of_table6_changes_only_what_its_label_states():
         assert label == "CIFAR-10 (lossless copy), 6 epochs, ch 32"
 
 
-def test_stand_in_rows_name_the_data_they_read_and_keep_the_token_count():
+def test_stand_in_rows_name_the_data_they_read_and_their_token_count():
     table8, table2 = (EXPERIMENTS[name].configs("cpu") for name in ("wvq_table8", "wvq_table2"))
     assert {EXPERIMENTS["wvq_table8"].data(c) for c in table8} == {
         "CelebA 10k (not FFHQ), 64 px, 3 epochs, ch 32, 5,000 evaluation images"
     }
     assert {EXPERIMENTS["wvq_table2"].data(c) for c in table2} == {
-        "Tiny-ImageNet (32 px JPEG copy; ImageNet stand-in), 1 epoch, ch 32"
+        "Tiny-ImageNet (32 px JPEG copy; ImageNet stand-in), 1 epoch, ch 32, 64 tokens an image (paper 256)"
     }
+    assert {c.model.latent_resolution for c in table2} == {8}  # the 64 tokens its label states
     assert {c.model.latent_resolution for c in table8} == {16}  # 256 tokens, as the FFHQ tables
     assert {(c.method, c.K) for c in table8} == {(m, K) for m in METHODS for K in (1024, 8192)}
     assert {(c.method, c.K, c.optim.lr_schedule) for c in table2} == {(m, 16384, "cosine") for m in METHODS}
