@@ -404,6 +404,9 @@ class TokenizerTraining:
     independent_replicas: int = 1
     checkpoint_every: int = field(default=500, metadata=RUN_OPTION)  # steps
     num_workers: int = field(default_factory=default_workers, metadata=RUN_OPTION)
+    # Keep the loader's worker processes from one epoch to the next (GPU efficiency; off as in the official code). A
+    # run option, not a setting: every batch is the same either way (items carry their epoch: data.images.EpochKeyed)
+    persistent_workers: bool = field(default=False, metadata=RUN_OPTION)
     data_root: str | None = field(default=None, metadata=RUN_OPTION)
     max_steps: int | None = field(default=None, metadata=RUN_OPTION)  # the dry run's: stop there (train/loop.py)
 

@@ -17,6 +17,8 @@ from replicate.data import images
 from replicate.data.images import (
     DATA_LABELS,
     DATASETS,
+    EpochBatches,
+    EpochKeyed,
     Shapes,
     center_crop,
     image_dataset,
@@ -104,6 +106,23 @@ def test_crops_depend_on_seed_epoch_index_only(photo_root):
     assert all(torch.equal(a, b) for a, b in zip(first, items(seed=1, epoch=3), strict=True))
     assert not all(torch.equal(a, b) for a, b in zip(first, items(seed=1, epoch=4), strict=True))
     assert not all(torch.equal(a, b) for a, b in zip(first, items(seed=2, epoch=3), strict=True))
+
+
+def test_a_persistent_loader_crops_each_epoch_as_set_epoch_does(photo_root):
+    """Persistent workers keep their dataset copy from the first epoch; items keyed by (epoch, index) still crop as a
+    fresh set_epoch would, through a Subset too."""
+    dataset = image_dataset("folder", "train", root=photo_root, resolution=64, train_augment=True, seed=5)
+    chosen = torch.utils.data.Subset(dataset, [2, 0])
+    order = EpochBatches()
+    loader = torch.utils.data.DataLoader(EpochKeyed(chosen), batch_sampler=order, num_workers=1, persistent_workers=True)
+    for epoch in (0, 1, 2):
+        order.set(epoch, [[1, 0]])
+        (batch, labels), *_ = list(loader)
+        dataset.set_epoch(epoch)
+        assert torch.equal(batch, torch.stack([dataset[0][0], dataset[2][0]]))
+        assert labels.tolist() == [dataset[0][1], dataset[2][1]]
+    first = list(loader)  # epoch 2 again: the same crops
+    assert torch.equal(first[0][0], batch)
 
 
 def test_ffhq_is_one_folder_for_both_splits(photo_root, monkeypatch):

@@ -289,3 +289,26 @@ def test_channels_last_training_matches_the_default_layout_and_its_checkpoint_lo
         tokenizer.load_trained(dataclasses.replace(config, channels_last=False), tmp_path / str(layout))
     for metric in ("train_loss", "psnr", "utilization"):
         assert rows[True][metric] == pytest.approx(rows[False][metric], rel=1e-3)
+
+
+def test_persistent_loader_workers_train_the_run_of_a_fresh_loader_each_epoch(tmp_path):
+    """A run option, not a setting: two epochs with one persistent worker process end at exactly the metrics of the
+    in-process loader (every crop is keyed by its epoch)."""
+    from replicate.configs import smoke_scale
+    from replicate.experiments.wvq_vqvae import paper_config
+
+    base = dataclasses.replace(
+        smoke_scale(paper_config("cifar10", "wasserstein", 64)),
+        dataset="shapes",
+        max_train_images=16,
+        max_eval_images=8,
+        batch_size=8,
+        epochs=2,
+    )
+    rows = {}
+    for workers, persistent in ((0, False), (1, True)):
+        config = dataclasses.replace(base, num_workers=workers, persistent_workers=persistent)
+        rows[persistent] = tokenizer.train_tokenizer(config, tmp_path / str(persistent), progress=False)
+    assert len(rows[True]) == 2
+    timing = [c for c in rows[True].columns if "second" in c]
+    pd.testing.assert_frame_equal(rows[True].drop(columns=timing), rows[False].drop(columns=timing))

@@ -116,6 +116,44 @@ class ImageDataset(Dataset):
         return to_signed_tensor(image), int(label)
 
 
+class EpochKeyed(Dataset):
+    """An ImageDataset (or a Subset of one) whose items are keyed by (epoch, index): the epoch travels with every
+    index, so a persistent loader worker, which keeps its own copy of the dataset from the first epoch, crops as
+    set_epoch in the main process would."""
+
+    def __init__(self, data: Dataset) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[Tensor, int]:
+        epoch, index = key
+        if isinstance(self.data, torch.utils.data.Subset):
+            dataset, index = self.data.dataset, self.data.indices[index]
+        else:
+            dataset = self.data
+        dataset.set_epoch(epoch)
+        return dataset[index]
+
+
+class EpochBatches:
+    """The batch sampler of a loader kept across epochs: set(epoch, index_lists) before each epoch's iteration; it
+    yields that epoch's batches as (epoch, index) keys for EpochKeyed."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[tuple[int, int]]] = []
+
+    def set(self, epoch: int, index_lists: list[list[int]]) -> None:
+        self.batches = [[(epoch, index) for index in indices] for indices in index_lists]
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
 class ImageFiles:
     """(RGB PIL image, label) pairs read from a list of files; an undecodable file is a one-line ReplicateError."""
 

@@ -26,7 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from replicate import distributed
 from replicate.configs import TokenizerTraining, clip_gradients, learning_rate
-from replicate.data.images import DATA_LABELS, SMALL, image_dataset, source_resolution
+from replicate.data.images import DATA_LABELS, SMALL, EpochBatches, EpochKeyed, image_dataset, source_resolution
 from replicate.errors import ReplicateError
 from replicate.metrics.codebook import perplexity, utilization
 from replicate.models.vqvae import VQVAE
@@ -128,12 +128,20 @@ def train_tokenizer(
     )
     wrapped = torch.compile(wrapped) if config.compile else wrapped
 
+    order, loader = EpochBatches(), None
+
     def batches(epoch: int, index_lists: list[list[int]]):
-        datasets["train"].set_epoch(epoch)  # the augmentations' seeds
-        cuda = context.device.type == "cuda"
-        loader = torch.utils.data.DataLoader(
-            train_data, batch_sampler=index_lists, num_workers=config.num_workers, pin_memory=cuda
-        )
+        nonlocal loader
+        datasets["train"].set_epoch(epoch)  # the main process's crops (a k-means initialisation reads train_data)
+        order.set(epoch, index_lists)
+        if loader is None or not config.persistent_workers:  # a new loader starts new worker processes
+            loader = torch.utils.data.DataLoader(
+                EpochKeyed(train_data),
+                batch_sampler=order,
+                num_workers=config.num_workers,
+                pin_memory=context.device.type == "cuda",
+                persistent_workers=config.persistent_workers and config.num_workers > 0,
+            )
         return (images.to(context.device, non_blocking=True, memory_format=layout) for images, _ in loader)
 
     def step(images, index: int, epoch: int, show: bool):
