@@ -114,7 +114,9 @@ def test_a_persistent_loader_crops_each_epoch_as_set_epoch_does(photo_root):
     dataset = image_dataset("folder", "train", root=photo_root, resolution=64, train_augment=True, seed=5)
     chosen = torch.utils.data.Subset(dataset, [2, 0])
     order = EpochBatches()
-    loader = torch.utils.data.DataLoader(EpochKeyed(chosen), batch_sampler=order, num_workers=1, persistent_workers=True)
+    loader = torch.utils.data.DataLoader(
+        EpochKeyed(chosen), batch_sampler=order, num_workers=1, persistent_workers=True
+    )
     for epoch in (0, 1, 2):
         order.set(epoch, [[1, 0]])
         (batch, labels), *_ = list(loader)
