@@ -73,6 +73,7 @@ def test_cpu_scale_of_table6_changes_only_what_its_label_states():
             (c for c in EXPERIMENTS["wvq_table6"].configs("paper") if (c.method, c.K) == (config.method, config.K)),
             dataclasses.replace(EXPERIMENTS["wvq_table6"].configs("paper")[0], method=config.method),  # MMD, sliced
         )
+        paper = dataclasses.replace(paper, seed=config.seed)  # the extra training seeds (issue 36)
         assert with_changes(paper, CPU_SHORTENING) == config
         label = EXPERIMENTS["wvq_table6"].data(config)
         assert label == "CIFAR-10 (lossless copy), 6 epochs, ch 32"
