@@ -31,6 +31,7 @@ from replicate.errors import ReplicateError, unknown_name
 from replicate.metrics.image import OFFLINE_ENV
 from replicate.registry import EXPERIMENTS
 from replicate.report.compare import claim_mark
+from replicate.report.summary import claim_tally
 from replicate.results import ROOT
 from replicate.runner import (
     Outcome,
@@ -162,9 +163,8 @@ def print_summary(outcomes: list[Outcome], scale: str) -> None:
             print(f"           {claim_mark(EXPERIMENTS[outcome.experiment], claim)}: {claim.text}{detail}")
     print("Comparisons with the papers: tables/*_" + scale + ".md; figures: figures/*_" + scale + ".png")
     counts = {status: sum(o.status == status for o in outcomes) for status in ("ran", "skipped", "failed")}
-    checked = [claim.holds for o in outcomes for claim in o.claims if claim.holds is not None]
     tally = ", ".join(f"{n} {status}" for status, n in counts.items())
-    print(f"Total: {tally}; claims holding: {sum(checked)} of {len(checked)} checked")
+    print(f"Total: {tally}; claims holding: {claim_tally([c for o in outcomes for c in o.claims])} checked")
 
 
 def command_report(args) -> int:

@@ -21,6 +21,7 @@ from replicate import distributed
 from replicate.configs import with_changes
 from replicate.errors import ConfigError, MissingDataError
 from replicate.report.compare import compare, curves_for, load_published, render
+from replicate.report.noise import judged_claims, noise_of
 from replicate.report.plotting import save
 from replicate.results import (
     EXTRA_TABLES,
@@ -287,7 +288,7 @@ def run_experiment(
         outputs, claims = store.paths(), []
         if distributed.rank() == 0:
             outputs += write_outputs(experiment, scale, tables=tables, figures=figures)
-            claims = check_claims(experiment, store.results)
+            claims = judged_claims(experiment, store.results, scale, tables)
     return Outcome(experiment.name, "ran", "", new_rows, outputs, time.time() - started, claims)
 
 
@@ -360,11 +361,6 @@ def write_outputs(experiment: Experiment, scale: str, *, tables: Path = TABLES, 
     return write_report(experiment, scale, tables) + write_figures(experiment, scale, tables, figures)
 
 
-def check_claims(experiment: Experiment, results: pd.DataFrame | None) -> list[Claim]:
-    """The paper's qualitative claims (an open question's hypotheses) checked on the result rows."""
-    return experiment.claims(results) if experiment.claims and results is not None else []
-
-
 def write_report(experiment: Experiment, scale: str, tables: Path = TABLES) -> list[Path]:
     """tables/E_S.md and tables/E_S_comparison.csv from the result CSV; never trains. Nothing for a scale without
     result rows: REPORT.md lists such an artifact as not run."""
@@ -372,9 +368,13 @@ def write_report(experiment: Experiment, scale: str, tables: Path = TABLES) -> l
     if results is None or not len(results):
         return []
     comparison = compare(experiment, results, scale, curves_for(experiment, scale, tables))
-    claims = check_claims(experiment, results)
+    claims = judged_claims(experiment, results, scale, tables)
+    noise = noise_of(experiment, results, scale, tables)
     outputs = [result_path(experiment.name, scale, tables, "md")]
-    write_atomic(outputs[0], render(experiment, scale, results, comparison, claims))
+    write_atomic(outputs[0], render(experiment, scale, results, comparison, claims, noise))
+    if len(noise):
+        outputs.append(result_path(experiment.name, scale, tables, "noise"))
+        write_csv(outputs[-1], noise)
     if len(comparison):
         outputs.append(result_path(experiment.name, scale, tables, "comparison"))
         write_csv(outputs[-1], comparison)

@@ -43,13 +43,40 @@ def absolute(amount: float) -> Tolerance:
     return Tolerance("abs", amount)
 
 
+# The verdict classes of a claim (report/noise.py states the rule): it holds or fails beyond the run-to-run noise, its
+# margin is inside the noise (a tie), or it fails a threshold while its metric still rises (not converged)
+HOLDS, FAILS, TIE, NOT_CONVERGED, UNCHECKED = "holds", "fails", "tie", "not converged", "not checkable"
+
+
+@dataclass(frozen=True)
+class Margin:
+    """What a comparative or threshold claim rests on, for the tie rule (report/noise.py): the metric, the margin in
+    the claim's favour (seed means), the seeds behind each side (one count for a threshold) and the config_key of
+    the rows whose curves show the metric's trend."""
+
+    metric: str
+    margin: float
+    counts: tuple[int, ...]
+    keys: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class Claim:
-    """A qualitative statement of the paper, checked on our results: holds is None when it cannot be checked."""
+    """A qualitative statement of the paper, checked on our results: holds is None when it is not decided, and then
+    `verdict` says why (TIE, NOT_CONVERGED; empty: it cannot be checked)."""
 
     text: str
     holds: bool | None
     detail: str = ""
+    margin: Margin | None = None  # a comparative or threshold claim, judged against the seed noise
+    verdict: str = ""
+
+    @property
+    def verdict_class(self) -> str:
+        """HOLDS, FAILS, TIE, NOT_CONVERGED or UNCHECKED."""
+        if self.holds is None:
+            return self.verdict or UNCHECKED
+        return HOLDS if self.holds else FAILS
 
 
 @dataclass
@@ -88,6 +115,8 @@ class Experiment:
     claims: Callable[[pd.DataFrame], list[Claim]] | None = None
     figures: Callable[[Tables, str], Figures] | None = None  # (result tables, scale) -> figures by name
     missing: Callable[[str], str | None] | None = None  # scale -> why the data or weights are unavailable
+    # The experiment whose seed groups give this one's noise floor where it has none of its own (report/noise.py)
+    noise_from: str | None = None
     # The open question of a paper that the experiment answers: its claims are then hypotheses, whose failure is an
     # answer, not a disagreement with the paper.
     open_question: str = ""

@@ -94,3 +94,12 @@ def committed_cpu_table():
     (`./run_all.sh --only NAME --scale cpu`), its rows narrowed to `where` (column = value); skips, naming what is
     missing, while the cpu run has not committed the rows (column values `needed`) a claim needs."""
     return _committed_cpu_table
+
+
+def judged(name: str, results: pd.DataFrame) -> list:
+    """The claims of experiment `name` on these cpu-scale rows, judged against the seed noise as the comparison and
+    REPORT.md judge them (report/noise.py)."""
+    from replicate.registry import EXPERIMENTS
+    from replicate.report.noise import judged_claims
+
+    return judged_claims(EXPERIMENTS[name], results, "cpu", TABLES)

@@ -7,6 +7,7 @@ import dataclasses
 import pandas as pd
 import pytest
 import torch
+from conftest import judged
 
 from replicate.configs import with_changes
 from replicate.experiments.dq_cifar import FIXES
@@ -16,6 +17,7 @@ from replicate.report.compare import compare
 from replicate.results import PUBLISHED
 from replicate.results import TABLES as TABLES_DIR
 from replicate.runner import run_experiment, write_figures
+from replicate.spec import FAILS, HOLDS, NOT_CONVERGED, TIE
 from replicate.train.gan import Objective
 from replicate.train.tokenizer import build_model, build_optimizer, train_step
 
@@ -202,47 +204,57 @@ CLAIMS = (
     "Wasserstein VQ has the highest C of the four methods",
     "Wasserstein VQ reaches U >= 0.95",
 )
-# A claim the committed stand-in does not hold is a finding (LOG.md), kept here as a strict xfail: the test fails
-# again, and asks for this entry to go, the day a rerun holds it.
-FINDINGS = {
+# The verdict of every claim on the committed stand-ins, judged against the seed noise (report/noise.py), where it is
+# not "holds": a finding (LOG.md) or a tie. The test fails, and asks for this entry to change, the day a rerun or a
+# new seed changes the verdict.
+VERDICTS = {
+    ("wvq_table6", "Wasserstein VQ has the highest U of the four methods"): (
+        TIE,
+        "Table 6 cpu (CIFAR-10, K 8192, 2,340 steps): Wasserstein VQ U 0.952 (seeds 123, 124: 0.963, 0.940) vs "
+        "EMA VQ 0.940 (seed 123): margin +0.012 inside the noise 0.040 (seed sigma 0.016, 1 dof); seeds 124 and "
+        "125 of both methods decide it",
+    ),
+    ("wvq_table6", "Wasserstein VQ reaches U >= 0.95"): (
+        TIE,
+        "Table 6 cpu: U 0.952 over two seeds, +0.002 from the bar, inside the noise 0.023",
+    ),
     ("wvq_table2", "Wasserstein VQ reaches U >= 0.95"): (
-        "Table 2 stand-in (Tiny-ImageNet 32 px, K 16384, 3,125 steps): U 0.939 on the 10,000 test images; "
-        "1,001 codes unused but only 113 used once, and U 0.944 on 30,000 training images: dead codes, not a "
-        "sample too small to reach them"
+        TIE,
+        "Table 2 stand-in (Tiny-ImageNet 32 px, K 16384, 3,125 steps): U 0.939 on the 10,000 test images, -0.011 "
+        "from the bar inside Table 6's noise 0.033; 1,001 codes unused but only 113 used once, and U 0.944 on "
+        "30,000 training images: dead codes, not a sample too small to reach them; one seed",
     ),
     ("wvq_table8", "Wasserstein VQ reaches U >= 0.95"): (
-        "Table 8 stand-in (CelebA 10k, 64 px, 936 steps), K 8192: U 0.926 on 5,000 images (1.28 M tokens, ~156 a "
-        "code; epochs 1-3: 0.903, 0.920, 0.926, still rising); K 1024: 0.979 (paper FFHQ: 1.000); one seed"
+        TIE,
+        "Table 8 stand-in (CelebA 10k, 64 px, 936 steps): K 8192 U 0.926 (epochs 1-3: 0.903, 0.920, 0.926, still "
+        "rising), -0.024 from the bar, inside Table 6's noise 0.033; K 1024: 0.979 (paper FFHQ: 1.000); one seed",
     ),
     ("wvq_table8", "Wasserstein VQ has the highest U of the four methods"): (
-        "Table 8 stand-in (CelebA 10k, 64 px, 936 steps), K 1024: EMA VQ U 1.000 vs Wasserstein VQ 0.979 (paper: "
-        "EMA 0.741, Wasserstein 1.000); Wasserstein VQ has the best PSNR (25.01 vs 24.77); one seed. Holds at "
-        "K 8192 (Wasserstein 0.926, EMA 0.790)"
+        TIE,
+        "Table 8 stand-in, K 1024: EMA VQ U 1.000 vs Wasserstein VQ 0.979 (paper: EMA 0.741, Wasserstein 1.000), "
+        "-0.021 inside Table 6's noise 0.047; one seed. Holds at K 8192 (Wasserstein 0.926, EMA 0.790)",
     ),
     ("wvq_table8", "Wasserstein VQ has the highest C of the four methods"): (
-        "Table 8 stand-in, K 1024: EMA VQ C 877 vs Wasserstein VQ 843 (paper: EMA 618.9); one seed. Holds at "
-        "K 8192 (Wasserstein 5,937, EMA 4,773)"
+        TIE,
+        "Table 8 stand-in, K 1024: EMA VQ C 877 vs Wasserstein VQ 843 (paper: EMA 618.9), -34 inside Table 6's "
+        "noise 148; one seed. Holds at K 8192 (Wasserstein 5,937, EMA 4,773)",
     ),
 }
 
 
-@pytest.mark.parametrize(
-    "name, claim",
-    [
-        pytest.param(name, claim, marks=[pytest.mark.xfail(strict=True, reason=FINDINGS[name, claim])])
-        if (name, claim) in FINDINGS
-        else (name, claim)
-        for name in ("wvq_table6", "wvq_table2", "wvq_table8")
-        for claim in CLAIMS
-    ],
-)
+@pytest.mark.parametrize("name", ["wvq_table6", "wvq_table2", "wvq_table8"])
+@pytest.mark.parametrize("claim", CLAIMS)
 @pytest.mark.results
-def test_cpu_vqvae_tables_hold_the_papers_claim(name, claim, committed_cpu_table):
-    """Reads the committed tables/NAME_cpu.csv (Table 6 shortened, the Table 2 and 8 stand-ins): checks the
-    results, not the code, at every codebook size where all four methods have landed."""
+def test_cpu_vqvae_tables_give_each_claim_its_recorded_verdict(name, claim, committed_cpu_table):
+    """Reads the committed tables/NAME_cpu.csv (Table 6 shortened, the Table 2 and 8 stand-ins) and judges the
+    paper's claims against the seed noise: checks the results, not the code. Every codebook size where all four
+    methods have landed gives the verdict recorded in VERDICTS (holds where none is recorded); the worst class
+    decides where sizes differ."""
     results = committed_cpu_table(name, {"method": set(METHODS)})
-    found = [c for c in EXPERIMENTS[name].claims(results) if c.text.endswith(claim)]
-    assert found and all(c.holds for c in found), [f"{c.text}: {c.detail}" for c in found]
+    found = [c for c in judged(name, results) if c.text.endswith(claim)]
+    order = (FAILS, NOT_CONVERGED, TIE, HOLDS)
+    worst = min((c.verdict_class for c in found), key=order.index)
+    assert found and worst == VERDICTS.get((name, claim), (HOLDS,))[0], [f"{c.text}: {c.detail}" for c in found]
 
 
 @pytest.mark.results

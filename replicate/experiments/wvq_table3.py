@@ -39,6 +39,7 @@ from replicate.configs import VQVAE_OPTIMISATION, GANLoss, TokenizerTraining, VQ
 from replicate.experiments import wvq_vqvae
 from replicate.quantize.multiscale import VAR_SCALES, VAR_WASSERSTEIN_SETTINGS, tokens
 from replicate.quantize.wasserstein import GAN_WASSERSTEIN_SETTINGS
+from replicate.report.noise import at_least, beats
 from replicate.report.plotting import METHOD_NAMES, figure
 from replicate.report.png import png_image, png_text
 from replicate.results import Workspace
@@ -146,7 +147,10 @@ def configs(scale: str) -> list[TokenizerTraining]:
     if scale == "paper":
         return [paper_config(K, multiscale) for multiscale in (False, True) for K in PAPER_K]
     if scale == "cpu":
-        return [cpu_config(method, multiscale) for method, multiscale in CPU_ROWS]
+        rows = [cpu_config(method, multiscale) for method, multiscale in CPU_ROWS]
+        # Issue 36: two more training seeds of the single- and multi-scale Wasserstein rows, whose PSNR margin
+        # (-0.003 dB at seed 123) decides "multi-scale is better" (10 and 37 min a seed here)
+        return rows + [dataclasses.replace(rows[i], seed=seed) for i in (0, 1) for seed in (124, 125)]
     # smoke: generated 32 px images, (1, 2) -> 16 x 16 latents: the full scale list; discriminator from epoch 2
     return [
         with_changes(smoke_scale(cpu_config("wasserstein", multiscale), epochs=2), {"gan.disc_start_epoch": 2})
@@ -287,38 +291,47 @@ def curves_figure(curves: pd.DataFrame, results: pd.DataFrame):
 def claims(results: pd.DataFrame) -> list[Claim]:
     """Table 3: Wasserstein VQ uses (nearly) every code, single- and multi-scale; at equal K the multi-scale
     tokenizer reconstructs better than the single-scale one; and (runs here only) Wasserstein VQ's U is above
-    each baseline's (the cited VQGAN and VQGAN-EMA rows)."""
+    each baseline's (the cited VQGAN and VQGAN-EMA rows). Seed means, judged against the seed noise."""
     found = []
-    means = results.groupby(["method", "tokens", "K"])[["utilization", "psnr", "ssim"]].mean()
-    for (method, count, K), row in means.iterrows():
+    groups = {key: rows for key, rows in results.groupby(["method", "tokens", "K"])}
+    for (method, count, K), rows in groups.items():
         if method == "wasserstein":
             found.append(
-                Claim(
+                at_least(
                     f"K = {K}, {count} tokens: Wasserstein VQ reaches U >= 0.95 (published: 100%)",
-                    bool(row.utilization >= 0.95),
-                    f"U = {row.utilization:.4f}",
+                    "utilization",
+                    rows["utilization"],
+                    0.95,
+                    f"U = {rows['utilization'].mean():.4f}",
+                    keys=rows["config_key"] if "config_key" in rows else (),
                 )
             )
-    for K in sorted({K for _, _, K in means.index}):
-        single, multi = ("wasserstein", 256, K), ("wasserstein", 680, K)
-        if single in means.index and multi in means.index:
+    for K in sorted({K for _, _, K in groups}):
+        single, multi = groups.get(("wasserstein", 256, K)), groups.get(("wasserstein", 680, K))
+        if single is not None and multi is not None:
             for metric, name in (("psnr", "PSNR"), ("ssim", "SSIM")):
-                a, b = means.loc[multi, metric], means.loc[single, metric]
+                a, b = multi[metric], single[metric]
                 found.append(
-                    Claim(
+                    beats(
                         f"K = {K}: multi-scale Wasserstein VQ has a higher {name} than single-scale",
-                        bool(a > b),
-                        f"{name} {a:.4f} (680 tokens) vs {b:.4f} (256 tokens)",
+                        metric,
+                        a,
+                        b,
+                        f"{name} {a.mean():.4f} (680 tokens, {len(a)} seeds) vs {b.mean():.4f} (256 tokens, "
+                        f"{len(b)} seeds)",
                     )
                 )
         for baseline in BASELINES:
-            if single in means.index and (baseline, 256, K) in means.index:
-                a, b = means.loc[single, "utilization"], means.loc[(baseline, 256, K), "utilization"]
+            other = groups.get((baseline, 256, K))
+            if single is not None and other is not None:
+                a, b = single["utilization"], other["utilization"]
                 found.append(
-                    Claim(
+                    beats(
                         f"K = {K}, 256 tokens: Wasserstein VQ's U is above {METHOD_NAMES[baseline]}'s",
-                        bool(a > b),
-                        f"U {a:.4f} vs {b:.4f}",
+                        "utilization",
+                        a,
+                        b,
+                        f"U {a.mean():.4f} vs {b.mean():.4f}",
                     )
                 )
     return found

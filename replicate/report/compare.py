@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from replicate.report.noise import NOISE_RULE
 from replicate.results import PUBLISHED, ResultFileError, read_csv, read_table, recovery, result_path
-from replicate.spec import Claim, Experiment
+from replicate.spec import NOT_CONVERGED, TIE, Claim, Experiment
 
 PASS, FAIL, NOT_RUN, NOT_COMPARABLE, LISTED, CITED = (
     "pass",
@@ -128,9 +129,11 @@ def _verdict(experiment: Experiment, scale: str, row) -> str:
 
 
 def claim_mark(experiment: Experiment, claim: Claim) -> str:
-    """A paper's claim PASSes or FAILs; an open question's hypothesis is answered YES or NO; n/a when unchecked."""
+    """A paper's claim PASSes or FAILs; an open question's hypothesis is answered YES or NO; a margin inside the
+    seed noise is a TIE, a threshold missed while the metric still rises NOT CONVERGED (report/noise.py); n/a when
+    unchecked."""
     if claim.holds is None:
-        return "n/a"
+        return {TIE: "TIE", NOT_CONVERGED: "NOT CONVERGED"}.get(claim.verdict, "n/a")
     if experiment.open_question:
         return "YES" if claim.holds else "NO"
     return "PASS" if claim.holds else "FAIL"
@@ -142,8 +145,10 @@ def render(
     results: pd.DataFrame | None,
     comparison: pd.DataFrame,
     claims: list[Claim],
+    noise: pd.DataFrame | None = None,
 ) -> str:
-    """The Markdown comparison: provenance, caveats, every published number beside ours, claims pass/fail."""
+    """The Markdown comparison: provenance, caveats, every published number beside ours, claims judged against the
+    seed noise (report/noise.py), and the noise table itself."""
     lines = [
         f"# {experiment.name} at scale `{scale}`: {experiment.title}",
         "",
@@ -221,6 +226,14 @@ def render(
     for claim in claims:
         detail = f" ({claim.detail})" if claim.detail else ""
         lines.append(f"- **{claim_mark(experiment, claim)}**: {claim.text}{detail}")
+    if claims and any(claim.margin is not None for claim in claims):
+        lines += ["", NOISE_RULE]
+    if noise is not None and len(noise):
+        pooled = noise[noise["setting"] == "pooled"]
+        lines += ["", f"## Seed noise ({pooled['source'].iloc[0] if len(pooled) else noise['source'].iloc[0]})", ""]
+        lines += ["| metric | seed sigma | dof |", "|---|---|---|"]
+        lines += [f"| {r.metric} | {r.std:.4g} | {r.dof} |" for r in pooled.itertuples()]
+        lines += ["", f"Per seed group: `tables/{experiment.name}_{scale}_noise.csv`."]
     failures = [] if not len(comparison) else comparison[comparison["verdict"] == FAIL]
     if len(failures):
         lines += [
