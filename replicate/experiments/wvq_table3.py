@@ -317,8 +317,7 @@ def claims(results: pd.DataFrame) -> list[Claim]:
                         metric,
                         a,
                         b,
-                        f"{name} {a.mean():.4f} (680 tokens, {len(a)} seeds) vs {b.mean():.4f} (256 tokens, "
-                        f"{len(b)} seeds)",
+                        f"{name} {a.mean():.4f} (680 tokens, n={len(a)}) vs {b.mean():.4f} (256 tokens, n={len(b)})",
                     )
                 )
         for baseline in BASELINES:

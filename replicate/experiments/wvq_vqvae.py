@@ -273,7 +273,7 @@ def claims(results: pd.DataFrame) -> list[Claim]:
         means = pd.DataFrame({m: r[["utilization", "perplexity"]].mean() for m, r in by_method.items()}).T
         label = f"{dataset}, K = {K}, d = {d}"
         everyone = "; ".join(
-            f"{m}: U={r.utilization:.3f}, C={r.perplexity:.1f} ({len(by_method[m])} seeds)" for m, r in means.iterrows()
+            f"{m}: U={r.utilization:.3f}, C={r.perplexity:.1f} (n={len(by_method[m])})" for m, r in means.iterrows()
         )
         wasserstein = by_method["wasserstein"]
         for metric, name in (("utilization", "U"), ("perplexity", "C")):

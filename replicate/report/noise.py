@@ -52,7 +52,7 @@ def seed_spread(results: pd.DataFrame, metrics: Sequence[str], source: str) -> p
     """One row per seed group with at least two seeds and metric (its seeds, mean, std with ddof 1), then one pooled
     row per metric (setting "pooled"): the noise table (NOISE_COLUMNS)."""
     rows = []
-    groups = results.assign(setting=results["config_id"].map(seedless)).groupby("setting", sort=False)
+    groups = results.groupby(results["config_id"].map(seedless).rename("setting"), sort=False)
     for metric in [m for m in metrics if m in results.columns]:
         pooled_ss, pooled_dof = 0.0, 0
         for setting, group in groups:
