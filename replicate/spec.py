@@ -58,6 +58,9 @@ class Margin:
     margin: float
     counts: tuple[int, ...]
     keys: tuple[str, ...] = ()
+    # A floor of its own (sigma, dof, source) for a statistic derived from several rows (a ratio of two runs' E),
+    # which the experiment's noise table cannot hold; None: the table's floor of `metric`
+    floor: tuple[float, int, str] | None = None
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from replicate.experiments import wvq_fig12
+from replicate.report.noise import beats, floors, seed_spread
 from replicate.report.plotting import METHOD_COLOURS, METHOD_NAMES, figure
 from replicate.results import (
     TABLES,
@@ -62,11 +63,17 @@ def with_target(config: wvq_fig12.Config, target: str) -> wvq_fig12.Config:
     return dataclasses.replace(config, quantizer=(*config.quantizer, ("target", target)))
 
 
+# Issue 36: the gain's trend over d rests on steps of 0.3 percentage points (|-1.63%| vs |-1.91%|): three seeds at
+# cpu scale give it a noise floor (16-136 s a row here)
+DENSITY_SEEDS = {"smoke": (wvq_fig12.OFFICIAL_SEED,), "cpu": (wvq_fig12.OFFICIAL_SEED, 13, 14)}
+
+
 def density_configs(scale: str) -> list[wvq_fig12.Config]:
     fields = SMOKE if scale == "smoke" else {"train_samples": TRAIN_SAMPLES[scale]}
     dims = (1, 8) if scale == "smoke" else DIMS
     return [
-        with_target(wvq_fig12.make("gaussian", 0.0, "wasserstein", d=d, **fields), target)
+        with_target(wvq_fig12.make("gaussian", 0.0, "wasserstein", d=d, seed=seed, **fields), target)
+        for seed in DENSITY_SEEDS.get(scale, (wvq_fig12.OFFICIAL_SEED,))
         for d in dims
         for target in TARGETS
     ]
@@ -125,26 +132,45 @@ def nongaussian_claims(results: pd.DataFrame) -> list[Claim]:
 
 
 def density_claims(results: pd.DataFrame) -> list[Claim]:
-    """Theory: the Zador target lowers E in low d, and its relative gain shrinks as d grows."""
+    """Theory: the Zador target lowers E in low d, and its relative gain shrinks as d grows. The gain 1 - E(adjusted)
+    / E(features) is taken per seed; the trend holds when every step from one d to the next shrinks |gain| beyond
+    the seed noise of |gain| (its own floor: a ratio of two rows), so its weakest step decides the verdict."""
     frame = results.assign(target=target_of(results))
-    errors = frame.pivot_table(index="d", columns="target", values="quant_error", aggfunc="mean")
-    if not set(TARGETS) <= set(errors.columns) or errors.empty:
+    seeds = frame["seed"] if "seed" in frame else pd.Series(0, index=frame.index)
+    errors = frame.assign(seed=seeds).pivot_table(index=["d", "seed"], columns="target", values="quant_error")
+    if errors.empty or not set(TARGETS) <= set(errors.columns):
         return []
-    gain = 1 - errors["zador"] / errors["features"]  # relative reduction of E by the adjusted target
-    detail = ", ".join(f"d = {d}: {g:+.2%}" for d, g in gain.items())
+    gains = (1 - errors["zador"] / errors["features"]).dropna()  # per (d, seed)
+    if gains.empty:
+        return []
+    by_d = {d: gains.xs(d, level="d") for d in sorted(gains.index.get_level_values("d").unique())}
+    detail = ", ".join(f"d = {d}: {g.mean():+.2%} (n={len(g)})" for d, g in by_d.items())
+    low = min(by_d)
+    at_low = errors.xs(low, level="d").dropna()
     found = [
-        Claim(
-            f"d = {gain.index.min()}: the density-adjusted target lowers E",
-            bool(gain.iloc[0] > 0),
-            f"E {errors['zador'].iloc[0]:.4g} (adjusted) vs {errors['features'].iloc[0]:.4g} (features)",
+        beats(
+            f"d = {low}: the density-adjusted target lowers E",
+            "quant_error",
+            -at_low["zador"],  # lower is better
+            -at_low["features"],
+            f"E {at_low['zador'].mean():.4g} (adjusted) vs {at_low['features'].mean():.4g} (features)",
         )
     ]
-    if len(gain) > 1:
+    if len(by_d) > 1:
+        per_seed = pd.DataFrame(
+            {"config_id": [f"d={d},seed={s}" for d, s in gains.index], "seed": gains.index.get_level_values("seed")}
+        ).assign(gain_abs=gains.abs().to_numpy())
+        floor = floors(seed_spread(per_seed, ["gain_abs"], "beyond_density |gain| over seeds")).get("gain_abs")
+        steps = list(zip(list(by_d)[:-1], list(by_d)[1:], strict=True))
+        smaller, larger = min(steps, key=lambda s: by_d[s[0]].abs().mean() - by_d[s[1]].abs().mean())
         found.append(
-            Claim(
+            beats(
                 "the relative E gain of the adjusted target shrinks as d grows",
-                bool(np.all(np.diff(gain.abs().to_numpy()) <= 0)),
-                f"1 - E(adjusted) / E(features): {detail}",
+                "gain_abs",
+                by_d[smaller].abs(),
+                by_d[larger].abs(),
+                f"1 - E(adjusted) / E(features): {detail}; weakest step d = {smaller} -> {larger}",
+                floor=floor,
             )
         )
     return found

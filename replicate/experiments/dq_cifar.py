@@ -22,6 +22,7 @@ import pandas as pd
 
 from replicate.configs import TokenizerTraining, smoke_scale, with_changes
 from replicate.experiments.wvq_vqvae import SETTING, TOKENIZER_METRICS, data, paper_config, run, scatter_figure
+from replicate.report.noise import beats
 from replicate.report.plotting import figure
 from replicate.results import with_configuration
 from replicate.spec import Claim, Experiment, Figures, Tables
@@ -68,13 +69,13 @@ def claims(results: pd.DataFrame) -> list[Claim]:
     early quantization (means over seeds)."""
     metrics = ["perplexity", "code_dist_cosine", "code_dist_euclid", "code_dist_euclid_used", "rec_mse"]
     present = [m for m in metrics if m in results.columns]
-    means = results.groupby(["K", "schedule"])[present].mean()
+    arms = {key: rows for key, rows in results.groupby(["K", "schedule"])}
     largest = results["K"].max()
     found = []
     for fix in FIXES:
-        if {(largest, "early"), (largest, fix)} - set(means.index):
+        if {(largest, "early"), (largest, fix)} - set(arms):
             continue
-        early, fixed = means.loc[(largest, "early")], means.loc[(largest, fix)]
+        early, fixed = arms[(largest, "early")], arms[(largest, fix)]
         for metric, text, higher in (
             ("perplexity", "higher perplexity", True),
             ("code_dist_cosine", "higher pairwise cosine distance", True),
@@ -84,12 +85,15 @@ def claims(results: pd.DataFrame) -> list[Claim]:
         ):
             if metric not in present:
                 continue
-            holds = fixed[metric] > early[metric] if higher else fixed[metric] < early[metric]
+            sign = 1 if higher else -1  # the margin in the claim's favour
             found.append(
-                Claim(
+                beats(
                     f"at the largest K ({largest}), {fix} quantization has {text} than early",
-                    bool(holds),
-                    f"{fix} {fixed[metric]:.4g} vs early {early[metric]:.4g}",
+                    metric,
+                    sign * fixed[metric],
+                    sign * early[metric],
+                    f"{fix} {fixed[metric].mean():.4g} vs early {early[metric].mean():.4g} (seeds {len(fixed)} / "
+                    f"{len(early)})",
                 )
             )
     return found

@@ -76,12 +76,20 @@ def floors(noise: pd.DataFrame) -> dict[str, tuple[float, int, str]]:
 
 
 def beats(
-    text: str, metric: str, a: Sequence[float], b: Sequence[float], detail: str = "", *, strict: bool = True
+    text: str,
+    metric: str,
+    a: Sequence[float],
+    b: Sequence[float],
+    detail: str = "",
+    *,
+    strict: bool = True,
+    floor: tuple[float, int, str] | None = None,
 ) -> Claim:
     """A comparative claim: A's seed mean above B's (negate both for a lower-is-better metric); `strict=False`: an
-    equal mean holds too ("highest" when both use every code)."""
+    equal mean holds too ("highest" when both use every code); `floor`: a derived statistic's own (spec.Margin)."""
     margin = float(pd.Series(a).mean() - pd.Series(b).mean())
-    return Claim(text, margin > 0 or (not strict and margin == 0), detail, Margin(metric, margin, (len(a), len(b))))
+    holds = margin > 0 or (not strict and margin == 0)
+    return Claim(text, holds, detail, Margin(metric, margin, (len(a), len(b)), floor=floor))
 
 
 def at_least(
@@ -119,9 +127,10 @@ def judge(claim: Claim, noise: dict[str, tuple[float, int, str]], curves: pd.Dat
     if margin is None or claim.holds is None:
         return claim
     detail = f"{claim.detail}; " if claim.detail else ""
-    if margin.metric not in noise or not math.isfinite(noise[margin.metric][0]):
+    floor = margin.floor or noise.get(margin.metric)
+    if floor is None or not math.isfinite(floor[0]):
         return dataclasses.replace(claim, detail=f"{detail}margin {margin.margin:+.4g}, no seed noise measured")
-    sigma, dof, source = noise[margin.metric]
+    sigma, dof, source = floor
     bound = threshold(margin, sigma)
     seeds = "+".join(str(n) for n in margin.counts)
     detail += (
