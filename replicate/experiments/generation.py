@@ -47,6 +47,7 @@ from replicate.experiments import wvq_vqvae
 from replicate.metrics.projection import pca_2d
 from replicate.metrics.proxy import ProxyClassifierConfig
 from replicate.quantize.multiscale import VAR_SCALES, tokens
+from replicate.report.noise import beats
 from replicate.report.plotting import METHOD_COLOURS, METHOD_NAMES, figure
 from replicate.report.png import png_image, png_text
 from replicate.results import Workspace
@@ -340,13 +341,16 @@ def claims(results: pd.DataFrame) -> list[Claim]:
         if not set(SCHEDULES) <= set(arms.index):
             continue
         early, deferred = arms.loc["early"], arms.loc["deferred"]
+        runs = {schedule: rows[rows["tokenizer_schedule"] == schedule] for schedule in SCHEDULES}  # one per seed
         where = f"{dataset}, {generator}"
         gap = deferred["pixel_distance"] - early["pixel_distance"]
         spread = max(deferred.get("pixel_distance_std", float("nan")), early.get("pixel_distance_std", float("nan")))
         found.append(
-            Claim(
+            beats(
                 f"{where}: deferred quantization gives a higher pixel-distance diversity than early",
-                bool(gap > 0),
+                "pixel_distance",
+                runs["deferred"]["pixel_distance"],
+                runs["early"]["pixel_distance"],
                 f"deferred {deferred['pixel_distance']:.3f} vs early {early['pixel_distance']:.3f} (difference "
                 f"{gap:+.3f}, {gap / early['pixel_distance']:+.1%}; largest std over sampling seeds {spread:.3f}; "
                 f"real images {early['pixel_distance_real']:.3f})",
@@ -366,11 +370,13 @@ def claims(results: pd.DataFrame) -> list[Claim]:
             ("rec_mse", "a lower reconstruction MSE", False),
         ):
             if metric in arms:
-                holds = deferred[metric] > early[metric] if higher else deferred[metric] < early[metric]
+                sign = 1 if higher else -1  # the margin in the claim's favour
                 found.append(
-                    Claim(
+                    beats(
                         f"{where}: the deferred tokenizer has {text} than the early one",
-                        bool(holds),
+                        metric,
+                        sign * runs["deferred"][metric],
+                        sign * runs["early"][metric],
                         f"deferred {deferred[metric]:.4g} vs early {early[metric]:.4g}",
                     )
                 )
@@ -386,12 +392,15 @@ def wvq_claims(results: pd.DataFrame) -> list[Claim]:
     if "wasserstein" not in means.index:
         return []
     found, ours = [], means.loc["wasserstein"]
+    runs = {method: results[results["tokenizer_method"] == method] for method in means.index}  # one per seed
     for method in [m for m in means.index if m != "wasserstein"]:
         other, name = means.loc[method], METHOD_NAMES.get(method, method)
         found.append(
-            Claim(
+            beats(
                 f"MaskGIT on Wasserstein VQ's tokens gives a higher pixel distance than on {name}'s",
-                bool(ours["pixel_distance"] > other["pixel_distance"]),
+                "pixel_distance",
+                runs["wasserstein"]["pixel_distance"],
+                runs[method]["pixel_distance"],
                 f"{ours['pixel_distance']:.3f} vs {other['pixel_distance']:.3f} (tokenizer U {ours['utilization']:.3f} "
                 f"vs {other['utilization']:.3f}; std over sampling seeds {ours['pixel_distance_std']:.3f} / "
                 f"{other['pixel_distance_std']:.3f})",
@@ -399,9 +408,11 @@ def wvq_claims(results: pd.DataFrame) -> list[Claim]:
         )
         if "proxy_frechet" in means:
             found.append(
-                Claim(
+                beats(
                     f"MaskGIT on Wasserstein VQ's tokens has a lower proxy Fréchet distance than on {name}'s",
-                    bool(ours["proxy_frechet"] < other["proxy_frechet"]),
+                    "proxy_frechet",
+                    -runs["wasserstein"]["proxy_frechet"],  # lower is better
+                    -runs[method]["proxy_frechet"],
                     f"{ours['proxy_frechet']:.4g} vs {other['proxy_frechet']:.4g} (labelled proxy, not FID)",
                 )
             )
