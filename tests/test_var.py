@@ -113,6 +113,21 @@ def test_greedy_samples_are_the_argmax_of_their_own_teacher_forced_logits():
     assert torch.equal(logits.argmax(-1), torch.cat([index.flatten(1) for index in maps], dim=1))
 
 
+def test_key_value_cache_gives_each_scale_the_logits_of_a_full_forward():
+    """Sampling's cache (one pass per scale) against the block-causal full forward over every scale at once."""
+    model = randomise(tiny()).eval()
+    quantizer = multiscale_quantizer(torch.randn(8, 2), SMALL)
+    maps, labels = random_maps(2), torch.tensor([1, 2])
+    inputs = scale_inputs(maps, quantizer)
+    cache = [[] for _ in model.blocks]
+    ends = torch.tensor([0, *(p * p for p in SMALL[1:])]).cumsum(0).tolist()  # scale s > 0: rows ends[s-1]:ends[s]
+    with torch.no_grad():
+        full = model(inputs, labels)
+        steps = [model(inputs[:, ends[max(s - 1, 0)] : ends[s]], labels, cache) for s in range(len(SMALL))]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-5, atol=1e-5)
+    assert cache[0][0].shape[2] == tokens(SMALL)
+
+
 def test_tiny_model_memorises_one_token_pyramid_of_one_class():
     torch.manual_seed(0)
     model = tiny(label_dropout=0.0)

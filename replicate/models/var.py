@@ -8,7 +8,8 @@ scale s + 1 hold the tokenizer's partial sum f_s (sum_{i<=s} up_h(e_i), e_i the 
 its phi convolution with VAR's quantizer) area-downsampled to p_{s+1} x p_{s+1}: the tokenizer's own decoding, so
 teacher forcing and sampling see what the decoder would. Blocks are pre-norm with
 adaptive LayerNorm on the class embedding (VAR Sec. 4), sampling uses top-k / top-p and VAR's ramped
-classifier-free guidance. Simplifications: no query/key L2 normalisation, no KV cache, no progressive training.
+classifier-free guidance; sampling keeps each block's keys and values (a scale is computed once). Simplifications:
+no query/key L2 normalisation, no progressive training.
 """
 
 from __future__ import annotations
@@ -94,14 +95,20 @@ class Block(nn.Module):
             nn.Linear(width, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, width), nn.Dropout(config.dropout)
         )
 
-    def forward(self, x: Tensor, cond: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, x: Tensor, cond: Tensor, mask: Tensor | None, cache: list[Tensor] | None = None) -> Tensor:
+        """`cache`: this block's [keys, values] of the positions before x's (empty at the first scale), extended in
+        place with x's; x must then be whole scales, which see every earlier position (mask None)."""
         shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(cond)
-        x = x + self._skip(gate1 * self._attend(self.ada.modulate(x, shift1, scale1), mask))
+        x = x + self._skip(gate1 * self._attend(self.ada.modulate(x, shift1, scale1), mask, cache))
         return x + self._skip(gate2 * self.mlp(self.ada.modulate(x, shift2, scale2)))
 
-    def _attend(self, x: Tensor, mask: Tensor) -> Tensor:
+    def _attend(self, x: Tensor, mask: Tensor | None, cache: list[Tensor] | None) -> Tensor:
         batch, length, width = x.shape
         q, k, v = self.qkv(x).view(batch, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        if cache is not None:
+            if cache:
+                k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
+            cache[:] = [k, v]
         dropout = self.dropout if self.training else 0.0
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         return F.dropout(self.proj(out.transpose(1, 2).reshape(batch, length, width)), dropout)
@@ -136,20 +143,25 @@ class VAR(nn.Module):
             self.head.weight.mul_(0.02)
             self.head.bias.zero_()
 
-    def forward(self, inputs: Tensor, labels: Tensor) -> Tensor:
+    def forward(self, inputs: Tensor, labels: Tensor, cache: list[list[Tensor]] | None = None) -> Tensor:
+        """Without `cache`: the logits of the start positions and of `inputs`' positions. With `cache` (one list per
+        block, empty lists before the first scale; see `sample`): the logits of the next scale only, `inputs` that
+        scale's inputs (none for the first), every earlier scale's keys and values read from the cache."""
         first = self.config.scales[0] ** 2
-        length = first + inputs.shape[1]
+        start = cache[0][0].shape[2] if cache is not None and cache[0] else 0
+        length = start + inputs.shape[1] + (first if start == 0 else 0)
         if inputs.ndim != 3 or inputs.shape[2] != self.config.code_dim or length > len(self.levels):
             raise ConfigError(
                 f"inputs must be (B, <= {len(self.levels) - first}, {self.config.code_dim}), got {tuple(inputs.shape)}"
             )
         cond = self.class_embed[labels]  # (B, width)
-        start = cond[:, None].expand(-1, first, -1)
-        x = torch.cat([start, self.input_proj(inputs)], dim=1)
-        x = x + self.position[:length] + self.level[self.levels[:length]]
-        mask = self.mask[:length, :length]
-        for block in self.blocks:
-            x = block(x, cond, mask)
+        x = self.input_proj(inputs)
+        if start == 0:
+            x = torch.cat([cond[:, None].expand(-1, first, -1), x], dim=1)
+        x = x + self.position[start:length] + self.level[self.levels[start:length]]
+        mask = self.mask[:length, :length] if cache is None else None  # a whole new scale sees every cached one
+        for index, block in enumerate(self.blocks):
+            x = block(x, cond, mask, None if cache is None else cache[index])
         return self.head(self.head_norm.modulate(x, *self.head_norm(cond)))
 
 
@@ -200,29 +212,34 @@ def sample(
     model: VAR, quantizer: MultiScaleQuantizer, labels: Tensor, config: SamplingConfig, generator: torch.Generator
 ) -> list[Tensor]:
     """Per-scale index maps (B, p, p): scale by scale, every token of a scale drawn at once from the logits of its
-    positions given the scales drawn so far (full forward each scale, no cache). `generator` on the model's device."""
+    positions given the scales drawn so far; each block keeps the keys and values of the scales computed, so a
+    scale's positions pass through the transformer once (the logits equal a full forward's: tests/test_var.py).
+    `generator` on the model's device."""
     _check_tokenizer(quantizer, model.config)
     scales, training = model.config.scales, model.training
     model.eval()
+    cache: list[list[Tensor]] = [[] for _ in model.blocks]
     try:
         drawn: list[Tensor] = []
         for s, p in enumerate(scales):
-            if drawn:
-                inputs = scale_inputs(drawn, quantizer)
+            if drawn:  # the inputs of scale s: the partial sum of the scales drawn, at p x p
+                inputs = scale_inputs(drawn, quantizer)[:, -p * p :]
             else:
                 inputs = quantizer.codebook().new_zeros(labels.shape[0], 0, quantizer.dim)
-            logits = _guided_logits(model, inputs, labels, config, s)[:, -p * p :]
+            logits = _guided_logits(model, inputs, labels, config, s, cache)
             drawn.append(draw(logits, config, generator).view(-1, p, p))
     finally:
         model.train(training)
     return drawn
 
 
-def _guided_logits(model: VAR, inputs: Tensor, labels: Tensor, config: SamplingConfig, s: int) -> Tensor:
+def _guided_logits(
+    model: VAR, inputs: Tensor, labels: Tensor, config: SamplingConfig, s: int, cache: list[list[Tensor]]
+) -> Tensor:
     if config.guidance_scale == 0:
-        return model(inputs, labels)
+        return model(inputs, labels, cache)
     null = torch.full_like(labels, model.config.num_classes)
-    cond, uncond = model(torch.cat([inputs, inputs]), torch.cat([labels, null])).chunk(2)
+    cond, uncond = model(torch.cat([inputs, inputs]), torch.cat([labels, null]), cache).chunk(2)
     ramp = s / max(len(model.config.scales) - 1, 1) if config.guidance_ramp else 1.0
     t = config.guidance_scale * ramp
     return (1 + t) * cond - t * uncond
