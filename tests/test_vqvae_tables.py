@@ -72,10 +72,12 @@ def test_paper_scale_uses_the_published_settings():
 def test_cpu_scale_of_table6_changes_only_what_its_label_states():
     for config in EXPERIMENTS["wvq_table6"].configs("cpu"):
         paper = next(
-            (c for c in EXPERIMENTS["wvq_table6"].configs("paper") if (c.method, c.K) == (config.method, config.K)),
-            dataclasses.replace(EXPERIMENTS["wvq_table6"].configs("paper")[0], method=config.method),  # MMD, sliced
+            c
+            for c in EXPERIMENTS["wvq_table6"].configs("paper")
+            if c.K == config.K and c.method in (config.method, "vanilla")
         )
-        paper = dataclasses.replace(paper, seed=config.seed)  # the extra training seeds (issue 36)
+        # the extra rows: training seeds (issue 36), MMD and sliced W2 (issue 14), FSQ at its d = 5 (issue 37)
+        paper = with_changes(paper, {"method": config.method, "seed": config.seed, "model.d": config.model.d})
         assert with_changes(paper, CPU_SHORTENING) == config
         label = EXPERIMENTS["wvq_table6"].data(config)
         assert label == "CIFAR-10 (lossless copy), 6 epochs, ch 32"
@@ -194,7 +196,7 @@ def test_experiment_without_cpu_scale_is_skipped_with_its_reason_and_writes_noth
 def test_cpu_table6_rows_state_every_reduction_in_their_data_label(committed_cpu_table):
     """Reads the committed tables/wvq_table6_cpu.csv: checks the results, not the code."""
     results = committed_cpu_table("wvq_table6", {"method": {"sliced_wasserstein"}})
-    assert set(results["method"]) <= set(METHODS) | {"mmd", "sliced_wasserstein"}
+    assert set(results["method"]) <= set(METHODS) | {"mmd", "sliced_wasserstein", "fsq"}
     assert set(results["data"]) == {"CIFAR-10 (lossless copy), 6 epochs, ch 32"}
 
 

@@ -190,7 +190,8 @@ def scatter_figure(points: pd.DataFrame, column: str = "method", names: dict[str
 
 def usage_figure(results: pd.DataFrame):
     """U and C against the swept variable (K, or d for Table 9) per method (and dataset), one line per method."""
-    swept = "d" if results["d"].nunique() > 1 and results["K"].nunique() == 1 else "K"
+    # Table 9 sweeps d for every method; an extra row at its own d (FSQ's d = 5) does not make a d sweep
+    swept = "d" if results.groupby("method")["d"].nunique().max() > 1 and results["K"].nunique() == 1 else "K"
     datasets = sorted(results["dataset"].unique())
     fig, axes = figure(len(datasets), 2, width=8, height=3 * len(datasets))
     for row, dataset in enumerate(datasets):
@@ -324,6 +325,9 @@ CPU_TABLE6_SEEDS = [
 # Beyond the papers (issue 14): the MMD and sliced W2 quantizers beside them, at their module defaults. MMD's
 # kernels at 8,192 features (128 x 8 x 8) and K = 8192 need ~0.8 GB (quantize/mmd.py's fit): no subsampling.
 CPU_BEYOND = [with_changes(paper_config("cifar10", m, 8192), CPU_SHORTENING) for m in BEYOND_METHODS]
+# Beyond the papers (issue 37): finite scalar quantization, the remedy many tokenizer users pick instead, at the
+# codebook size nearest 8,192 its paper's rule gives (quantize/fsq.py: levels 8, 8, 5, 5, 5 = 8,000 codes, so d = 5)
+CPU_FSQ = [with_changes(paper_config("cifar10", "fsq", 8192, d=5), CPU_SHORTENING)]
 # Stand-ins on the data this machine has (shared/data), about 20 minutes a row here. Measured 2026-11-25 (2 threads,
 # nothing else running, Wasserstein VQ at the largest K; /tmp script timing 20 vs 70 steps): Table 8 stand-in 1.27
 # s/step and 12.2 ms per evaluated image; Table 2 stand-in 0.31 s/step and 3.2 ms per evaluated image.
@@ -385,7 +389,7 @@ TABLE6 = table_experiment(
     [("cifar10", K, 8) for K in (8192, 16384, 32768)],
     "VQ-VAE on CIFAR-10 (64 tokens)",
     KEYS,
-    cpu_rows=CPU_TABLE6 + CPU_TABLE6_SEEDS + CPU_BEYOND,
+    cpu_rows=CPU_TABLE6 + CPU_TABLE6_SEEDS + CPU_BEYOND + CPU_FSQ,
 )
 TABLE7 = table_experiment(7, [("svhn", K, 8) for K in (8192, 16384, 32768)], "VQ-VAE on SVHN (64 tokens)", KEYS)
 TABLE8 = table_experiment(

@@ -19,6 +19,7 @@ METHOD_NAMES = {
     "wasserstein": "Wasserstein VQ",
     "mmd": "MMD VQ",
     "sliced_wasserstein": "Sliced-W2 VQ",
+    "fsq": "FSQ",
 }
 METHOD_COLOURS = {
     "vanilla": "tab:brown",
@@ -28,6 +29,7 @@ METHOD_COLOURS = {
     "wasserstein": "tab:blue",
     "mmd": "tab:green",
     "sliced_wasserstein": "tab:olive",
+    "fsq": "tab:gray",
 }
 
 STYLE = {

@@ -153,7 +153,7 @@ def train_tokenizer(
         loss, out = train_step(
             wrapped, model, parts["optimizer"], images, config, index, quantize, objective, epoch=epoch
         )
-        return {"loss": loss}, batch_usage(out.indices, config.K) if show and out is not None else {}
+        return {"loss": loss}, batch_usage(out.indices, model.quantizer.num_codes) if show and out is not None else {}
 
     def epoch_end(run) -> dict | None:
         finished = run.epoch + 1
