@@ -1,6 +1,7 @@
 """Cross-paper comparison (in neither paper): the five quantizers of Wasserstein VQ (arXiv 2506.15078) under
 the two schedules of Deferred Quantization (arXiv 2603.17052) on the Gaussian mixtures of dq_synthetic. Which
-methods avoid shrinkage under early quantization, and does Wasserstein VQ make deferral unnecessary?
+methods avoid shrinkage under early quantization, and does Wasserstein VQ make deferral unnecessary? And FSQ beside
+them (issue 37): does a continuous phase matter for a quantizer without a learned codebook?
 
 Same data, model, learning rate (1e-3), budget and k-means initialisation as dq_synthetic (early: on the
 untrained encoder; deferred: after 1,500 continuous steps). Each quantizer keeps the official VQ-VAE settings of
@@ -27,20 +28,25 @@ from replicate.spec import Claim, Experiment, Figures, RunResult, Tables
 
 SCHEDULES = ("early", "deferred")
 QUEUE_BATCHES = 8
+# Beyond both papers (issue 37): FSQ, no learned codebook, so the schedule only decides when quantization starts.
+# Levels for K = 32 by its paper's rule (L_i >= 5, Sec. 3): 6 x 5 = 30 codes on 2 channels, the latents projected
+# to them and back (quantize/fsq.py)
+FSQ_LEVELS = "6,5"
+METHODS = (*PAPER_METHODS, "fsq")
 
 
 def make(dim: int, schedule: str, method: str, **fields) -> SyntheticTraining:
     """dq_synthetic's configuration with the method's official settings, the Wasserstein queue shortened, and the
     official image code's Adam betas (0.9, 0.95) and clipping (1.0 per group)."""
-    changes = (("queue_size", QUEUE_BATCHES * 256),) if method == "wasserstein" else ()
+    changes = {"wasserstein": (("queue_size", QUEUE_BATCHES * 256),), "fsq": (("levels", FSQ_LEVELS),)}.get(method, ())
     optim = Optimisation(1e-3, (0.9, 0.95), grad_clip=1.0)
     return dq_make(dim, schedule, method=method, quantizer=changes, optim=optim, **fields)
 
 
 def configs(scale: str) -> list[SyntheticTraining]:
     if scale == "smoke":
-        return [make(4, s, m, steps=60, warmup=30) for m in PAPER_METHODS for s in SCHEDULES]
-    return [make(dim, s, m, seed=seed) for dim in DIMS for m in PAPER_METHODS for s in SCHEDULES for seed in SEEDS]
+        return [make(4, s, m, steps=60, warmup=30) for m in METHODS for s in SCHEDULES]
+    return [make(dim, s, m, seed=seed) for dim in DIMS for m in METHODS for s in SCHEDULES for seed in SEEDS]
 
 
 def run(config: SyntheticTraining, workspace: Workspace) -> RunResult:
@@ -52,7 +58,7 @@ def claims(results: pd.DataFrame) -> list[Claim]:
     as deferred quantization (within half a mode on average) and keeps at least 90% of its perplexity."""
     means = results.groupby(["method", "dim", "schedule"])[["modes_covered", "perplexity"]].mean().unstack()
     found = []
-    for method in [m for m in PAPER_METHODS if m in means.index.get_level_values("method")]:
+    for method in [m for m in METHODS if m in means.index.get_level_values("method")]:
         rows = means.loc[method]
         modes_ok = rows[("modes_covered", "early")] >= rows[("modes_covered", "deferred")] - 0.5
         perplexity_ok = rows[("perplexity", "early")] >= 0.9 * rows[("perplexity", "deferred")]
@@ -78,7 +84,7 @@ def figures(tables: Tables, scale: str) -> Figures:
         ("code_to_latent_spread", "code / latent spread"),
     )
     dims = sorted(results["dim"].unique())
-    methods = [m for m in PAPER_METHODS if m in set(results["method"])]
+    methods = [m for m in METHODS if m in set(results["method"])]
     fig, axes = figure(len(metrics), len(dims), width=3.4 * len(dims), height=2.5 * len(metrics))
     positions = np.arange(len(methods))
     for column, dim in enumerate(dims):
@@ -104,7 +110,7 @@ def figures(tables: Tables, scale: str) -> Figures:
             axis.set_title(f"D={dim}: {label}")
     axes[0, 0].legend(frameon=False)
     fig.suptitle(
-        "Which quantizers shrink under early quantization? (Wasserstein VQ's five methods x Deferred "
+        "Which quantizers shrink under early quantization? (Wasserstein VQ's five methods and FSQ x Deferred "
         "Quantization's two schedules; mean +- std over 3 seeds)"
     )
     fig.tight_layout()

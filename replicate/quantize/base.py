@@ -166,6 +166,7 @@ class Quantizer(nn.Module):
 
     config: QuantizerConfig
     search_backend: str = "auto"  # the benchmark sets "naive" to time the full-matrix reference
+    learned_codebook: bool = True  # False: a fixed grid (FSQ), which no k-means initialisation may set
 
     def __init__(self, config: QuantizerConfig) -> None:
         super().__init__()

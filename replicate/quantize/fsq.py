@@ -9,6 +9,10 @@ shift = atanh(offset / half_l) so that f(0) = 0; rounding then takes exactly L v
 (for odd L and eps = 0 this is the paper's floor(L/2) tanh(z); for even L the plain formula would give L + 1 values).
 Codes are renormalised by floor(L/2) to [-1, 1], as that code does. Channel 0 is the least significant digit.
 
+Features of another dimension than the levels' (the synthetic study's latents): a dense projection to the levels'
+channels before the bound and one back after rounding (paper Sec. 3: the encoder's last layer projects to d; here
+two Linear maps, trained with the model); the codebook is then the projected grid, in the features' space.
+
 Levels: the paper's Table 1 for the codebook size K; a K it does not list needs `levels` set. Cost is O(d) a vector
 whatever K: there is no search. The grid (K x d, at most 64,000 x 6 here) is built once, for codebook() and
 evaluation.
@@ -20,7 +24,7 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from replicate.errors import ConfigError
 from replicate.quantize.base import Quantizer, QuantizerConfig, QuantizerOutput, straight_through
@@ -52,8 +56,9 @@ def _as_levels(value) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class FSQConfig(QuantizerConfig):
-    """num_codes is the target size K (a key of Table 1), dim = len(levels); the grid has prod(levels) codes, near K
-    but not equal (the quantizer's num_codes, a generator's vocabulary: 4,375 for K = 4,096)."""
+    """num_codes is the target size K (a key of Table 1); the grid has prod(levels) codes, near K but not equal (the
+    quantizer's num_codes, a generator's vocabulary: 4,375 for K = 4,096); dim != len(levels) adds the projections
+    (module docstring)."""
 
     levels: tuple[int, ...] | None = None  # None: LEVELS[num_codes] (FSQ Table 1); resolved here, so rows show it
     bound_eps: float = 1e-3  # shrinks the bound away from the outer rounding edges; the authors' code: eps = 1e-3
@@ -70,9 +75,6 @@ class FSQConfig(QuantizerConfig):
         if not levels or min(levels) < 3:
             # L = 2 has no level at 0: f(0) = 0 cannot sit on a level's centre (shift = atanh(1) is infinite)
             raise ConfigError(f"fsq levels must each be >= 3, got {','.join(map(str, levels))}")
-        if len(levels) != self.dim:
-            shown = ",".join(map(str, levels))
-            raise ConfigError(f"fsq levels {shown} (K={self.num_codes}) quantize d={len(levels)}, not d={self.dim}")
         # the outermost levels stay reachable only while half_l - offset > floor(L/2) - 1/2, i.e. eps < 1 / (L - 1)
         if not 0.0 <= self.bound_eps < 1.0 / (max(levels) - 1):
             raise ConfigError(f"bound_eps must be in [0, {1.0 / (max(levels) - 1):.4g}), got {self.bound_eps!r}")
@@ -88,9 +90,14 @@ class FSQOutput(QuantizerOutput):
 
 
 class FSQ(Quantizer):
+    learned_codebook = False  # a fixed grid: a schedule's k-means initialisation leaves it as it is
+
     def __init__(self, config: FSQConfig) -> None:
         super().__init__(config)
         levels = torch.tensor(config.levels)
+        projected = config.dim != len(config.levels)
+        self.project_in = nn.Linear(config.dim, len(config.levels)) if projected else nn.Identity()
+        self.project_out = nn.Linear(len(config.levels), config.dim) if projected else nn.Identity()
         half_l = (levels - 1).double() * (1 - config.bound_eps) / 2
         offset = (levels % 2 == 0).double() / 2
         # Derived constants, not state: non-persistent buffers follow .to(device) and stay out of checkpoints.
@@ -124,27 +131,34 @@ class FSQ(Quantizer):
         return (digits * self.basis).sum(-1)
 
     def codebook(self) -> Tensor:
-        return self.grid
+        """The grid in the features' space (projected back where the dimensions differ)."""
+        return self.project_out(self.grid)
 
     def lookup(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Flatten z to (n, d) and round each bounded channel: no nearest-code search."""
+        """Flatten z to (n, dim), project, round each bounded channel (no nearest-code search); the codes in the
+        features' space."""
         if z.shape[-1] != self.dim:
-            raise ConfigError(f"features have dimension {z.shape[-1]}, FSQ's levels {self.dim}")
+            raise ConfigError(f"features have dimension {z.shape[-1]}, FSQ's {self.dim}")
         flat = z.reshape(-1, self.dim)
-        codes = torch.round(self.bound(flat.detach())) / self.half_width
-        return flat, self.codes_to_indices(codes), codes
+        grid_codes = torch.round(self.bound(self.project_in(flat).detach())) / self.half_width
+        return flat, self.codes_to_indices(grid_codes), self.project_out(grid_codes)
 
     def losses(self, flat: Tensor, codes: Tensor) -> dict[str, Tensor]:
         return {}
 
     def forward(self, z: Tensor) -> FSQOutput:
-        flat, indices, codes = self.lookup(z)
+        flat = z.reshape(-1, self.dim)
+        level = self.bound(self.project_in(flat))
+        grid_codes = torch.round(level.detach()) / self.half_width
+        indices = self.codes_to_indices(grid_codes)
         # straight-through on the bounded value: the gradient is f'(z) / floor(L/2), round's taken as identity
-        quantized = straight_through(self.bound(flat) / self.half_width, codes)
+        quantized = self.project_out(straight_through(level / self.half_width, grid_codes))
+        codes = self.project_out(grid_codes)
         return FSQOutput(quantized.reshape(z.shape), codes.reshape(z.shape), indices.reshape(z.shape[:-1]), {})
 
     @torch.no_grad()
     def set_codebook(self, codes: Tensor) -> None:
-        """The grid is fixed: accepts only the grid itself (as a data-parallel broadcast sends it)."""
-        if codes.shape != self.grid.shape or not torch.equal(codes.to(self.grid), self.grid):
+        """The grid is fixed: accepts only the codebook itself (as a data-parallel broadcast sends it)."""
+        own = self.codebook()
+        if codes.shape != own.shape or not torch.equal(codes.to(own), own):
             raise ConfigError("fsq's codebook is its fixed grid; it cannot be set (no k-means initialisation)")

@@ -59,8 +59,9 @@ class QuantizationSchedule:
 
     def initialize(self, quantizer: Quantizer, features: Tensor, generator: torch.Generator | None = None) -> None:
         """Initialise the codebook with k-means centroids of encoder outputs (n, d) ("early", "deferred");
-        "random" keeps the quantizer's own initialisation."""
-        if self.kind != "random":
+        "random" keeps the quantizer's own initialisation, and so does a quantizer without a learned codebook (FSQ's
+        grid): for it a schedule only decides when quantization starts."""
+        if self.kind != "random" and quantizer.learned_codebook:
             kmeans_initialize(quantizer, features, iterations=self.kmeans_iterations, generator=generator)
 
 

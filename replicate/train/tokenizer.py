@@ -239,7 +239,7 @@ def initialize_codebook(
     """Deferred Quantization's k-means initialisation on what the codebook quantizes, for a fixed sample of training
     images (rank 0 computes, every rank receives the codes): their encoder outputs, or for a multi-scale quantizer the
     residuals of every scale (one pass with the codebook as it is), not the full-resolution latents alone."""
-    if schedule.kind == "random":
+    if schedule.kind == "random" or not model.quantizer.learned_codebook:
         return
     tokens_per_image = tokens(config.scales) if config.scales else model.config.latent_resolution**2
     count = min(len(data), math.ceil(config.kmeans_vectors / tokens_per_image))
