@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from replicate.registry import EXPERIMENTS
+from replicate.report import distortion
 from replicate.report.compare import compare, curves_for
 from replicate.report.noise import judged_claims
 from replicate.results import FIGURES, ROOT, TABLES, config_id, read_results, result_path, write_atomic
@@ -130,8 +131,8 @@ def _relative(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
 
 
-def render(artifacts: list[Artifact]) -> str:
-    """The Markdown page."""
+def render(artifacts: list[Artifact], extra: list[str] = ()) -> str:
+    """The Markdown page; `extra`: further sections' lines (report/distortion.py), at the end."""
     lines = [
         "# Report: every artifact of both papers",
         "",
@@ -171,6 +172,7 @@ def render(artifacts: list[Artifact]) -> str:
             for claim in a.claims:
                 answer = {HOLDS: "yes", FAILS: "no"}.get(claim.verdict_class, claim.verdict_class)
                 lines.append(f"  - {claim.text}: **{answer}** ({claim.detail})")
+    lines += list(extra)
     return "\n".join(lines) + "\n"
 
 
@@ -178,5 +180,5 @@ def write_summary(out: Path = ROOT) -> Path:
     """REPORT.md in `out`, from `out`/tables and `out`/figures."""
     artifacts = [assess(e, out / "tables", out / "figures") for e in EXPERIMENTS.values()]
     path = out / "REPORT.md"
-    write_atomic(path, render(artifacts))
+    write_atomic(path, render(artifacts, distortion.render(distortion.correlations(out / "tables"))))
     return path
