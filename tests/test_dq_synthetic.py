@@ -18,7 +18,7 @@ def test_grid_has_three_seeds_per_configuration_and_the_same_budget_for_every_sc
     assert set(per_setting) == {3}
     assert {c.steps for c in configs} == {3000}
     assert {(c.schedule, c.warmup_steps) for c in configs} == {("early", 0), ("random", 0), ("deferred", 1500)}
-    assert len(XP.configs("cpu")) == 5 * 2 * 4 * 3
+    assert len(XP.configs("cpu")) == (5 + 1) * 2 * 4 * 3  # five quantizers and FSQ, 2 schedules, 4 dims, 3 seeds
 
 
 def test_smoke_run_writes_results_curves_points_and_every_figure(tmp_path):
