@@ -67,3 +67,27 @@ def test_an_equal_mean_holds_a_not_strict_claim_before_the_noise_and_is_a_tie_af
     claim = beats("highest", "psnr", [1.0], [1.0], strict=False)
     assert claim.holds and judge(claim, NOISE).verdict_class == TIE
     assert not beats("higher", "psnr", [1.0], [1.0]).holds
+
+
+@pytest.mark.results
+def test_no_committed_verdict_rests_on_a_margin_inside_its_seed_noise():
+    """Over every committed result table: a claim judged holds or fails with a measured floor has its margin
+    beyond the tie bound, and REPORT.md's findings list only claims that fail beyond it (or without a floor)."""
+    from replicate.registry import EXPERIMENTS
+    from replicate.report.noise import floors, judged_claims, noise_of, threshold
+    from replicate.results import TABLES, read_results, result_path
+    from replicate.spec import SCALES
+
+    checked = 0
+    for experiment in EXPERIMENTS.values():
+        for scale in SCALES:
+            results = read_results(experiment, result_path(experiment.name, scale, TABLES))
+            if results is None or not len(results):
+                continue
+            noise = floors(noise_of(experiment, results, scale, TABLES))
+            for claim in judged_claims(experiment, results, scale, TABLES):
+                floor = claim.margin and (claim.margin.floor or noise.get(claim.margin.metric))
+                if claim.verdict_class in (HOLDS, FAILS) and floor and math.isfinite(floor[0]):
+                    assert abs(claim.margin.margin) > threshold(claim.margin, floor[0]), claim
+                    checked += 1
+    assert checked > 0
