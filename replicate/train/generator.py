@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
 
 from replicate import distributed
 from replicate.configs import GeneratorTraining, clip_gradients, learning_rate
@@ -163,6 +164,13 @@ def train_step(config, wrapped, optimizer, tokens, labels, quantizer, step: int,
     loss, accuracy = batch_loss(config, wrapped, tokens, labels, quantizer, generator)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    if not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
+        # VAR's and LlamaGen's training skip such a step (their gradient scaler does); every rank sees the same
+        # averaged gradients, so every rank skips it
+        optimizer.zero_grad(set_to_none=True)
+        tqdm.write(f"step {step}: non-finite gradient, update skipped")
+        return float(loss.detach()), float(accuracy)
     clip_gradients(optimizer, config.optim.grad_clip)  # its one group: every parameter of the generator
     optimizer.step()
     return float(loss.detach()), float(accuracy)
