@@ -9,13 +9,23 @@ from torch.utils.data import TensorDataset
 
 from replicate.errors import ConfigError
 from replicate.metrics.diversity import (
+    inception_score,
+    kernel_inception_distance,
     pixel_distance,
+    polynomial_mmd2,
     precision_recall_density_coverage,
     proxy_fidelity,
+    relative_to_ceiling,
     sample_pairs,
     vendi_score,
 )
-from replicate.metrics.proxy import ProxyClassifierConfig, features_of, train_proxy
+from replicate.metrics.proxy import (
+    ProxyClassifier,
+    ProxyClassifierConfig,
+    class_probabilities,
+    features_of,
+    train_proxy,
+)
 
 
 def seeded(seed: int) -> torch.Generator:
@@ -75,6 +85,110 @@ def test_pixel_distance_rejects_signed_images_and_sampling_without_a_generator()
         pixel_distance(torch.rand(4, 3, 2, 2) * 2 - 1, max_pairs=None)
     with pytest.raises(ValueError, match="generator"):
         pixel_distance(torch.rand(4, 3, 2, 2), max_pairs=2)
+
+
+def test_mad255_reading_of_constant_images_equals_the_hand_computed_value():
+    images = torch.stack([torch.full((3, 2, 2), value) for value in (0.0, 0.2, 1.0)])
+    # per-value differences 0.2, 1.0, 0.8 on [0, 1]: 51, 255, 204 of 255
+    for max_pairs in (None, 3):
+        result = pixel_distance(images, max_pairs=max_pairs, reading="mad255")
+        assert result.pairs == 3 and result.mean == pytest.approx((51 + 255 + 204) / 3, rel=1e-12)
+
+
+def test_mad255_reading_of_one_pair_is_the_mean_absolute_difference_times_255():
+    first = torch.tensor([0.0, 0.1, 0.5, 1.0]).reshape(1, 1, 2, 2).expand(1, 3, 2, 2)
+    second = torch.tensor([1.0, 0.1, 0.25, 0.5]).reshape(1, 1, 2, 2).expand(1, 3, 2, 2)
+    result = pixel_distance(torch.cat([first, second]), max_pairs=None, reading="mad255")
+    assert result.pairs == 1 and result.mean == pytest.approx((1.0 + 0.0 + 0.25 + 0.5) / 4 * 255, rel=1e-12)
+
+
+@pytest.mark.parametrize("max_pairs", [None, 30])
+def test_both_readings_average_the_same_pairs(max_pairs):
+    images = torch.rand(20, 3, 4, 4, generator=seeded(10))
+    l2 = pixel_distance(images, max_pairs=max_pairs, generator=seeded(11))
+    mad = pixel_distance(images, max_pairs=max_pairs, generator=seeded(11), reading="mad255", chunk=7)
+    rows, columns = sample_pairs(20, max_pairs or 190, seeded(11))
+    difference = (images[rows].double() - images[columns].double()).flatten(1)
+    assert l2.pairs == mad.pairs == len(rows)
+    assert l2.mean == pytest.approx(float(difference.norm(dim=1).mean()), rel=1e-12)
+    assert mad.mean == pytest.approx(float(difference.abs().mean(1).mean() * 255), rel=1e-12)
+
+
+def test_an_unknown_pixel_reading_fails_naming_the_valid_ones():
+    with pytest.raises(ValueError, match="mad255"):
+        pixel_distance(torch.rand(4, 3, 2, 2), max_pairs=None, reading="l1")
+
+
+def test_relative_value_is_the_generated_statistic_over_the_reconstructions_and_nan_without_a_ceiling():
+    assert relative_to_ceiling(12.0, 16.0) == 0.75
+    assert relative_to_ceiling(20.0, 16.0) == 1.25  # more than the decoder gives real images: above the ceiling
+    for ceiling in (0.0, float("nan")):
+        assert math.isnan(relative_to_ceiling(12.0, ceiling))
+
+
+def direct_mmd2(x: torch.Tensor, y: torch.Tensor) -> float:
+    """The unbiased MMD^2 with k(a, b) = (a.b / d + 1)^3 by explicit double sums over the items."""
+    d = x.shape[1]
+
+    def k(a, b):
+        return (float(a.double() @ b.double()) / d + 1) ** 3
+
+    m, n = len(x), len(y)
+    within_x = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    within_y = sum(k(y[i], y[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    across = sum(k(x[i], y[j]) for i in range(m) for j in range(n)) / (m * n)
+    return within_x + within_y - 2 * across
+
+
+@pytest.mark.parametrize("m,n", [(6, 6), (5, 8)])
+def test_polynomial_mmd2_equals_the_direct_double_sum(m, n):
+    x, y = torch.randn(m, 3, generator=seeded(12)), torch.randn(n, 3, generator=seeded(13)) + 0.5
+    assert polynomial_mmd2(x, y) == pytest.approx(direct_mmd2(x, y), rel=1e-10)
+
+
+def test_kid_on_whole_sets_equals_the_direct_double_sum_whatever_the_subset_count():
+    x, y = torch.randn(7, 4, generator=seeded(14)), torch.randn(7, 4, generator=seeded(15))
+    for subsets in (1, 5):
+        kid = kernel_inception_distance(x, y, generator=seeded(16), subsets=subsets, subset_size=50)
+        assert kid == pytest.approx(direct_mmd2(x, y), rel=1e-10)
+
+
+def test_kid_averages_the_mmd_of_random_subsets_drawn_from_the_seed():
+    x, y = torch.randn(30, 4, generator=seeded(17)), torch.randn(25, 4, generator=seeded(18))
+    kid = kernel_inception_distance(x, y, generator=seeded(19), subsets=4, subset_size=10)
+    draws, values = seeded(19), []
+    for _ in range(4):
+        chosen_x, chosen_y = torch.randperm(30, generator=draws)[:10], torch.randperm(25, generator=draws)[:10]
+        values.append(direct_mmd2(x[chosen_x], y[chosen_y]))
+    assert kid == pytest.approx(sum(values) / 4, rel=1e-10)
+
+
+def test_kid_of_a_set_against_itself_is_near_zero_and_against_a_shifted_set_positive():
+    features = torch.randn(2000, 8, generator=seeded(20))  # kernel values ~1 (1 + 3 / d on average)
+    same = kernel_inception_distance(features, features.clone(), generator=seeded(21), subsets=50, subset_size=200)
+    shifted = kernel_inception_distance(features, features + 0.5, generator=seeded(21), subsets=50, subset_size=200)
+    # the same set: ~0 up to the items two subsets share (their k(x, x) enters the cross term only); 0.5 in every
+    # dimension: ~1.1
+    assert abs(same) < 0.01 and shifted > 0.5
+
+
+def test_inception_score_of_uniform_predictions_is_one_and_of_confident_balanced_ones_is_the_class_count():
+    assert inception_score(torch.full((12, 4), 0.25)) == pytest.approx(1.0, abs=1e-12)
+    confident = torch.eye(4).repeat(3, 1)  # every sample certain, every class 3 times
+    assert inception_score(confident) == pytest.approx(4.0, rel=1e-12)
+    assert inception_score(torch.eye(4)[[0, 0, 0, 1]]) < 4.0  # unbalanced classes: less than the class count
+
+
+def test_proxy_class_probabilities_are_the_softmax_of_the_classifier_on_its_features():
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = ProxyClassifier(ProxyClassifierConfig(num_classes=5, width=8)).eval()
+    images = torch.rand(6, 3, 32, 32, generator=seeded(22)) * 2 - 1
+    probabilities = class_probabilities(model, features_of(model, images, batch_size=4))
+    assert probabilities.shape == (6, 5) and probabilities.dtype == torch.float64
+    with torch.no_grad():
+        expected = model(images).double().softmax(1)
+    torch.testing.assert_close(probabilities, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_vendi_score_is_one_for_identical_features_and_n_for_orthogonal_ones():

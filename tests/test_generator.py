@@ -3,6 +3,7 @@ MaskGIT and VAR train and resume to the same history, two torchrun processes kee
 decodes deterministic in-range images, and invalid configurations fail with ConfigError."""
 
 import dataclasses
+import math
 
 import pandas as pd
 import pytest
@@ -12,11 +13,20 @@ from conftest import two_rank_parameters
 from replicate import distributed
 from replicate.configs import Optimisation, TokenizerTraining, VQVAEConfig, smoke_scale
 from replicate.errors import ConfigError
+from replicate.experiments.generation import METRICS
+from replicate.experiments.wvq_vqvae import TOKENIZER_METRICS
 from replicate.metrics.proxy import ProxyClassifier, ProxyClassifierConfig
 from replicate.quantize.multiscale import tokens as token_count
 from replicate.results import Workspace
 from replicate.train import checkpoint, generator
-from replicate.train.evaluate_generator import balanced_labels, evaluate_generator
+from replicate.train.evaluate_generator import (
+    MASK_RATIO,
+    balanced_labels,
+    evaluate_generator,
+    generator_validity,
+    held_out_nll,
+    unigram_entropy,
+)
 from replicate.train.generator import (
     GeneratorFolders,
     GeneratorTraining,
@@ -26,7 +36,7 @@ from replicate.train.generator import (
     token_usage,
     train_generator,
 )
-from replicate.train.tokenizer import train_tokenizer
+from replicate.train.tokenizer import load_trained, train_tokenizer
 
 SINGLE = smoke_scale(TokenizerTraining("shapes", "wasserstein", 16, VQVAEConfig(32)))
 MULTI = dataclasses.replace(SINGLE, scales=(1, 2, 4, 8, 16))
@@ -198,6 +208,105 @@ def test_evaluation_reports_diversity_usage_and_labelled_proxies_and_no_fid_with
     assert 0 < row["gen_utilization"] <= 1 and 0 < row["tok_utilization"] <= 1
     assert pd.isna(row["gfid"]) and row["gfid_note"].startswith("not computed")
     assert {"proxy_frechet", "proxy_precision", "proxy_recall", "proxy_vendi"} <= set(row)
+
+
+@pytest.mark.parametrize("kind", ["maskgit", "var"])
+def test_evaluation_reads_diversity_against_the_tokenizer_ceiling_and_gates_the_generator(trained, kind):
+    folders, _ = trained[kind]
+    proxy = ProxyClassifier(ProxyClassifierConfig(num_classes=3, width=16))
+    config = generator_config(kind, eval_samples=12, max_pairs=20, sample_seeds=(0, 1))
+    row = evaluate_generator(config, folders, "cpu", proxy=proxy)
+    own = [m for m in METRICS if m not in TOKENIZER_METRICS and not m.startswith("generator_train")]
+    assert [m for m in own if m not in row] == []  # every column of the experiments' contract
+    for reading in ("pixel_distance", "pixel_mad255"):
+        assert row[f"{reading}_recon"] > 0 and row[f"{reading}_test"] > 0 and row[f"{reading}_std"] >= 0
+        # the mean of per-draw ratios to one ceiling is the ratio of the mean
+        assert row[f"{reading}_rel"] == pytest.approx(row[reading] / row[f"{reading}_recon"], rel=1e-12)
+    assert 0 < row["token_nll"] and 0 < row["token_nll_unigram"] <= math.log(SINGLE.K) + 1e-12
+    assert row["chance_accuracy"] == pytest.approx(1 / 3) and 0 <= row["proxy_class_accuracy"] <= 1
+    assert row["proxy_is"] >= 1 - 1e-9 and math.isfinite(row["proxy_kid"]) and row["proxy_note"] == ""
+    expected = generator_validity(row["token_nll"], row["token_nll_unigram"], row["proxy_class_accuracy"], 3)
+    assert (row["generator_valid"], row["generator_valid_note"]) == expected and expected[0] in (0.0, 1.0)
+    without = evaluate_generator(dataclasses.replace(config, sample_seeds=(0,)), folders, "cpu")  # no proxy
+    assert all(pd.isna(without[name]) for name in ("proxy_kid", "proxy_is", "proxy_class_accuracy", "proxy_frechet"))
+    assert without["proxy_note"].startswith("not computed") and without["token_nll"] == row["token_nll"]
+    assert pd.isna(without["generator_valid"]) != (without["generator_valid"] == 0.0)  # undecided, or failed on NLL
+
+
+@pytest.mark.parametrize(
+    "nll, unigram, accuracy, classes, valid, note",
+    [
+        (3.0, 4.0, 0.5, 10, 1.0, ""),  # beats the unigram, classified 5 x chance
+        (4.0, 4.0, 0.5, 10, 0.0, "token_nll 4 >= unigram 4"),  # no better than code frequencies
+        (3.0, 4.0, 0.2, 10, 0.0, "proxy_class_accuracy 0.2 <= 2 x chance 0.1"),  # exactly 2 x chance: not enough
+        (3.0, 4.0, float("nan"), 1, 1.0, ""),  # one class: nothing to condition on, no accuracy needed
+        (3.0, 4.0, float("nan"), 10, float("nan"), "not decided: no proxy class accuracy"),
+        (5.0, 4.0, float("nan"), 10, 0.0, "token_nll 5 >= unigram 4"),  # fails whatever the accuracy
+        (float("nan"), 4.0, 0.5, 10, float("nan"), "not decided: no token NLL"),
+    ],
+)
+def test_a_generator_is_valid_when_it_beats_the_unigram_and_twice_chance(nll, unigram, accuracy, classes, valid, note):
+    found, reason = generator_validity(nll, unigram, accuracy, classes)
+    assert found == valid or (math.isnan(found) and math.isnan(valid))
+    assert note in reason and (reason == "") == (found == 1.0)
+
+
+def test_unigram_baseline_is_the_entropy_of_add_one_smoothed_code_frequencies():
+    tokens = torch.tensor([[0, 0, 1], [0, 1, 1]])  # K = 4: counts 3, 3, 0, 0 -> 4, 4, 1, 1 of 10
+    p = torch.tensor([0.4, 0.4, 0.1, 0.1], dtype=torch.float64)
+    assert unigram_entropy(tokens, 4) == pytest.approx(float(-(p * p.log()).sum()), rel=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["maskgit", "autoregressive", "var"])
+def test_held_out_nll_of_a_generator_with_a_zero_output_head_is_log_k(kind, trained):
+    """Uniform predictions cost log K nats per token, whatever the loss reads (masked half or teacher forcing)."""
+    config = generator_config(kind, tokenizer=MULTI if kind == "var" else SINGLE, sample_batch=3)
+    torch.manual_seed(0)
+    model = generator.build_generator(config, 3).eval()
+    with torch.no_grad():
+        model.head.weight.zero_()
+        if model.head.bias is not None:
+            model.head.bias.zero_()
+    quantizer = load_trained(MULTI, trained["var"][0].tokenizer).quantizer if kind == "var" else None
+    tokens = torch.randint(SINGLE.K, (7, config.tokens_per_image), generator=torch.Generator().manual_seed(1))
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0])
+    nll = held_out_nll(config, model, tokens, labels, quantizer)
+    assert nll == pytest.approx(math.log(SINGLE.K), rel=1e-6)
+    assert held_out_nll(config, model, tokens, labels, quantizer) == nll  # a fixed seed: the same masks
+
+
+@pytest.mark.parametrize("kind", ["maskgit", "autoregressive"])
+def test_held_out_nll_is_the_plain_nll_of_the_true_labels_half_masked_for_maskgit(kind, monkeypatch):
+    """Neither label dropout (0.9 here) nor MaskGIT's label smoothing (0.1) enters; MaskGIT reads ceil(N / 2)
+    masked positions of every grid, the rest given."""
+    config = generator_config(kind, tokenizer=SINGLE, sample_batch=4)
+    torch.manual_seed(0)
+    model = generator.build_generator(config, 3)
+    model.config = dataclasses.replace(model.config, label_dropout=0.9)
+    with torch.no_grad():
+        model.head.weight.normal_(0, 0.5)  # the autoregressive head starts at zero: predictions to score
+    model.eval()
+    seen, forward = [], type(model).forward
+
+    def spy(self, tokens, labels, at=None):
+        logits = forward(self, tokens, labels) if at is None else forward(self, tokens, labels, at)
+        seen.append((tokens, labels, at, logits))
+        return logits
+
+    monkeypatch.setattr(type(model), "forward", spy)
+    tokens = torch.randint(SINGLE.K, (6, 256), generator=torch.Generator().manual_seed(2))
+    labels = torch.tensor([0, 1, 2, 2, 1, 0])
+    nll = held_out_nll(config, model, tokens, labels, None)
+    assert torch.equal(torch.cat([given for _, given, _, _ in seen]), labels)  # no label became the null class
+    if kind == "maskgit":
+        masks = torch.cat([at for _, _, at, _ in seen])
+        assert masks.sum(1).tolist() == [math.ceil(MASK_RATIO * 256)] * 6
+        assert torch.equal(torch.cat([read for read, _, _, _ in seen]) == model.mask_id, masks)
+        expected = torch.nn.functional.cross_entropy(torch.cat([out for _, _, _, out in seen]), tokens[masks])
+    else:
+        logits = torch.cat([out for _, _, _, out in seen])
+        expected = torch.nn.functional.cross_entropy(logits.flatten(0, 1), tokens.flatten())
+    assert nll == pytest.approx(float(expected), rel=1e-5)
 
 
 def test_balanced_labels_give_every_class_equally_often():

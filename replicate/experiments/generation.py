@@ -521,17 +521,22 @@ def latents_figure(points: pd.DataFrame, results: pd.DataFrame):
 
 # The metric columns of a generation row: the tokenizer's (its row), the generator's training, the sampled sets'
 # mean and spread over sampling seeds (the proxy_* ones from the in-project classifier)
-SAMPLED = ("pixel_distance", "gen_utilization", "gen_perplexity", "gfid", "proxy_frechet", "proxy_precision")
-SAMPLED += ("proxy_recall", "proxy_density", "proxy_coverage", "proxy_vendi")
+SAMPLED = ("pixel_distance", "pixel_distance_rel", "pixel_mad255", "pixel_mad255_rel", "gen_utilization")
+SAMPLED += ("gen_perplexity", "gfid", "proxy_frechet", "proxy_precision", "proxy_recall", "proxy_density")
+SAMPLED += ("proxy_coverage", "proxy_vendi", "proxy_kid", "proxy_is", "proxy_class_accuracy")
 METRICS = (
     *wvq_vqvae.TOKENIZER_METRICS,
     "generator_train_loss",
     "generator_train_accuracy",
     "pixel_pairs",
-    "pixel_distance_real",
+    *(f"{name}_{images}" for name in ("pixel_distance", "pixel_mad255") for images in ("real", "test", "recon")),
     "tok_utilization",
     "tok_perplexity",
     "proxy_accuracy",
+    "token_nll",
+    "token_nll_unigram",
+    "chance_accuracy",
+    "generator_valid",
     *(f"{name}{suffix}" for name in SAMPLED for suffix in ("", "_std")),
 )
 

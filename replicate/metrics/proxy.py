@@ -123,3 +123,11 @@ def features_of(model: ProxyClassifier, images: Tensor, batch_size: int) -> Tens
     model.eval()
     device = next(model.parameters()).device
     return torch.cat([model.features(batch.to(device)).float().cpu() for batch in images.split(batch_size)])
+
+
+@torch.no_grad()
+def class_probabilities(model: ProxyClassifier, features: Tensor) -> Tensor:
+    """(N, num_classes) float64 softmax p(y|x) on the CPU from features_of's (N, width) features: the same forward
+    pass serves the feature statistics and the class predictions."""
+    device = next(model.parameters()).device
+    return model.head(features.to(device)).double().softmax(1).cpu()
