@@ -13,6 +13,7 @@ from replicate.experiments import (
     wvq_table3,
     wvq_table4,
     wvq_theory,
+    wvq_twopeak,
     wvq_vqvae,
     xp_synthetic,
 )
@@ -36,5 +37,6 @@ EXPERIMENTS: dict[str, Experiment] = {
         generation.WVQ_GENERATION,
         beyond.NONGAUSSIAN,
         beyond.DENSITY,
+        wvq_twopeak.EXPERIMENT,
     )
 }

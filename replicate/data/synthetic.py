@@ -11,7 +11,9 @@ PAPER_DISTRIBUTIONS = ("gaussian", "uniform")  # Wasserstein VQ's simulations (T
 # Beyond the papers (open question 1, beyond_nongaussian): laws where the Gaussian fit is wrong. Our choices: two
 # unit-variance Gaussian modes at center -+ BIMODAL_OFFSET on every axis (4 sqrt(d) apart: well separated), and
 # i.i.d. Student-t coordinates with STUDENT_DOF degrees of freedom (heavy tails: finite variance, infinite kurtosis).
-DISTRIBUTIONS = (*PAPER_DISTRIBUTIONS, "bimodal", "student_t")
+# The two-peak benchmark of the revised Wasserstein VQ paper (experiments/wvq_twopeak.py): 1/2 N(zeta 1, I) +
+# 1/2 N(-zeta 1, I), zeta = center
+DISTRIBUTIONS = (*PAPER_DISTRIBUTIONS, "bimodal", "student_t", "two_peak")
 BIMODAL_OFFSET = 2.0
 STUDENT_DOF = 3  # an integer: chi2 as a sum of squared normals
 
@@ -27,7 +29,8 @@ def sample(
 ) -> Tensor:
     """n vectors in R^d: "gaussian" = N(center 1, spread^2 I); "uniform" = U(center - spread, center + spread)^d;
     "bimodal" = an equal mixture of N((center -+ BIMODAL_OFFSET) 1, spread^2 I); "student_t" = center + spread t,
-    t with i.i.d. Student-t coordinates (STUDENT_DOF degrees of freedom)."""
+    t with i.i.d. Student-t coordinates (STUDENT_DOF degrees of freedom); "two_peak" = an equal mixture of
+    N(center 1, spread^2 I) and N(-center 1, spread^2 I)."""
     if n < 1 or d < 1:
         raise ConfigError(f"need n >= 1 and d >= 1, got n={n}, d={d}")
     if distribution == "gaussian":
@@ -37,6 +40,9 @@ def sample(
     if distribution == "bimodal":
         signs = 2 * torch.randint(0, 2, (n, 1), generator=generator) - 1
         return center + BIMODAL_OFFSET * signs + spread * torch.randn(n, d, generator=generator)
+    if distribution == "two_peak":
+        signs = 2 * torch.randint(0, 2, (n, 1), generator=generator) - 1
+        return center * signs + spread * torch.randn(n, d, generator=generator)
     if distribution == "student_t":  # t = z / sqrt(chi2_nu / nu)
         z = torch.randn(n, d, generator=generator)
         chi2 = torch.randn(n, d, STUDENT_DOF, generator=generator).square().sum(-1)

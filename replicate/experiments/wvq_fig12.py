@@ -28,7 +28,7 @@ from replicate.metrics.codebook import evaluate_codebook
 from replicate.quantize import PAPER_METHODS, QuantizerConfig, quantizer_config
 from replicate.quantize.gaussian import gaussian_fit, gaussian_w2
 from replicate.report.plotting import METHOD_COLOURS, METHOD_NAMES, figure
-from replicate.results import Workspace
+from replicate.results import Workspace, config_id
 from replicate.spec import Claim, Experiment, Figures, RunResult, Tables, absolute, relative
 
 METRICS = ("quant_error", "utilization", "perplexity", "w2_distance")  # the metric columns of a row (and a curve)
@@ -115,17 +115,36 @@ def evaluate(config: Config, quantizer, step: int, device: torch.device) -> dict
     return {"step": step, **metrics, "w2_distance": float(w2)}
 
 
+CHECKPOINT_EVERY = 500  # steps: a long run (the two-peak benchmark's 10,000 steps of 50,000 features) resumes
+
+
 def run(config: Config, workspace: Workspace) -> RunResult:
+    """Train the codebook on fresh features, evaluating at steps 0, 1 and every eval_every. Resumable: every
+    CHECKPOINT_EVERY steps its run folder keeps the quantizer, the optimizer, the curve so far and the global
+    generator's state (every draw comes from it), so a resumed run draws what the uninterrupted one would."""
     from replicate.train.atomic import atomic_step, build_atomic  # training code: only to run
+    from replicate.train.checkpoint import load_checkpoint, save_checkpoint
 
     device = workspace.device
+    path = workspace.folder("atomic", config_id(config)) / "checkpoint.pt"
     torch.manual_seed(config.seed)  # the codebook initialisation and every feature draw use the global generator
     quantizer, optimizer = build_atomic(config.quantizer_config(), config.sgd_lr, config.sgd_momentum, device)
-    curve = [evaluate(config, quantizer, 0, device)]
-    for step in range(1, config.steps + 1):
+    state = load_checkpoint(path)
+    if state is None:
+        start, curve = 1, [evaluate(config, quantizer, 0, device)]
+    else:
+        quantizer.load_state_dict(state["quantizer"])
+        if optimizer is not None:
+            optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        start, curve = state["step"] + 1, state["curve"]
+    for step in range(start, config.steps + 1):
         atomic_step(quantizer, optimizer, features(config, config.train_samples, device))
         if step == 1 or step % config.eval_every == 0 or step == config.steps:
             curve.append(evaluate(config, quantizer, step, device))
+        if step % CHECKPOINT_EVERY == 0 and step < config.steps:
+            parts = {"quantizer": quantizer.state_dict(), "rng": torch.get_rng_state(), "step": step, "curve": curve}
+            save_checkpoint(path, parts | ({"optimizer": optimizer.state_dict()} if optimizer is not None else {}))
     final = {k: v for k, v in curve[-1].items() if k != "step"}
     return RunResult(final, {"curves": curve})
 
@@ -136,6 +155,7 @@ def data(config: Config) -> str:
         "uniform": f"features U({config.mu - 1:g}, {config.mu + 1:g})^d, codes init U(-1, 1)^d",
         "bimodal": f"features 1/2 N(({config.mu:g} -+ {BIMODAL_OFFSET:g}) 1, I), codes init N(0, I)",
         "student_t": f"features {config.mu:g} 1 + Student-t_{STUDENT_DOF} coordinates, codes init N(0, I)",
+        "two_peak": f"features 1/2 N({config.mu:g} 1, I) + 1/2 N(-{config.mu:g} 1, I), codes init N(0, I)",
     }
     law = laws[config.distribution]
     dimension = f"d = {config.d}; " if config.d != 8 else ""  # Fig. 12's d = 8 goes unsaid

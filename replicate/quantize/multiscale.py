@@ -112,6 +112,11 @@ class MultiScaleQuantizer(nn.Module):
         return self.inner.num_codes
 
     @property
+    def learned_codebook(self) -> bool:
+        """The inner quantizer's (Quantizer.learned_codebook): whether a k-means initialisation may set it."""
+        return self.inner.learned_codebook
+
+    @property
     def dim(self) -> int:
         return self.inner.dim
 
