@@ -61,6 +61,9 @@ class Margin:
     # A floor of its own (sigma, dof, source) for a statistic derived from several rows (a ratio of two runs' E),
     # which the experiment's noise table cannot hold; None: the table's floor of `metric`
     floor: tuple[float, int, str] | None = None
+    # The seed standard deviation of each side where every side has two seeds or more: their pooled spread is the
+    # claim's own floor, before `floor` and the table's (report/noise.py)
+    spreads: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -43,8 +43,8 @@ def test_a_margin_inside_twice_the_standard_error_is_a_tie_and_outside_it_holds_
     assert judge(beats("x", "psnr", [1.0, 1.2], [1.0, 1.0]), NOISE).verdict_class == TIE
     assert judge(beats("x", "psnr", [1.3, 1.3], [1.0, 1.0]), NOISE).verdict_class == HOLDS
     assert judge(beats("x", "psnr", [1.0, 1.0], [1.3, 1.3]), NOISE).verdict_class == FAILS
-    judged = judge(beats("x", "psnr", [1.3, 1.3], [1.0, 1.0]), NOISE)
-    assert "margin +0.3 vs noise 0.2" in judged.detail
+    judged = judge(beats("x", "psnr", [1.3], [1.0]), NOISE)  # one seed a side: the table's floor
+    assert judged.verdict_class == HOLDS and "margin +0.3 vs noise 0.283" in judged.detail
 
 
 def test_a_missed_threshold_whose_metric_still_rises_is_not_converged_with_the_epochs_it_needs():
@@ -74,7 +74,7 @@ def test_no_committed_verdict_rests_on_a_margin_inside_its_seed_noise():
     """Over every committed result table: a claim judged holds or fails with a measured floor has its margin
     beyond the tie bound, and REPORT.md's findings list only claims that fail beyond it (or without a floor)."""
     from replicate.registry import EXPERIMENTS
-    from replicate.report.noise import floors, judged_claims, noise_of, threshold
+    from replicate.report.noise import floor_for, floors, judged_claims, noise_of, threshold
     from replicate.results import TABLES, read_results, result_path
     from replicate.spec import SCALES
 
@@ -86,8 +86,17 @@ def test_no_committed_verdict_rests_on_a_margin_inside_its_seed_noise():
                 continue
             noise = floors(noise_of(experiment, results, scale, TABLES))
             for claim in judged_claims(experiment, results, scale, TABLES):
-                floor = claim.margin and (claim.margin.floor or noise.get(claim.margin.metric))
+                floor = claim.margin and floor_for(claim.margin, noise)
                 if claim.verdict_class in (HOLDS, FAILS) and floor and math.isfinite(floor[0]):
                     assert abs(claim.margin.margin) > threshold(claim.margin, floor[0]), claim
                     checked += 1
     assert checked > 0
+
+
+def test_sides_with_seeds_of_their_own_are_judged_by_their_own_spread():
+    """E at d = 1 is 1e-5 and near 1 at d = 16: a floor pooled over both would call any d = 1 difference a tie."""
+    noise = {"quant_error": (0.1, 40, "pooled over every d")}
+    claim = beats("lower E", "quant_error", [-1.0e-8, -1.2e-8, -0.8e-8], [-1.0e-5, -1.1e-5, -0.9e-5])
+    judged = judge(claim, noise)
+    assert judged.verdict_class == HOLDS and "the compared runs' own seeds, 4 dof" in judged.detail
+    assert judge(beats("one seed a side", "quant_error", [1e-8], [1e-5]), noise).verdict_class == TIE

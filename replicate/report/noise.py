@@ -6,6 +6,9 @@ groups with at least two seeds, sigma^2 = sum_g (n_g - 1) s_g^2 / sum_g (n_g - 1
 freedom. An experiment without a seed group borrows the floor of the experiment its `noise_from` names, at the same
 scale, and every verdict says so. The floors used are written as data: tables/E_S_noise.csv.
 
+Where both sides of a comparison have two seeds or more, their own pooled spread is the claim's sigma instead
+(own_floor: the table's pooled floor mixes settings of different scales).
+
 Tie rule. A comparative claim ("A has a higher U than B") states its margin in the claim's favour, mean(A) - mean(B)
 over seeds. It holds when the margin exceeds MARGIN_SIGMAS * sigma * sqrt(1/n_A + 1/n_B), fails below minus that,
 and is a **tie** in between: with normal seed noise of the floor's sigma, a two-sided test at about the 95% level. A
@@ -87,9 +90,11 @@ def beats(
 ) -> Claim:
     """A comparative claim: A's seed mean above B's (negate both for a lower-is-better metric); `strict=False`: an
     equal mean holds too ("highest" when both use every code); `floor`: a derived statistic's own (spec.Margin)."""
-    margin = float(pd.Series(a).mean() - pd.Series(b).mean())
+    a, b = pd.Series(a, dtype=float), pd.Series(b, dtype=float)
+    margin = float(a.mean() - b.mean())
     holds = margin > 0 or (not strict and margin == 0)
-    return Claim(text, holds, detail, Margin(metric, margin, (len(a), len(b)), floor=floor))
+    spreads = (float(a.std(ddof=1)), float(b.std(ddof=1))) if min(len(a), len(b)) >= 2 else ()
+    return Claim(text, holds, detail, Margin(metric, margin, (len(a), len(b)), floor=floor, spreads=spreads))
 
 
 def at_least(
@@ -120,6 +125,22 @@ def trend(curves: pd.DataFrame | None, margin: Margin) -> float | None:
     return float((centred * (means.values - means.mean())).sum() / (centred**2).sum())
 
 
+def own_floor(margin: Margin) -> tuple[float, int, str] | None:
+    """The pooled seed spread of the claim's own sides where each has two seeds or more: it speaks for the very
+    setting compared, where the experiment's pooled floor mixes settings of other scales (E at d = 1 is 1e-5, at
+    d = 16 near 1)."""
+    if not margin.spreads:
+        return None
+    dof = sum(n - 1 for n in margin.counts)
+    pooled = sum((n - 1) * s**2 for n, s in zip(margin.counts, margin.spreads, strict=True)) / dof
+    return math.sqrt(pooled), dof, "the compared runs' own seeds"
+
+
+def floor_for(margin: Margin, noise: dict[str, tuple[float, int, str]]) -> tuple[float, int, str] | None:
+    """The (sigma, dof, source) a margin is judged with: its sides' own seeds, else its own floor, else the table's."""
+    return own_floor(margin) or margin.floor or noise.get(margin.metric)
+
+
 def judge(claim: Claim, noise: dict[str, tuple[float, int, str]], curves: pd.DataFrame | None = None) -> Claim:
     """The claim under the tie rule (module docstring): its margin beside the noise in the detail; a margin inside
     the noise is a tie; a failed threshold claim whose metric still rises is not converged."""
@@ -127,7 +148,7 @@ def judge(claim: Claim, noise: dict[str, tuple[float, int, str]], curves: pd.Dat
     if margin is None or claim.holds is None:
         return claim
     detail = f"{claim.detail}; " if claim.detail else ""
-    floor = margin.floor or noise.get(margin.metric)
+    floor = floor_for(margin, noise)
     if floor is None or not math.isfinite(floor[0]):
         return dataclasses.replace(claim, detail=f"{detail}margin {margin.margin:+.4g}, no seed noise measured")
     sigma, dof, source = floor
