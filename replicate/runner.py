@@ -368,8 +368,8 @@ def write_report(experiment: Experiment, scale: str, tables: Path = TABLES) -> l
     if results is None or not len(results):
         return []
     comparison = compare(experiment, results, scale, curves_for(experiment, scale, tables))
-    claims = judged_claims(experiment, results, scale, tables)
     noise = noise_of(experiment, results, scale, tables)
+    claims = judged_claims(experiment, results, scale, tables, noise)
     outputs = [result_path(experiment.name, scale, tables, "md")]
     write_atomic(outputs[0], render(experiment, scale, results, comparison, claims, noise))
     if len(noise):

@@ -185,12 +185,18 @@ def noise_of(experiment: Experiment, results: pd.DataFrame, scale: str, tables: 
     return noise_table(experiment, results, scale, borrowed)
 
 
-def judged_claims(experiment: Experiment, results: pd.DataFrame | None, scale: str, tables: Path) -> list[Claim]:
-    """The experiment's claims on its result rows, each judged under the tie rule with its noise table and curves:
-    what the comparison, the run summary and REPORT.md print."""
+def judged_claims(
+    experiment: Experiment,
+    results: pd.DataFrame | None,
+    scale: str,
+    tables: Path,
+    noise: pd.DataFrame | None = None,
+) -> list[Claim]:
+    """The experiment's claims on its result rows, each judged under the tie rule with its noise table (`noise`, or
+    noise_of's) and curves: what the comparison, the run summary and REPORT.md print."""
     if experiment.claims is None or results is None or not len(results):
         return []
-    noise = floors(noise_of(experiment, results, scale, tables))
+    noise = floors(noise_of(experiment, results, scale, tables) if noise is None else noise)
     curves_path = result_path(experiment.name, scale, tables, "curves")
     curves = read_csv(curves_path) if curves_path.exists() else None
     return [judge(claim, noise, curves) for claim in experiment.claims(results)]
