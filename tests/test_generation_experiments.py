@@ -231,3 +231,18 @@ def test_cpu_open_question_3_hypotheses_hold_on_the_committed_arms(hypothesis, c
     results = committed_cpu_table("wvq_generation", {"tokenizer_method": {"wasserstein", "vanilla", "ema", "online"}})
     (found,) = [c for c in WVQ.claims(results) if hypothesis in c.text]
     assert found.holds, f"{found.text}: {found.detail}"
+
+
+def test_relative_diversity_claims_read_each_reading_against_its_ceiling_and_skip_rows_without_one():
+    from replicate.experiments.generation import relative_diversity_claims
+
+    a = pd.DataFrame({"pixel_distance_rel": [0.90, 0.92], "pixel_mad255_rel": [0.80, 0.85]})
+    b = pd.DataFrame({"pixel_distance_rel": [0.70, 0.72], "pixel_mad255_rel": [0.90, 0.91]})
+    found = relative_diversity_claims("A over B, {reading}", a, b)
+    assert [(c.text, c.holds) for c in found] == [
+        ("A over B, pixel-distance (L2, [0, 1])", True),
+        ("A over B, pixel-MAD (0-255)", False),  # the readings can disagree: each is its own claim
+    ]
+    assert found[0].margin.metric == "pixel_distance_rel" and found[0].margin.counts == (2, 2)
+    assert relative_diversity_claims("x {reading}", a.drop(columns="pixel_mad255_rel"), b)[0].text.endswith("[0, 1])")
+    assert relative_diversity_claims("x {reading}", pd.DataFrame({"pixel_distance": [1.0]}), a) == []
