@@ -39,6 +39,8 @@ from replicate.spec import Experiment
 DRY_STEPS = 2  # training steps of every training loop: the first is interrupted and resumed
 EVAL_IMAGES = 4  # evaluation images of a tokenizer: the evaluation's code path, not its numbers
 EVAL_SAMPLES = NEAREST_K + 3  # generated images per sampling seed (one seed): PRDC's radii need more than k + 1
+# a tokenizer evaluates EVAL_IMAGES of them; a generator compares its EVAL_SAMPLES samples with as many test images
+TEST_IMAGES = max(EVAL_IMAGES, EVAL_SAMPLES)
 RESUMES_AT_MOST = 8  # a run still interrupted after this many resumes does not resume: a defect
 
 
@@ -88,12 +90,12 @@ def draw_image(index: int, resolution: int, seed: str) -> Image.Image:
 
 
 def image_folder(root: Path, resolution: int, classes: int, train_images: int) -> Path:
-    """root/{train,test}/class_<i>/<n>.png: `train_images` training images (and EVAL_IMAGES test images, at least
+    """root/{train,test}/class_<i>/<n>.png: `train_images` training images (and TEST_IMAGES test images, at least
     one per class) spread evenly over `classes` class folders; written once per (resolution, classes, count)."""
     folder = root / f"images-{resolution}px-{classes}classes-{train_images}"
     if (folder / "complete").exists():
         return folder
-    for split, count in (("train", max(train_images, classes)), ("test", max(EVAL_IMAGES, classes))):
+    for split, count in (("train", max(train_images, classes)), ("test", max(TEST_IMAGES, classes))):
         for index in range(count):
             target = folder / split / f"class_{index % classes:04d}" / f"{index:06d}.png"
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from replicate.configs import GeneratorTraining, TokenizerTraining
-from replicate.dry_run import distinct_models, dry_config, dry_run, image_folder, label, model_key
+from replicate.dry_run import TEST_IMAGES, distinct_models, dry_config, dry_run, image_folder, label, model_key
 from replicate.registry import EXPERIMENTS
 from replicate.results import ROOT
 
@@ -52,7 +52,7 @@ def test_a_generator_dry_run_has_a_class_folder_per_class_and_tokens_for_two_bat
 def test_generated_images_are_written_once_at_the_resolution(tmp_path):
     folder = image_folder(tmp_path, 48, 3, 5)
     first = sorted(folder.rglob("*.png"))
-    assert len(first) == 5 + 4  # 5 training images, 4 test images (at least one per class)
+    assert len(first) == 5 + TEST_IMAGES  # 5 training images, the test images (at least one per class)
     stamp = first[0].stat().st_mtime_ns
     assert image_folder(tmp_path, 48, 3, 5) == folder and first[0].stat().st_mtime_ns == stamp
     from PIL import Image
