@@ -176,9 +176,14 @@ def render(artifacts: list[Artifact], extra: list[str] = ()) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_summary(out: Path = ROOT) -> Path:
-    """REPORT.md in `out`, from `out`/tables and `out`/figures."""
+def summary_page(out: Path = ROOT) -> str:
+    """REPORT.md's text from `out`/tables and `out`/figures."""
     artifacts = [assess(e, out / "tables", out / "figures") for e in EXPERIMENTS.values()]
+    return render(artifacts, distortion.render(distortion.correlations(out / "tables")))
+
+
+def write_summary(out: Path = ROOT) -> Path:
+    """REPORT.md in `out` (summary_page)."""
     path = out / "REPORT.md"
-    write_atomic(path, render(artifacts, distortion.render(distortion.correlations(out / "tables"))))
+    write_atomic(path, summary_page(out))
     return path
