@@ -17,6 +17,7 @@ Every choice below is ours; the paper leaves it open (digest Sec. 8):
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -25,9 +26,10 @@ import torch
 
 from replicate.configs import WARMED, SyntheticTraining
 from replicate.metrics.projection import pca_2d, tsne_2d
+from replicate.report.noise import beats
 from replicate.report.plotting import figure
 from replicate.results import Workspace, with_configuration
-from replicate.spec import Claim, Experiment, Figures, Margin, RunResult, Tables
+from replicate.spec import Claim, Experiment, Figures, RunResult, Tables
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -174,15 +176,14 @@ def claims(results: pd.DataFrame) -> list[Claim]:
         rows = default_model(results)
         largest = rows[rows["dim"] == means.index[-1]]
         early, deferred = (largest.loc[largest["schedule"] == s, metric] for s in ("early", "deferred"))
-        margin = Margin(metric, float(deferred.mean() - early.mean()), (len(deferred), len(early)))
-        found.append(
-            Claim(
-                f"early quantization gives {text} than deferred (never more; less at the largest dimension)",
-                bool((gap >= 0).all() and gap.iloc[-1] > 0),
-                f"early vs deferred, {per_dim}",
-                margin,
-            )
+        judged = beats(
+            f"early quantization gives {text} than deferred (never more; less at the largest dimension)",
+            metric,
+            deferred,
+            early,
+            f"early vs deferred, {per_dim}",
         )
+        found.append(dataclasses.replace(judged, holds=bool((gap >= 0).all() and gap.iloc[-1] > 0)))
         if metric != "code_dist_cosine":
             found.append(
                 Claim(
